@@ -1,0 +1,3 @@
+"""audiomcq: audio-contribution-aware post-training of audio LLMs, from data to a served model."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,296 @@
+"""``audiomcq``: the one entry point for users, images and pipeline components.
+
+Every subcommand reads and writes files, prints a one-line summary at the end, and exits non-zero with one clear
+line (no traceback) on bad input. Heavy imports happen inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audiomcq import __version__
+from audiomcq.errors import AudioMCQError
+
+log = logging.getLogger("audiomcq")
+BENCHMARK_NAMES = ("mmau", "mmar", "mmsu", "dcase2025")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the subcommand, turn user errors into one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AudioMCQError as exc:
+        print(f"audiomcq: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("audiomcq: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree (also used to render --help in docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="audiomcq",
+        description=(
+            "Audio-contribution-aware post-training of audio LLMs (AudioMCQ): data, filtering, training, "
+            "evaluation and serving, from a laptop to a Kubernetes cluster."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"audiomcq {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(title="stages", metavar="<command>")
+    _add_score(sub)
+    _add_data(sub)
+    _add_prompt(sub)
+    return parser
+
+
+# --- score -----------------------------------------------------------------------------------------------------------
+def _add_score(sub: Any) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score a benchmark prediction file exactly like the official script",
+        description=(
+            "Score predictions in the benchmark's own prediction format: MMAU (key model_output, also "
+            "model_prediction), MMAR (answer_prediction, also model_prediction), MMSU (response), DCASE 2025 "
+            "(a folder of question files with answer_prediction). Per-item verdicts and totals match the official "
+            "scripts; 'strict' also counts the items they leave out (unparsed or missing predictions) as wrong. "
+            "Accuracies are percentages."
+        ),
+    )
+    p.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
+    p.add_argument("--predictions", required=True, type=Path, help="prediction file (JSON list or JSONL)")
+    p.add_argument("--output", type=Path, help="write the metrics JSON here")
+    p.add_argument(
+        "--mode",
+        choices=["letter", "text"],
+        default="letter",
+        help="MMSU only: official letter parsing (default) or MMAU-style text matching",
+    )
+    p.add_argument(
+        "--extract-answer",
+        action="store_true",
+        help="take the <answer>...</answer> contents of each prediction first (the official scripts do not)",
+    )
+    p.set_defaults(func=cmd_score)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score one prediction file and print the official-style table."""
+    from audiomcq.benchmarks import get_benchmark
+    from audiomcq.jsonio import write_json
+
+    options = {"mode": args.mode} if args.benchmark == "mmsu" else {}
+    bench = get_benchmark(args.benchmark, **options)
+    result = bench.score(args.predictions, extract=args.extract_answer)
+    if args.output:
+        write_json(args.output, result)
+    print(format_score_table(result))
+    return 0
+
+
+def format_score_table(result: dict[str, Any]) -> str:
+    """A plain-text table of totals and breakdowns."""
+    total, strict = result["total"], result["strict"]
+    skipped = f"unparsed {total['unparsed']}, missing {total['missing']}"
+    lines = [
+        f"{result['benchmark']}: {result['predictions']}",
+        _row("official", total) + f"  {skipped}",
+        _row("strict (every item counted)", strict),
+    ]
+    for field, groups in result["breakdown"].items():
+        lines.append(f"  by {field}:")
+        for key, cell in groups.items():
+            lines.append("  " + _row(key, cell))
+    return "\n".join(lines)
+
+
+def _row(label: str, cell: dict[str, Any]) -> str:
+    return f"  {label[:40]:<40} {cell['accuracy']:6.2f}%  {cell['correct']:>5}/{cell['count']:<5}"
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+def _add_data(sub: Any) -> None:
+    p = sub.add_parser("data", help="validate, convert, allocate and balance MCQ data")
+    dsub = p.add_subparsers(title="data commands", metavar="<data-command>", required=True)
+
+    v = dsub.add_parser(
+        "validate",
+        help="check a record file against the strict training rules",
+        description="Check every record; strict mode stops at the first bad one, lenient mode quarantines them.",
+    )
+    v.add_argument("input", type=Path, help="record file (AudioMCQ JSONL)")
+    v.add_argument("--audio-root", type=Path, help="also check each audio file exists under this folder")
+    v.add_argument("--lenient", action="store_true", help="quarantine bad records instead of failing")
+    v.add_argument("--quarantine", type=Path, help="quarantine file (default: <input>.quarantine.jsonl)")
+    v.add_argument("--output", type=Path, help="write the valid records here")
+    v.set_defaults(func=cmd_validate)
+
+    c = dsub.add_parser(
+        "convert",
+        help="load a benchmark file as MCQ records (problems reported, nothing dropped)",
+        description="Convert MMAU/MMAR/MMSU/DCASE metadata to AudioMCQ JSONL records, reporting validation problems.",
+    )
+    c.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
+    c.add_argument("--input", required=True, type=Path, help="benchmark metadata file or folder")
+    c.add_argument("--output", required=True, type=Path, help="record JSONL to write")
+    c.add_argument("--audio-root", type=Path, help="report items whose audio file is missing under this folder")
+    c.add_argument("--problems", type=Path, help="write per-item problems as JSON here")
+    c.set_defaults(func=cmd_convert)
+
+    a = dsub.add_parser(
+        "allocate",
+        help="split labelled records into SFT and GRPO sets for a paradigm",
+        description="Deterministic SFT/GRPO allocation (disjoint), optional option-shuffle augmentation and a "
+        "leakage check against evaluation sets. Writes sft.jsonl, rl.jsonl and allocation.json.",
+    )
+    a.add_argument("--input", required=True, type=Path, help="records labelled weak/strong")
+    a.add_argument("--paradigm", required=True, choices=_paradigms())
+    a.add_argument("--sft-size", type=_size, help="count, or fraction of all records (default: |weak|)")
+    a.add_argument("--rl-size", type=int, help="cap on the GRPO pool")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--augment", type=int, default=1, help="copies per question with shuffled options (paper: 4)")
+    a.add_argument("--eval", nargs=2, action="append", metavar=("BENCHMARK", "FILE"), default=[])
+    a.add_argument("--out-dir", required=True, type=Path)
+    a.set_defaults(func=cmd_allocate)
+
+    b = dsub.add_parser(
+        "balance",
+        help="build a position-balanced selection set (each answer at every position)",
+        description="Rotate each question's choices so the answer appears once at every position "
+        "(MMAU-test-mini -> 3,974 items). Output stays in the benchmark's own format.",
+    )
+    b.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
+    b.add_argument("--input", required=True, type=Path)
+    b.add_argument("--output", required=True, type=Path)
+    b.set_defaults(func=cmd_balance)
+
+
+def _paradigms() -> tuple[str, ...]:
+    from audiomcq.data.allocation import PARADIGMS
+
+    return PARADIGMS
+
+
+def _size(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a count or fraction: {text!r}") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a record file; exit 1 if any record is bad (also in lenient mode, after quarantining)."""
+    from audiomcq.data.io import RecordReader, write_records
+
+    reader = RecordReader(args.input, strict=not args.lenient, quarantine=args.quarantine, audio_root=args.audio_root)
+    if args.output:
+        write_records(args.output, reader)
+    else:
+        for _ in reader:
+            pass
+    print(reader.report.summary())
+    return 1 if reader.report.quarantined else 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Benchmark metadata -> records; every item kept, problems counted and optionally written out."""
+    from audiomcq.benchmarks import get_benchmark
+    from audiomcq.data.io import write_records
+    from audiomcq.jsonio import write_json
+
+    loaded = get_benchmark(args.benchmark).load(args.input, audio_root=args.audio_root)
+    write_records(args.output, loaded.records)
+    if args.problems:
+        write_json(args.problems, {rid: [str(p) for p in probs] for rid, probs in loaded.problems.items()})
+    print(loaded.summary())
+    return 0
+
+
+def cmd_allocate(args: argparse.Namespace) -> int:
+    """Allocate, augment, guard against leakage, write the splits and a report."""
+    from audiomcq.benchmarks import get_benchmark
+    from audiomcq.data.allocation import allocate, find_leakage, shuffle_options
+    from audiomcq.data.io import read_records, write_records
+    from audiomcq.jsonio import write_json
+
+    records = read_records(args.input)
+    alloc = allocate(records, args.paradigm, sft_size=args.sft_size, rl_size=args.rl_size, seed=args.seed)
+    for name, path in args.eval:
+        leaks = find_leakage(alloc.sft + alloc.rl, get_benchmark(name).load(path).records)
+        if leaks:
+            raise AudioMCQError(
+                f"{len(leaks)} audio asset(s) of {path} are in the training splits, e.g. {next(iter(leaks))}"
+            )
+    sft = shuffle_options(alloc.sft, args.augment, args.seed) if args.augment > 1 else alloc.sft
+    rl = shuffle_options(alloc.rl, args.augment, args.seed) if args.augment > 1 else alloc.rl
+    write_records(args.out_dir / "sft.jsonl", sft)
+    write_records(args.out_dir / "rl.jsonl", rl)
+    write_json(
+        args.out_dir / "allocation.json",
+        {**alloc.report, "augment": args.augment, "written": {"sft": len(sft), "rl": len(rl)}},
+    )
+    counts = f"{len(alloc.sft)} SFT questions, {len(alloc.rl)} GRPO questions"
+    print(f"{args.paradigm}: {counts} (x{args.augment} with shuffled options) -> {args.out_dir}")
+    return 0
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    """Write the position-balanced variant of a benchmark in its own format."""
+    from audiomcq.benchmarks import get_benchmark
+    from audiomcq.data.allocation import position_balanced
+    from audiomcq.jsonio import is_json_list, write_json, write_jsonl
+
+    bench = get_benchmark(args.benchmark)
+    balanced = position_balanced(bench.load(args.input).records)
+    rows = [bench.to_raw(r) for r in balanced]
+    if Path(args.input).is_file() and is_json_list(Path(args.input)):
+        write_json(args.output, rows)
+    else:
+        write_jsonl(args.output, rows)
+    print(f"{args.benchmark}: {len(rows)} position-balanced items -> {args.output}")
+    return 0
+
+
+# --- prompt ----------------------------------------------------------------------------------------------------------
+def _add_prompt(sub: Any) -> None:
+    p = sub.add_parser(
+        "prompt",
+        help="print the exact prompt a model is given for a question",
+        description="Render the model-card system prompt and the R1-AQA user prompt (choices as a Python list).",
+    )
+    p.add_argument("question")
+    p.add_argument("choices", nargs="+")
+    p.add_argument("--messages", action="store_true", help="print the chat messages as JSON instead")
+    p.set_defaults(func=cmd_prompt)
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    """Print the prompt."""
+    import json
+
+    from audiomcq.prompts import SYSTEM_PROMPT, build_messages, user_prompt
+
+    if args.messages:
+        print(json.dumps(build_messages(args.question, args.choices, audio="<audio>"), indent=2, ensure_ascii=False))
+    else:
+        print(f"system: {SYSTEM_PROMPT}\nuser: {user_prompt(args.question, args.choices)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

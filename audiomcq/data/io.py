@@ -1,0 +1,137 @@
+"""Streaming load and save of MCQ record files, held to the strict rules for training data.
+
+A bad record is never dropped silently: in strict mode the reader raises naming file, line and reason; in lenient
+mode it writes the raw record with its reasons to a quarantine JSONL and counts it. Files stream line by line so a
+571k-record shard never has to sit in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiomcq.data.record import MCQRecord, validate
+from audiomcq.errors import RecordError
+from audiomcq.jsonio import BadLine, atomic_writer, iter_json_items, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    """What a load saw: how many records were read, kept and quarantined, and why."""
+
+    source: str
+    read: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    quarantine_path: str | None = None
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        line = f"{self.source}: {self.read} read, {self.kept} valid, {self.quarantined} quarantined"
+        if self.reasons:
+            line += " (" + ", ".join(f"{code} {n}" for code, n in self.reasons.most_common()) + ")"
+        if self.quarantined and self.quarantine_path:
+            line += f" -> {self.quarantine_path}"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for stage outputs."""
+        return {
+            "source": self.source,
+            "read": self.read,
+            "kept": self.kept,
+            "quarantined": self.quarantined,
+            "reasons": dict(self.reasons),
+            "quarantine_path": self.quarantine_path,
+        }
+
+
+class RecordReader:
+    """Iterate valid records of a JSONL (or JSON list) file; ``report`` is complete once iteration ends.
+
+    Args:
+        path: the record file.
+        strict: raise on the first bad record (default); otherwise quarantine it and go on.
+        quarantine: where lenient mode writes bad records (default ``<path>.quarantine.jsonl``).
+        audio_root: when given, a record whose audio file is missing under it is bad too.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        strict: bool = True,
+        quarantine: str | Path | None = None,
+        audio_root: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.strict = strict
+        self.audio_root = audio_root
+        self.quarantine = Path(quarantine) if quarantine else self.path.with_name(self.path.name + ".quarantine.jsonl")
+        self.report = LoadReport(source=str(self.path))
+
+    def __iter__(self) -> Iterator[MCQRecord]:
+        if self.strict:
+            yield from self._records(None)
+            return
+        with atomic_writer(self.quarantine) as qfh:
+            yield from self._records(qfh)
+        if self.report.quarantined:
+            self.report.quarantine_path = str(self.quarantine)
+            log.warning("%s", self.report.summary())
+        else:
+            self.quarantine.unlink()
+
+    def _records(self, qfh: Any) -> Iterator[MCQRecord]:
+        seen: set[str] = set()
+        for line, raw in iter_json_items(self.path, lenient=True):
+            self.report.read += 1
+            reasons: list[tuple[str, str]] = []
+            record = None
+            if isinstance(raw, BadLine):
+                reasons.append(("invalid_json", raw.reason))
+            else:
+                try:
+                    record = MCQRecord.from_dict(raw)
+                except ValueError as exc:
+                    reasons.append(("bad_shape", str(exc)))
+            if record is not None:
+                reasons.extend((p.code, p.message) for p in validate(record, self.audio_root))
+                if record.id in seen:
+                    reasons.append(("duplicate_id", f"id {record.id!r} already seen in this file"))
+                seen.add(record.id)
+            if not reasons:
+                self.report.kept += 1
+                yield record  # type: ignore[misc]
+                continue
+            message = "; ".join(msg for _, msg in reasons)
+            if qfh is None:
+                raise RecordError(str(self.path), line, message)
+            self.report.quarantined += 1
+            self.report.reasons.update(code for code, _ in reasons)
+            entry = {
+                "source": str(self.path),
+                "line": line,
+                "reasons": [code for code, _ in reasons],
+                "message": message,
+                "record": raw.text if isinstance(raw, BadLine) else raw,
+            }
+            qfh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def read_records(path: str | Path, **kwargs: Any) -> list[MCQRecord]:
+    """Load a whole record file into a list (strict by default); see RecordReader for the options."""
+    return list(RecordReader(path, **kwargs))
+
+
+def write_records(path: str | Path, records: Iterable[MCQRecord]) -> int:
+    """Atomically write records as JSONL; returns how many were written."""
+    return write_jsonl(path, (r.to_dict() for r in records))
