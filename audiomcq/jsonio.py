@@ -38,7 +38,7 @@ def iter_jsonl(path: str | Path, lenient: bool = False) -> Iterator[tuple[int, A
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                yield lineno, json.loads(line.strip())
             except json.JSONDecodeError as exc:
                 reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
                 if not lenient:

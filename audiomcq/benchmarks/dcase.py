@@ -69,13 +69,16 @@ class DCASE2025(Benchmark):
     def to_raw(self, record: MCQRecord) -> dict[str, Any]:
         """The question file as it was (original ``choice`` list and ``answer``)."""
         extra = {k: v for k, v in record.extra.items() if k != "dcase_answer"}
-        return {
+        out = {
             "id": record.id,
             "audio_url": record.audio_path,
             "question": record.question,
             "answer": record.extra.get("dcase_answer", record.answer),
             **extra,
         }
+        if record.question_type is not None:
+            out["question_type"] = record.question_type
+        return out
 
 
 def strip_letter_prefixes(choices: list[str]) -> list[str]:

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real benchmark metadata in ../shared/benchmarks and our own small format fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def mmau_file() -> Path:
+    """The real MMAU test-mini metadata (1,000 items)."""
+    path = SHARED_BENCHMARKS / "mmau-test-mini.json"
+    assert path.is_file(), f"{path} is missing: tests need ../shared beside the repository"
+    return path
+
+
+@pytest.fixture(scope="session")
+def mmar_file() -> Path:
+    """The real MMAR metadata (1,000 items)."""
+    path = SHARED_BENCHMARKS / "MMAR-meta.jsonl"
+    assert path.is_file(), f"{path} is missing: tests need ../shared beside the repository"
+    return path
+
+
+@pytest.fixture(scope="session")
+def mmsu_file() -> Path:
+    return FIXTURES / "mmsu" / "mmsu-sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def dcase_dir() -> Path:
+    return FIXTURES / "dcase2025" / "dev"
+
+
+@pytest.fixture
+def write_jsonl(tmp_path: Path):
+    """Write rows (dicts, or raw strings for broken lines) as a JSONL file and return its path."""
+
+    def _write(rows, name: str = "data.jsonl") -> Path:
+        path = tmp_path / name
+        with path.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+        return path
+
+    return _write
+
+
+def record_dict(**overrides) -> dict:
+    """A valid AudioMCQ record with every canonical field set."""
+    base = {
+        "id": "audiocaps_000123",
+        "source_dataset": "AudioCaps",
+        "audio_path": "AudioCaps/9HUZjSJnUAA_30.wav",
+        "question": "What mechanical sound is clearly prominent in the audio?",
+        "choices": ["Engine revving repeatedly", "Airplane taking off", "Motorcycle passing by", "Car horn blaring"],
+        "answer": "Engine revving repeatedly",
+        "question_type": "sound",
+        "audio-contribution": "strong",
+        "structured_cot": "<stage1>sound</stage1>",
+        "simple_cot": "<simple analysis>engine</simple analysis>",
+    }
+    base.update(overrides)
+    return base
