@@ -131,5 +131,19 @@ def test_hidden_answer_items_load_for_inference(write_jsonl):
 
 def test_structurally_broken_item_names_file_and_item(write_jsonl):
     path = write_jsonl([{"id": "t1", "audio_id": "a.wav", "choices": ["x", "y"], "answer": "x"}])
-    with pytest.raises(RecordError, match=r"data.jsonl:1: not a valid mmau item: missing required field\(s\) question"):
+    with pytest.raises(
+        RecordError, match=r"data.jsonl:1: not a valid mmau item: missing required field\(s\) question"
+    ):
         get_benchmark("mmau").load(path)
+
+
+def test_dcase_reordered_choices_are_relettered(dcase_dir):
+    from audiomcq.data.allocation import position_balanced
+
+    bench = get_benchmark("dcase2025")
+    record = next(r for r in bench.load(dcase_dir).records if r.id == "bqa_dev_0001")
+    at_end = position_balanced([record])[3]
+    raw = bench.to_raw(at_end)
+    assert raw["choice"] == ["A. Walrus", "B. Harbor seal", "C. Humpback whale", "D. Bottlenose dolphin"]
+    assert raw["answer"] == "D. Bottlenose dolphin"
+    assert bench.to_record(raw).answer == "Bottlenose dolphin"

@@ -67,14 +67,25 @@ class DCASE2025(Benchmark):
         )
 
     def to_raw(self, record: MCQRecord) -> dict[str, Any]:
-        """The question file as it was (original ``choice`` list and ``answer``)."""
+        """The question file as it was; after a reorder (balancing, shuffling) the choices are re-lettered and the
+        answer is given as the full re-lettered choice."""
         extra = {k: v for k, v in record.extra.items() if k != "dcase_answer"}
+        raw_choices = list(extra.get("choice", record.choices))
+        answer = record.extra.get("dcase_answer", record.answer)
+        if strip_letter_prefixes(raw_choices) != record.choices:
+            prefixed = strip_letter_prefixes(raw_choices) != raw_choices
+            raw_choices = [
+                f"{string.ascii_uppercase[i]}. {c}" if prefixed else c for i, c in enumerate(record.choices)
+            ]
+            index = record.answer_index
+            answer = raw_choices[index] if index is not None else record.answer
         out = {
             "id": record.id,
             "audio_url": record.audio_path,
             "question": record.question,
-            "answer": record.extra.get("dcase_answer", record.answer),
             **extra,
+            "choice": raw_choices,
+            "answer": answer,
         }
         if record.question_type is not None:
             out["question_type"] = record.question_type
