@@ -149,4 +149,4 @@ def test_leakage_by_file_name_and_by_content(tmp_path):
     renamed = [MCQRecord.from_dict(record_dict(id="e2", audio_path="renamed.wav"))]
     assert find_leakage(train, renamed) == {}
     found = find_leakage(train, renamed, train_root=tmp_path / "train", eval_root=tmp_path / "eval")
-    assert [v for v in found.values()] == [{"train": ["q004"], "eval": ["e2"]}]
+    assert list(found.values()) == [{"train": ["q004"], "eval": ["e2"]}]

@@ -131,5 +131,5 @@ def test_hidden_answers_cannot_be_scored(tmp_path):
     del item["answer"]
     path = tmp_path / "test.json"
     path.write_text(json.dumps([item]))
-    with pytest.raises(RecordError, match="no answer .*official server"):
+    with pytest.raises(RecordError, match=r"no answer .*official server"):
         get_benchmark("mmau").score(path)

@@ -1,0 +1,47 @@
+"""Repository contracts: the design card's top level, the library's import boundary, and CI = README's command."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from conftest import REPO
+
+
+def test_top_level_layout():
+    for name in ("audiomcq", "components", "pipelines", "images", "manifests", "tests"):
+        assert (REPO / name).is_dir(), name
+    for name in ("skaffold.yaml", "pyproject.toml", "Makefile", "README.md", ".ci/run"):
+        assert (REPO / name).is_file(), name
+
+
+def test_library_never_imports_orchestration_packages():
+    forbidden = {"kfp", "kubernetes"}
+    for path in (REPO / "audiomcq").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path} imports {name}"
+
+
+def test_library_logs_instead_of_printing():
+    for path in (REPO / "audiomcq").rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        assert not re.search(r"^\s*print\(", path.read_text(), re.MULTILINE), f"{path} prints"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test" in readme
+    assert re.search(r"^make test\s*$", ci, re.MULTILINE)
+
+
+def test_modules_stay_small():
+    for path in (REPO / "audiomcq").rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
