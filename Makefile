@@ -5,12 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The CPU torch wheel lies in /opt/wheels on these machines; without it pip would fetch a multi-GB CUDA build.
+PIP_FIND := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 .PHONY: install lint fmt test test-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check $(PIP_FIND) -e '.[dev]'
 	touch $@
 
 install: $(STAMP)

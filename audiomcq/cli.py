@@ -33,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudioMCQError as exc:
         print(f"audiomcq: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # unreadable input or unwritable output: the message names the path
+        print(f"audiomcq: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except RecursionError:
+        print("audiomcq: error: input nested too deeply to parse", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("audiomcq: interrupted", file=sys.stderr)
         return 130
@@ -133,7 +139,11 @@ def _add_data(sub: Any) -> None:
     v.add_argument("input", type=Path, help="record file (AudioMCQ JSONL)")
     v.add_argument("--audio-root", type=Path, help="also check each audio file exists under this folder")
     v.add_argument("--lenient", action="store_true", help="quarantine bad records instead of failing")
-    v.add_argument("--quarantine", type=Path, help="quarantine file (default: <input>.quarantine.jsonl)")
+    v.add_argument(
+        "--quarantine",
+        type=Path,
+        help="quarantine file (default: <input name>.quarantine.jsonl beside --output, else in the current folder)",
+    )
     v.add_argument("--output", type=Path, help="write the valid records here")
     v.set_defaults(func=cmd_validate)
 
@@ -158,10 +168,19 @@ def _add_data(sub: Any) -> None:
     a.add_argument("--input", required=True, type=Path, help="records labelled weak/strong")
     a.add_argument("--paradigm", required=True, choices=_paradigms())
     a.add_argument("--sft-size", type=_size, help="count, or fraction of all records (default: |weak|)")
-    a.add_argument("--rl-size", type=int, help="cap on the GRPO pool")
+    a.add_argument("--rl-size", type=_count, help="cap on the GRPO pool")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--augment", type=int, default=1, help="copies per question with shuffled options (paper: 4)")
-    a.add_argument("--eval", nargs=2, action="append", metavar=("BENCHMARK", "FILE"), default=[])
+    a.add_argument("--augment", type=_positive, default=1, help="copies per question with shuffled options (paper: 4)")
+    a.add_argument(
+        "--eval",
+        nargs=2,
+        action="append",
+        metavar=("BENCHMARK", "FILE"),
+        default=[],
+        help="refuse splits sharing an audio asset with this evaluation set (repeatable)",
+    )
+    a.add_argument("--audio-root", type=Path, help="training audio root (enables content-hash leakage checks)")
+    a.add_argument("--eval-audio-root", type=Path, help="evaluation audio root (for content-hash leakage checks)")
     a.add_argument("--out-dir", required=True, type=Path)
     a.set_defaults(func=cmd_allocate)
 
@@ -183,6 +202,20 @@ def _paradigms() -> tuple[str, ...]:
     return PARADIGMS
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _size(text: str) -> int | float:
     try:
         return int(text)
@@ -197,7 +230,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a record file; exit 1 if any record is bad (also in lenient mode, after quarantining)."""
     from audiomcq.data.io import RecordReader, write_records
 
-    reader = RecordReader(args.input, strict=not args.lenient, quarantine=args.quarantine, audio_root=args.audio_root)
+    quarantine = args.quarantine or (args.output.parent if args.output else Path.cwd()) / (
+        args.input.name + ".quarantine.jsonl"
+    )
+    reader = RecordReader(args.input, strict=not args.lenient, quarantine=quarantine, audio_root=args.audio_root)
     if args.output:
         write_records(args.output, reader)
     else:
@@ -231,7 +267,12 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     records = read_records(args.input)
     alloc = allocate(records, args.paradigm, sft_size=args.sft_size, rl_size=args.rl_size, seed=args.seed)
     for name, path in args.eval:
-        leaks = find_leakage(alloc.sft + alloc.rl, get_benchmark(name).load(path).records)
+        leaks = find_leakage(
+            alloc.sft + alloc.rl,
+            get_benchmark(name).load(path).records,
+            train_root=args.audio_root,
+            eval_root=args.eval_audio_root,
+        )
         if leaks:
             raise AudioMCQError(
                 f"{len(leaks)} audio asset(s) of {path} are in the training splits, e.g. {next(iter(leaks))}"

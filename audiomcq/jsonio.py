@@ -8,6 +8,7 @@ Benchmarks ship as a JSON list (MMAU), JSONL (MMAR, MMSU, our records) or a fold
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -119,11 +120,31 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
 
 def _open_text(path: Path) -> TextIO:
     try:
-        return path.open(encoding="utf-8")
+        return _Utf8Reader(path)
     except FileNotFoundError:
         raise AudioMCQError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AudioMCQError(f"{path}: is a folder, expected a file") from None
+
+
+class _Utf8Reader(io.TextIOWrapper):
+    """A UTF-8 text file whose decoding errors name the file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(open(path, "rb"), encoding="utf-8")  # noqa: SIM115 - closed by the wrapper
+        self._path = path
+
+    def read(self, size: int | None = -1) -> str:
+        try:
+            return super().read(size)
+        except UnicodeDecodeError as exc:
+            raise AudioMCQError(f"{self._path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+    def __next__(self) -> str:
+        try:
+            return super().__next__()
+        except UnicodeDecodeError as exc:
+            raise AudioMCQError(f"{self._path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def is_json_list(path: Path) -> bool:

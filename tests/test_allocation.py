@@ -150,3 +150,6 @@ def test_leakage_by_file_name_and_by_content(tmp_path):
     assert find_leakage(train, renamed) == {}
     found = find_leakage(train, renamed, train_root=tmp_path / "train", eval_root=tmp_path / "eval")
     assert list(found.values()) == [{"train": ["q004"], "eval": ["e2"]}]
+    # A root on one side only still compares names.
+    same_name = [MCQRecord.from_dict(record_dict(id="e3", audio_path="c004.wav"))]
+    assert list(find_leakage(train, same_name, train_root=tmp_path / "train")) == ["name:c004"]

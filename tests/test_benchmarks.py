@@ -110,7 +110,7 @@ def test_letter_prefixes_are_stripped_only_when_consistent(choices, expected):
 
 @pytest.mark.parametrize(
     ("answer", "index"),
-    [("B. y", 1), ("y", 1), ("B", 1), ("b.", 1), ("(B)", 1), ("E", None), ("w", None), ("", None)],
+    [("B. y", 1), ("y", 1), ("B", 1), ("b.", 1), ("(B)", 1), ("E", None), ("w", None), ("", None), ("B. w", None)],
 )
 def test_dcase_answers_resolve_to_a_choice(answer, index):
     assert resolve_answer(answer, ["A. x", "B. y", "C. z"], ["x", "y", "z"]) == index

@@ -165,3 +165,49 @@ def test_parser_builds_without_heavy_imports():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
     assert build_parser().prog == "audiomcq"
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv_tail", "message"),
+    [
+        (lambda p: p.write_bytes(b"\xff\xfe[1]"), [], "not UTF-8 text"),
+        (lambda p: p.write_text("[" * 100_000), [], "nested too deeply"),
+    ],
+)
+def test_unreadable_inputs_are_one_line(tmp_path, capsys, setup, argv_tail, message):
+    path = tmp_path / "pred.json"
+    setup(path)
+    code, _, err = run(capsys, "score", "--benchmark", "mmau", "--predictions", str(path), *argv_tail)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_output_is_one_line(mmau_file, tmp_path, capsys):
+    items = json.loads(mmau_file.read_text())[:2]
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(items))
+    (tmp_path / "adir").mkdir()
+    code, _, err = run(
+        capsys, "score", "--benchmark", "mmau", "--predictions", str(pred), "--output", str(tmp_path / "adir")
+    )
+    assert code == 1 and err.startswith("audiomcq: error: ") and "adir" in err
+
+
+@pytest.mark.parametrize("flag", [["--rl-size", "-1"], ["--augment", "0"]])
+def test_allocate_rejects_bad_sizes(flag, write_jsonl, tmp_path, capsys):
+    path = write_jsonl([record_dict(id="a", **{"audio-contribution": "weak"})])
+    with pytest.raises(SystemExit) as info:
+        main(["data", "allocate", "--input", str(path), "--paradigm", "all_sft", "--out-dir", str(tmp_path), *flag])
+    assert info.value.code == 2 and "must be >=" in capsys.readouterr().err
+
+
+def test_lenient_validate_never_writes_beside_the_input(write_jsonl, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "ro"
+    src.mkdir()
+    path = write_jsonl([record_dict(id="a", answer="x")], name="ro/data.jsonl")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, _ = run(capsys, "data", "validate", str(path), "--lenient")
+    assert code == 1
+    assert sorted(p.name for p in src.iterdir()) == ["data.jsonl"]
+    assert (work / "data.jsonl.quarantine.jsonl").is_file()

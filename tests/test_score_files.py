@@ -133,3 +133,20 @@ def test_hidden_answers_cannot_be_scored(tmp_path):
     path.write_text(json.dumps([item]))
     with pytest.raises(RecordError, match=r"no answer .*official server"):
         get_benchmark("mmau").score(path)
+
+
+def test_mmsu_none_is_compared_after_stripping_and_null_is_left_out(mmsu_file, tmp_path):
+    path = _mmsu_predictions(mmsu_file, tmp_path, [" None \n", "\nNone", "B", "B", "C", "A"])
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows[3]["response"] = None
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    result = get_benchmark("mmsu").score(path)
+    assert [i["correct"] for i in result["items"]] == [False, False, True, None, True, True]
+    assert result["total"]["unparsed"] == 1
+
+
+def test_non_string_predictions_are_an_error_not_an_answer(tmp_path):
+    path = tmp_path / "pred.json"
+    path.write_text(json.dumps([_mmau_item(0, ["Man"])]))
+    with pytest.raises(RecordError, match=r"pred.json:1: prediction 'model_output' must be a string or null"):
+        get_benchmark("mmau").score(path)

@@ -117,17 +117,26 @@ class Benchmark:
             raise RecordError(loc, None, f"not a valid {self.name} item: {reason}") from None
 
     # --- scoring -------------------------------------------------------------------------------------------------
-    def prediction(self, raw: dict[str, Any]) -> tuple[bool, str]:
-        """``(present, text)`` of the item's prediction under the first prediction key it has."""
+    def prediction(self, raw: dict[str, Any]) -> tuple[bool, str | None]:
+        """``(present, value)`` of the item's prediction under the first prediction key it has.
+
+        The value is a string or None (JSON null); any other type is an error, since the official scripts would
+        crash on it and turning it into text could score a list or number as an answer.
+        """
         for key in self.prediction_keys:
             if key in raw:
                 value = raw[key]
-                return True, "" if value is None else str(value)
-        return False, ""
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"prediction {key!r} must be a string or null, found {type(value).__name__}")
+                return True, value
+        return False, None
 
-    def verdict(self, record: MCQRecord, prediction: str) -> bool | None:
-        """True/False, or None when the official script cannot parse the prediction (MMSU letters)."""
-        return string_match(record.answer, prediction, record.choices)
+    def verdict(self, record: MCQRecord, prediction: str | None) -> bool | None:
+        """True/False, or None when the official script cannot parse the prediction (MMSU letters).
+
+        MMAU/MMAR: a null prediction is an empty one, hence wrong.
+        """
+        return string_match(record.answer, prediction or "", record.choices)
 
     def score(self, path: str | Path, *, extract: bool = False) -> dict[str, Any]:
         """Score a prediction file: official totals, strict totals, official breakdowns and per-item verdicts.
@@ -142,13 +151,16 @@ class Benchmark:
                 raise RecordError(
                     loc, None, "item has no answer (hidden-answer split?): score it on the official server"
                 )
-            present, text = self.prediction(raw)
+            try:
+                present, text = self.prediction(raw)
+            except ValueError as exc:
+                raise RecordError(loc, None, str(exc)) from None
             if not present and self.missing_prediction == "skip":
                 tally.add(record, None, "missing")
                 continue
-            if extract:
+            if extract and text is not None:
                 text = extract_answer(text)
-            correct = self.verdict(record, text)
+            correct = self.verdict(record, text) if present else False
             tally.add(record, correct, "scored" if correct is not None else "unparsed", missing=not present)
         if tally.count_all == 0:
             raise RecordError(str(path), None, "no items to score")

@@ -112,9 +112,11 @@ def resolve_answer(answer: str, raw_choices: list[str], choices: list[str]) -> i
         if answer in candidates:
             return candidates.index(answer)
     match = _PREFIX.match(answer)
-    if match and answer[match.end() :].strip() in choices:
-        return choices.index(answer[match.end() :].strip())
-    letter = _LETTER_ONLY.match(answer) or match
+    if match and answer[match.end() :].strip():
+        # "B. text": the text decides; a letter that disagrees with it is not trusted.
+        rest = answer[match.end() :].strip()
+        return choices.index(rest) if rest in choices else None
+    letter = _LETTER_ONLY.match(answer)
     if letter:
         index = string.ascii_uppercase.index(letter.group(1).upper())
         if index < len(choices):

@@ -71,13 +71,20 @@ class MMSU(Benchmark):
         out.update(record.extra)
         return out
 
-    def verdict(self, record: MCQRecord, prediction: str) -> bool | None:
-        """Letter mode reproduces the official parser; text mode uses MMAU's string_match."""
+    def verdict(self, record: MCQRecord, prediction: str | None) -> bool | None:
+        """Letter mode reproduces the official parser; text mode uses MMAU's string_match.
+
+        A JSON null response is left out like an unparsable one (the official script cannot read it); a missing
+        ``response`` key counts wrong.
+        """
         if self.mode == "text":
-            return string_match(record.answer, prediction, record.choices)
-        if not prediction.strip() or prediction == "None":
+            return string_match(record.answer, prediction or "", record.choices)
+        if prediction is None:
+            return None
+        text = prediction.strip().replace("\n", "")
+        if not text or text == "None":
             return False
-        letter = mmsu_letter(prediction)
+        letter = mmsu_letter(text)
         if letter is None:
             return None
         index = MMSU_LETTERS.index(letter)

@@ -104,6 +104,8 @@ def allocate(
         sft, pool = list(records), []
     else:
         sft, pool = [], list(records)
+    if rl_size is not None and rl_size < 0:
+        raise AudioMCQError(f"GRPO pool size must be >= 0, got {rl_size}")
     rl = pick(pool, len(pool) if rl_size is None else min(rl_size, len(pool)), seed, "rl")
     overlap = {r.id for r in sft} & {r.id for r in rl}
     if overlap:  # a guard on this function's own logic: the paper's SFT and GRPO data never share a question
@@ -177,9 +179,10 @@ def position_balanced(records: Iterable[MCQRecord]) -> list[MCQRecord]:
 
     A question with n choices yields n copies (ids ``<id>#pos<p>``, ``answer_position`` p, ``balanced_from``), the
     correct choice at position 0..n-1 and the distractors in their original cyclic order. So 2-, 5- and 8-option
-    questions give 2, 5 and 8 copies (MMAU-test-mini: 948·4 + 27·2 + 24·5 + 1·8 = 3,974 items), and each answer
-    position is equally likely *within each option count*. Where the answer text occurs twice (16 MMAU-test-mini
-    items), the first occurrence is the one placed; scoring by text is unaffected.
+    questions give 2, 5 and 8 copies (MMAU-test-mini: 948·4 + 27·2 + 24·5 + 1·8 = 3,974 items), and the placed
+    answer takes each position equally often *within each option count*. Where the answer text occurs twice (16
+    MMAU-test-mini items), the first occurrence is the one placed, so the other copy can come earlier and the
+    first-occurrence positions are then not uniform; scoring by text is unaffected.
     """
     out: list[MCQRecord] = []
     for record in records:
@@ -194,16 +197,17 @@ def position_balanced(records: Iterable[MCQRecord]) -> list[MCQRecord]:
     return out
 
 
-def asset_key(record: MCQRecord, audio_root: str | Path | None = None) -> str | None:
-    """How an audio asset is recognised across datasets: its file content hash when the file is reachable
-    under ``audio_root``, else its lower-cased file name without extension."""
+def asset_keys(record: MCQRecord, audio_root: str | Path | None = None) -> set[str]:
+    """How an audio asset is recognised across datasets: its lower-cased file name without extension, plus its
+    content hash when the file is reachable under ``audio_root``. Two assets are the same if any key matches."""
     if not record.audio_path:
-        return None
+        return set()
+    keys = {"name:" + Path(record.audio_path).stem.lower()}
     if audio_root is not None:
         path = resolve_audio(record, audio_root)
         if path is not None and path.is_file():
-            return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return "name:" + Path(record.audio_path).stem.lower()
+            keys.add("sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+    return keys
 
 
 def find_leakage(
@@ -220,14 +224,14 @@ def find_leakage(
     """
     train_by_asset: dict[str, list[str]] = defaultdict(list)
     for record in train:
-        key = asset_key(record, train_root)
-        if key:
+        for key in asset_keys(record, train_root):
             train_by_asset[key].append(record.id)
     leaks: dict[str, dict[str, list[str]]] = {}
     for record in evaluation:
-        key = asset_key(record, eval_root)
-        if key and key in train_by_asset:
-            leaks.setdefault(key, {"train": train_by_asset[key], "eval": []})["eval"].append(record.id)
+        for key in sorted(asset_keys(record, eval_root)):
+            if key in train_by_asset:
+                leaks.setdefault(key, {"train": train_by_asset[key], "eval": []})["eval"].append(record.id)
+                break
     return leaks
 
 
