@@ -68,3 +68,24 @@ def record_dict(**overrides) -> dict:
     }
     base.update(overrides)
     return base
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """A small synthetic corpus (train 64, eval 16) shared by the model tests."""
+    from audiomcq.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, 64, seed=3, eval_n=16)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_omni(synth_corpus, tmp_path_factory) -> Path:
+    """A tiny random Qwen2.5-Omni thinker saved as an HF directory, tokenizer trained on the corpus prompts."""
+    from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
+
+    model, processor = build_tiny(
+        "qwen2_5_omni", tokenizer_texts([synth_corpus / "train.jsonl"]), TinySpec(hidden=64, audio_d=32)
+    )
+    return save_tiny(model, processor, tmp_path_factory.mktemp("tiny_omni"))

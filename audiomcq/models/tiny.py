@@ -178,6 +178,18 @@ def build_config(family: str, tokenizer: Qwen2Tokenizer, spec: TinySpec) -> Any:
     return config
 
 
+def tokenizer_texts(record_files: Iterable[str | Path]) -> list[str]:
+    """The texts a tiny tokenizer should learn: every prompt and answer of the given record files."""
+    from audiomcq.data.io import read_records
+    from audiomcq.prompts import solution, user_prompt
+
+    texts = []
+    for path in record_files:
+        for r in read_records(path):
+            texts += [user_prompt(r.question, r.choices), solution(r.answer)]
+    return texts
+
+
 def build_tiny(family: str, texts: Iterable[str], spec: TinySpec | None = None, seed: int = 0) -> tuple[Any, Any]:
     """A random model and its processor; ``texts`` train the tokenizer (use the prompts the model will see)."""
     import torch

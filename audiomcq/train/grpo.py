@@ -1,0 +1,193 @@
+"""GRPO on MCQ records with trl's GRPOTrainer, extended so the audio reaches *every* forward.
+
+trl 1.16 passes the processor's audio features to generation, but its log-probability forwards (policy, old and
+reference) carry image inputs only, so stock GRPO trains audio-blind (ml-stack §4). ``AudioGRPOTrainer`` keeps
+the audio features that the processor produced for the prompts, carries them through trl's batch shuffling and
+splitting, and injects them into each log-probability forward chunk. Rewards are the paper's (``rewards.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOConfig, GRPOTrainer
+
+from audiomcq.data.io import read_records
+from audiomcq.prompts import build_messages, solution
+from audiomcq.rewards import get_reward
+
+log = logging.getLogger(__name__)
+AUDIO_KEYS = ("input_features", "feature_attention_mask")
+
+
+@contextlib.contextmanager
+def extra_forward_kwargs(module: Any, extra: dict[str, Any]) -> Iterator[None]:
+    """Add keyword arguments to every call of ``module.forward`` inside the block."""
+
+    def hook(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return args, {**kwargs, **extra}
+
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class AudioGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose policy, old-policy and reference forwards all see the prompts' audio features."""
+
+    _audio: dict[str, Any] | None = None
+
+    def _tokenize_prompts(self, prompts: list) -> Any:
+        # The processor loads the audio blocks and returns their features with the token ids; keep them, batch-first,
+        # for the log-probability forwards that trl computes without them.
+        import torch
+
+        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
+        self._audio = {k: torch.as_tensor(fields[k]) for k in AUDIO_KEYS if k in fields}
+        return prompt_ids, images, fields
+
+    def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        # Attach the audio to the batch so trl's shuffle/split keeps each row with its own features.
+        device = output["prompt_ids"].device
+        output.update({k: v.to(device) for k, v in (self._audio or {}).items()})
+        return output
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> Any:
+        self._audio = {k: inputs[k] for k in AUDIO_KEYS if k in inputs}
+        return super()._compute_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: Any,
+        attention_mask: Any,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        **kw: Any,
+    ) -> tuple[Any, Any, Any]:
+        # trl chunks rows by batch_size and forwards each chunk without audio; chunk here instead and hand each
+        # chunk's audio rows to the forward through a pre-hook, leaving trl's log-prob maths untouched.
+        if not self._audio:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, **kw
+            )
+        import torch
+
+        size = batch_size or input_ids.size(0)
+        logps, entropies, aux = [], [], []
+        for start in range(0, input_ids.size(0), size):
+            end = min(start + size, input_ids.size(0))
+            audio = {k: v[start:end].to(input_ids.device) for k, v in self._audio.items()}
+            with extra_forward_kwargs(model, audio):
+                lp, ent, ax = super()._get_per_token_logps_and_entropies(
+                    model, input_ids[start:end], attention_mask[start:end], logits_to_keep, end - start, **kw
+                )
+            logps.append(lp)
+            entropies.append(ent)
+            aux.append(ax)
+        return (
+            torch.cat(logps, dim=0),
+            torch.cat(entropies, dim=0) if entropies[0] is not None else None,
+            torch.stack(aux).mean() if aux[0] is not None else None,
+        )
+
+
+def grpo_dataset(path: str | Path, audio_root: str | Path) -> Any:
+    """Conversational prompts whose audio block names the WAV file, plus the ``solution`` column for rewards."""
+    from datasets import Dataset
+
+    rows = []
+    for r in read_records(path):
+        audio = str((Path(audio_root) / r.audio_path).resolve()) if r.audio_path else None
+        rows.append({"prompt": build_messages(r.question, r.choices, audio=audio), "solution": solution(r.answer)})
+    if not rows:
+        raise ValueError(f"{path}: no records to train on")
+    return Dataset.from_list(rows)
+
+
+def train_grpo(
+    model_dir: str | Path, data: str | Path, audio_root: str | Path, out_dir: str | Path, **kw: Any
+) -> dict:
+    """GRPO from ``model_dir``; returns the logged mean rewards per step and the final model path."""
+    trainer, processor = build_grpo_trainer(model_dir, data, audio_root, out_dir, **kw)
+    trainer.train()
+    final = Path(out_dir) / "final"
+    trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    history = [e for e in trainer.state.log_history if "reward" in e]
+    return {
+        "final": str(final),
+        "steps": trainer.state.global_step,
+        "reward": [e["reward"] for e in history],
+        "accuracy_reward": [e.get("rewards/accuracy_reward/mean") for e in history],
+    }
+
+
+def build_grpo_trainer(
+    model_dir: str | Path,
+    data: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    *,
+    steps: int,
+    lr: float,
+    prompts_per_step: int = 8,
+    num_generations: int = 4,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    beta: float = 0.0,
+    max_completion_length: int = 16,
+    rewards: tuple[str, ...] = ("accuracy", "format"),
+    save_steps: int | None = None,
+    seed: int = 0,
+    logging_steps: int = 1,
+    trainer_class: type[GRPOTrainer] | None = None,
+) -> tuple[GRPOTrainer, Any]:
+    """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl)."""
+    import torch
+
+    from audiomcq.models import load_model
+
+    loaded = load_model(model_dir)
+    tokenizer = loaded.processor.tokenizer
+    placeholders = [tokenizer.convert_tokens_to_ids(t) for t in ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")]
+    specs = [get_reward(name) for name in rewards]
+    config = GRPOConfig(
+        output_dir=str(out_dir),
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=prompts_per_step * num_generations,
+        num_generations=num_generations,
+        temperature=temperature,
+        top_k=top_k,
+        beta=beta,
+        max_completion_length=max_completion_length,
+        reward_weights=[s.weight for s in specs],
+        # Sampled placeholder tokens would ask the model to attend to audio that is not there.
+        generation_kwargs={"suppress_tokens": [t for t in placeholders if t is not None and t >= 0]},
+        logging_steps=logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or steps,
+        save_only_model=True,
+        report_to="none",
+        seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+    )
+    # With beta > 0 trl builds the reference model from a path, so pass the directory rather than the object.
+    trainer = (trainer_class or AudioGRPOTrainer)(
+        model=loaded.model if beta == 0 else str(model_dir),
+        reward_funcs=[s.fn for s in specs],
+        args=config,
+        train_dataset=grpo_dataset(data, audio_root),
+        processing_class=loaded.processor,
+    )
+    return trainer, loaded.processor

@@ -1,0 +1,98 @@
+"""SFT on MCQ records with trl's SFTTrainer, the audio reaching every forward through ``AudioSFTCollator``.
+
+Also used from a random init to pre-train the demo's base and filter models (the paper starts from pre-trained
+LALMs; the embedded default has to make its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from audiomcq.data.io import read_records
+
+log = logging.getLogger(__name__)
+# Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
+COLUMNS = ("id", "question", "choices", "answer", "audio_path")
+
+
+def records_dataset(path: str | Path) -> Any:
+    """An HF Dataset of the columns a collator needs."""
+    from datasets import Dataset
+
+    rows = [{k: r.to_dict().get(k) for k in COLUMNS} for r in read_records(path)]
+    if not rows:
+        raise ValueError(f"{path}: no records to train on")
+    return Dataset.from_list(rows)
+
+
+def train_sft(model_dir: str | Path, data: str | Path, audio_root: str | Path, out_dir: str | Path, **kw: Any) -> dict:
+    """Fine-tune ``model_dir`` on ``data``; saves checkpoints and ``final/`` under ``out_dir``."""
+    trainer, processor = build_sft_trainer(model_dir, data, audio_root, out_dir, **kw)
+    result = trainer.train()
+    final = Path(out_dir) / "final"
+    trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    if losses:
+        log.info("SFT %s: %d steps, loss %.3f -> %.3f", out_dir, trainer.state.global_step, losses[0], losses[-1])
+    return {"final": str(final), "steps": trainer.state.global_step, "losses": losses,
+            "train_runtime": result.metrics.get("train_runtime")}  # fmt: skip
+
+
+def build_sft_trainer(
+    model_dir: str | Path,
+    data: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int = 16,
+    warmup_ratio: float = 0.05,
+    save_steps: int | None = None,
+    seed: int = 0,
+    logging_steps: int = 10,
+) -> tuple[Any, Any]:
+    """The configured SFTTrainer and the processor."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from audiomcq.models import load_model
+    from audiomcq.models.batch import AudioSFTCollator
+
+    out = Path(out_dir)
+    loaded = load_model(model_dir)
+    config = SFTConfig(
+        output_dir=str(out),
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        lr_scheduler_type="cosine",
+        warmup_steps=warmup_ratio,  # a float < 1 is a ratio of max_steps in transformers 5
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        logging_steps=logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or steps,
+        save_only_model=True,
+        report_to="none",
+        seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        # The collator builds the batch (audio included); trl must neither drop columns nor re-tokenize.
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=None,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
+    )
+    trainer = SFTTrainer(
+        model=loaded.model,
+        args=config,
+        train_dataset=records_dataset(data),
+        data_collator=AudioSFTCollator(loaded.processor, audio_root),
+        processing_class=loaded.processor,
+    )
+    return trainer, loaded.processor

@@ -1,0 +1,63 @@
+"""The audio must reach the training forward passes: trl alone trains audio-blind (ml-stack §3-4).
+
+Each test counts, with a forward pre-hook on the model, the loss forwards that carry ``input_features``.
+The GRPO test also runs stock trl on the same data to show the check can fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("trl")
+
+
+def _count_audio_forwards(model):
+    seen = {"with_audio": 0, "without_audio": 0}
+
+    def hook(module, args, kwargs):
+        # Loss forwards carry labels (SFT, and trl's log-prob forwards); generation's cached decode steps do not
+        # need the audio again, since the prefill already put it in the cache.
+        if kwargs.get("labels") is not None:
+            seen["with_audio" if kwargs.get("input_features") is not None else "without_audio"] += 1
+
+    return seen, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.slow
+def test_sft_forwards_carry_audio(tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.train.sft import build_sft_trainer
+
+    trainer, _ = build_sft_trainer(
+        tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, lr=1e-3, batch_size=4
+    )
+    seen, handle = _count_audio_forwards(trainer.model)
+    trainer.train()
+    handle.remove()
+    assert seen == {"with_audio": 2, "without_audio": 0}
+    batch = next(iter(trainer.get_train_dataloader()))
+    labels = batch["labels"][0]
+    target = trainer.processing_class.tokenizer.decode(labels[labels != -100])
+    assert target.startswith("<answer>") and target.endswith("</answer><|im_end|>\n")
+
+
+@pytest.mark.slow
+def test_grpo_policy_forwards_carry_audio_and_stock_trl_does_not(tiny_omni, synth_corpus, tmp_path):
+    from trl import GRPOTrainer
+
+    from audiomcq.train.grpo import AudioGRPOTrainer, build_grpo_trainer
+
+    def run(trainer_class):
+        trainer, _ = build_grpo_trainer(
+            tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path / trainer_class.__name__,
+            steps=2, lr=1e-4, prompts_per_step=2, num_generations=2, max_completion_length=8,
+            trainer_class=trainer_class,
+        )  # fmt: skip
+        seen, handle = _count_audio_forwards(trainer.model)
+        trainer.train()
+        handle.remove()
+        return seen
+
+    ours = run(AudioGRPOTrainer)
+    assert ours == {"with_audio": 2, "without_audio": 0}
+    stock = run(GRPOTrainer)
+    assert stock == {"with_audio": 0, "without_audio": 2}
