@@ -150,7 +150,7 @@ def generate(out: str | Path, n: int, seed: int = 0, eval_n: int | None = None, 
     spoken families were available.
     """
     out = Path(out)
-    eval_n = max(1, n // 10) if eval_n is None else eval_n
+    eval_n = max(1, n // 10) if eval_n is None else eval_n  # 0: no held-out split
     speech = A.espeak_available()
     if not speech:
         log.warning("espeak-ng not found: the spoken families (%s) are left out", ", ".join(sorted(SPEECH_FAMILIES)))
@@ -161,6 +161,8 @@ def generate(out: str | Path, n: int, seed: int = 0, eval_n: int | None = None, 
     train_seq, eval_seq = np.random.SeedSequence(seed).spawn(2)
     summary: dict[str, Any] = {"seed": seed, "speech": speech, "text_share": text_share, "splits": {}}
     for split, count, seq in (("train", n, train_seq), ("eval", eval_n, eval_seq)):
+        if count == 0:
+            continue
         rng = np.random.default_rng(seq)
         records = [_make(out, split, i, rng, families, text_share) for i in range(count)]
         write_records(out / f"{split}.jsonl", records)

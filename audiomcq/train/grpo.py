@@ -113,12 +113,17 @@ def grpo_dataset(path: str | Path, audio_root: str | Path) -> Any:
 
 
 def train_grpo(
-    model_dir: str | Path, data: str | Path, audio_root: str | Path, out_dir: str | Path, **kw: Any
+    model_dir: str | Path,
+    data: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    final_dir: str | Path | None = None,
+    **kw: Any,
 ) -> dict:
     """GRPO from ``model_dir``; returns the logged mean rewards per step and the final model path."""
     trainer, processor = build_grpo_trainer(model_dir, data, audio_root, out_dir, **kw)
     trainer.train()
-    final = Path(out_dir) / "final"
+    final = Path(final_dir or Path(out_dir) / "final")
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))
     history = [e for e in trainer.state.log_history if "reward" in e]

@@ -27,11 +27,18 @@ def records_dataset(path: str | Path) -> Any:
     return Dataset.from_list(rows)
 
 
-def train_sft(model_dir: str | Path, data: str | Path, audio_root: str | Path, out_dir: str | Path, **kw: Any) -> dict:
+def train_sft(
+    model_dir: str | Path,
+    data: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    final_dir: str | Path | None = None,
+    **kw: Any,
+) -> dict:
     """Fine-tune ``model_dir`` on ``data``; saves checkpoints and ``final/`` under ``out_dir``."""
     trainer, processor = build_sft_trainer(model_dir, data, audio_root, out_dir, **kw)
     result = trainer.train()
-    final = Path(out_dir) / "final"
+    final = Path(final_dir or Path(out_dir) / "final")
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]

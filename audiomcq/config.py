@@ -1,0 +1,66 @@
+"""Recipes: YAML files holding every hyperparameter, with ``--set section.key=value`` overrides.
+
+Precedence: recipe < overrides. An override must name a key the recipe has (typos are errors, not silently new
+keys). The resolved recipe is written next to each stage's outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from audiomcq.errors import AudioMCQError
+
+
+def recipe_names() -> list[str]:
+    """Recipes shipped in the package."""
+    return sorted(p.name[:-5] for p in resources.files("audiomcq.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A packaged recipe by name (``demo``) or a YAML file, with overrides applied."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise AudioMCQError(f"{path}: no such recipe file")
+        text = path.read_text()
+    else:
+        if str(name_or_path) not in recipe_names():
+            raise AudioMCQError(f"unknown recipe {name_or_path!r}; packaged: {', '.join(recipe_names())}")
+        text = resources.files("audiomcq.recipes").joinpath(f"{name_or_path}.yaml").read_text()
+    recipe = yaml.safe_load(text) or {}
+    return apply_overrides(recipe, overrides)
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``a.b=value`` (value parsed as YAML; list items by index, ``filters.0.steps=10``) on a copy of ``recipe``."""
+    out = copy.deepcopy(recipe)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise AudioMCQError(f"override {item!r} must look like section.key=value")
+        node: Any = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = _child(node, part, key)
+        last = parts[-1]
+        if isinstance(node, list):
+            _child(node, last, key)
+            node[int(last)] = yaml.safe_load(raw)
+        elif isinstance(node, dict) and last in node:
+            node[last] = yaml.safe_load(raw)
+        else:
+            raise AudioMCQError(f"unknown recipe key {key!r}")
+    return out
+
+
+def _child(node: Any, part: str, key: str) -> Any:
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    raise AudioMCQError(f"unknown recipe key {key!r}")

@@ -1,0 +1,195 @@
+"""The loop's stages as path-in/path-out functions: what the CLI and the KFP components call, one call each.
+
+Layout of the artifacts (each a directory):
+- corpus:   ``pretrain/`` (pool for base and filter models) and ``loop/`` (``train.jsonl``, ``eval.jsonl``, audio)
+- model:    an HF model directory (model + processor)
+- labels:   ``train/`` and ``eval/`` ACF outputs (``labelled.jsonl``, ``weak.jsonl``, ``strong.jsonl``, ``stats.json``)
+- run:      one paradigm: ``data/`` (allocation), ``sft/`` and ``grpo/`` (checkpoints, ``final/``), ``summary.json``
+- metrics:  ``metrics.json`` of one evaluation
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from audiomcq.config import load_recipe
+from audiomcq.jsonio import load_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _recipe(recipe: str, overrides: list[str] | tuple[str, ...], out: Path) -> dict[str, Any]:
+    resolved = load_recipe(recipe, list(overrides))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "recipe.resolved.json", resolved)
+    return resolved
+
+
+def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Generate the pre-training pool and the loop's pool with its held-out split."""
+    from audiomcq.synth import generate
+
+    out = Path(out_dir)
+    cfg = _recipe(recipe, overrides, out)["synth"]
+    share = cfg["text_share"]
+    pre = generate(out / "pretrain", cfg["pretrain_n"], seed=cfg["seed"] + 1000, eval_n=0, text_share=share)
+    loop = generate(out / "loop", cfg["n"], seed=cfg["seed"], eval_n=cfg["eval_n"], text_share=share)
+    return {"pretrain": pre, "loop": loop}
+
+
+def pretrain_stage(
+    corpus_dir: str, out_dir: str, role: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Build a tiny model (``role``: ``base`` or a filter index) and pre-train it on the corpus's pre-training pool."""
+    from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
+    from audiomcq.train.sft import train_sft
+
+    out, corpus = Path(out_dir), Path(corpus_dir)
+    cfg = _recipe(recipe, overrides, out / "work")
+    spec = cfg["base"] if role == "base" else cfg["filters"][int(role)]
+    texts = tokenizer_texts(
+        [corpus / "pretrain" / "train.jsonl", corpus / "loop" / "train.jsonl", corpus / "loop" / "eval.jsonl"]
+    )
+    size = TinySpec(hidden=spec["hidden"], layers=spec.get("layers", 2), audio_d=spec["audio_d"])
+    model, processor = build_tiny("qwen2_5_omni", texts, size, seed=spec["seed"])
+    init = save_tiny(model, processor, out / "work" / "init")
+    result = train_sft(
+        init, corpus / "pretrain" / "train.jsonl", corpus / "pretrain", out / "work" / "sft", final_dir=out,
+        steps=spec["steps"], lr=spec["lr"], batch_size=spec.get("batch_size", 16), seed=spec["seed"],
+    )  # fmt: skip
+    shutil.rmtree(out / "work" / "init")
+    write_json(out / "work" / "pretrain.json", {"role": role, **result})
+    return result
+
+
+def filter_stage(
+    corpus_dir: str,
+    filter_dirs: list[str],
+    out_dir: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Label the loop's training pool and its held-out split weak/strong with the filter models in silence."""
+    from audiomcq.filter import run_filter
+
+    out, corpus = Path(out_dir), Path(corpus_dir)
+    cfg = _recipe(recipe, overrides, out)["filter"]
+    kwargs = {
+        "min_correct": cfg["min_correct"],
+        "silence_seconds": cfg["silence_seconds"],
+        "batch_size": cfg["batch_size"],
+    }
+    return {
+        split: run_filter(corpus / "loop" / f"{split}.jsonl", filter_dirs, corpus / "loop", out / split, **kwargs)
+        for split in ("train", "eval")
+    }
+
+
+def post_train_stage(
+    base_dir: str,
+    corpus_dir: str,
+    labels_dir: str,
+    paradigm: str,
+    out_dir: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Allocate the labelled pool for ``paradigm``, then SFT from the base and GRPO from the SFT model."""
+    from audiomcq.data.allocation import allocate, shuffle_options
+    from audiomcq.data.io import read_records, write_records
+    from audiomcq.train.grpo import train_grpo
+    from audiomcq.train.sft import train_sft
+
+    out, audio_root = Path(out_dir), Path(corpus_dir) / "loop"
+    cfg = _recipe(recipe, overrides, out)
+    acfg = cfg["allocation"]
+    alloc = allocate(
+        read_records(Path(labels_dir) / "train" / "labelled.jsonl"),
+        paradigm,
+        sft_size=acfg["sft_size"],
+        seed=acfg["seed"],
+    )
+    write_records(out / "data" / "sft.jsonl", shuffle_options(alloc.sft, acfg["augment"], acfg["seed"]))
+    write_records(out / "data" / "rl.jsonl", shuffle_options(alloc.rl, acfg["augment"], acfg["seed"]))
+    summary: dict[str, Any] = {"paradigm": paradigm, "allocation": alloc.report}
+    model = base_dir
+    if alloc.sft:
+        s = cfg["sft"]
+        summary["sft"] = train_sft(
+            base_dir, out / "data" / "sft.jsonl", audio_root, out / "sft",
+            steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], save_steps=s["save_steps"],
+        )  # fmt: skip
+        model = summary["sft"]["final"]
+    if alloc.rl:
+        g = cfg["grpo"]
+        summary["grpo"] = train_grpo(
+            model, out / "data" / "rl.jsonl", audio_root, out / "grpo",
+            steps=g["steps"], lr=g["lr"], prompts_per_step=g["prompts_per_step"], num_generations=g["num_generations"],
+            temperature=g["temperature"], beta=g["beta"], max_completion_length=g["max_completion_length"],
+        )  # fmt: skip
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_models(run_dir: str, prefix: str = "") -> dict[str, str]:
+    """The evaluable checkpoints of a post-training run, named ``<prefix><stage>``."""
+    run = Path(run_dir)
+    finals = {stage: run / stage / "final" for stage in ("sft", "grpo")}
+    return {f"{prefix}{stage}": str(p) for stage, p in finals.items() if (p / "config.json").is_file()}
+
+
+def evaluate_stage(
+    models: dict[str, str],
+    corpus_dir: str,
+    labels_dir: str,
+    out_dir: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Evaluate named models on the labelled held-out split, with audio and in silence."""
+    from audiomcq.evaluate import evaluate_model
+
+    out = Path(out_dir)
+    cfg = _recipe(recipe, overrides, out)["eval"]
+    data = Path(labels_dir) / "eval" / "labelled.jsonl"
+    results = {
+        name: evaluate_model(
+            path,
+            data,
+            Path(corpus_dir) / "loop",
+            out / name,
+            batch_size=cfg["batch_size"],
+            max_new_tokens=cfg["max_new_tokens"],
+        )
+        for name, path in models.items()
+    }
+    write_json(out / "metrics.json", results)
+    return results
+
+
+def select_stage(metrics_dirs: list[str], out_dir: str) -> dict[str, Any]:
+    """Pick the best checkpoint: highest accuracy with audio on the held-out split; ties go to the higher accuracy
+    on its strong-AC subset, then to the earlier stage name in sorted order."""
+    candidates = []
+    for d in metrics_dirs:
+        for name, m in load_json(Path(d) / "metrics.json").items():
+            audio = m["modes"]["audio"]
+            strong = audio.get("ac_strong", {}).get("accuracy", 0.0)
+            candidates.append((-audio["all"]["accuracy"], -strong, name, m["model"]))
+    if not candidates:
+        raise ValueError("no evaluated checkpoints to select from")
+    candidates.sort()
+    acc, strong, name, model = candidates[0]
+    selection = {
+        "selected": name,
+        "model": model,
+        "accuracy": -acc,
+        "strong_accuracy": -strong,
+        "rule": "max held-out accuracy with audio; tie-break: strong-AC accuracy, then name",
+        "candidates": [{"name": n, "accuracy": -a, "strong_accuracy": -s} for a, s, n, _ in candidates],
+    }
+    write_json(Path(out_dir) / "selection.json", selection)
+    return selection
