@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq import __version__
+from audiomcq.cli_loop import add_loop_commands
 from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger("audiomcq")
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_data(sub)
     _add_prompt(sub)
+    add_loop_commands(sub)
     return parser
 
 

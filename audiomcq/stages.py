@@ -193,3 +193,25 @@ def select_stage(metrics_dirs: list[str], out_dir: str) -> dict[str, Any]:
     }
     write_json(Path(out_dir) / "selection.json", selection)
     return selection
+
+
+def evaluate_named(
+    name: str,
+    models_path: str,
+    corpus_dir: str,
+    labels_dir: str,
+    out_dir: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, float]:
+    """Evaluate the base model (``name`` = ``base``) or every checkpoint of a run (``name`` = its paradigm);
+    returns the headline accuracies as flat metrics for a KFP UI."""
+    models = {"base": models_path} if name == "base" else run_models(models_path, f"{name}/")
+    results = evaluate_stage(models, corpus_dir, labels_dir, out_dir, recipe, overrides)
+    flat = {}
+    for model, metrics in results.items():
+        for mode, table in metrics["modes"].items():
+            for group in ("all", "ac_strong"):
+                if group in table:
+                    flat[f"{model.replace('/', '-')}-{mode}-{group}"] = table[group]["accuracy"]
+    return flat

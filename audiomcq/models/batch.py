@@ -88,17 +88,23 @@ def generate_answers(
     max_new_tokens: int = 16,
 ) -> list[str]:
     """Greedy completions (decoded, special tokens removed) for each record under ``mode``."""
-    import torch
-
     outputs: list[str] = []
-    model.eval()
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        texts = [prompt_text(processor, r.question, r.choices) for r in chunk]
-        batch = encode_prompts(processor, texts, [load_waveform(r, audio_root, mode) for r in chunk])
-        batch = batch.to(model.device)
-        with torch.inference_mode():
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
-        new = ids[:, batch["input_ids"].shape[1] :]
-        outputs.extend(processor.tokenizer.batch_decode(new, skip_special_tokens=True))
+        items = [(r.question, r.choices, load_waveform(r, audio_root, mode)) for r in chunk]
+        outputs.extend(generate_batch(model, processor, items, max_new_tokens))
     return outputs
+
+
+def generate_batch(
+    model: Any, processor: Any, items: Sequence[tuple[str, Sequence[str], np.ndarray]], max_new_tokens: int = 16
+) -> list[str]:
+    """Greedy completions for ``(question, choices, 16 kHz waveform)`` items, in one batch."""
+    import torch
+
+    model.eval()
+    texts = [prompt_text(processor, q, c) for q, c, _ in items]
+    batch = encode_prompts(processor, texts, [w for _, _, w in items]).to(model.device)
+    with torch.inference_mode():
+        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -1,0 +1,172 @@
+"""CLI commands of the post-training loop: synth, filter, train, eval, select, serve, query, pipeline, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("audiomcq")
+
+
+def add_loop_commands(sub: Any) -> None:
+    """Register the loop's subcommands on the top-level parser."""
+    p = sub.add_parser("synth", help="generate the synthetic audio MCQ corpus (WAVs + AudioMCQ JSONL + ground truth)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=int, default=2000, help="training items")
+    p.add_argument("--eval-n", type=int, help="held-out items (default n/10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-share", type=float, default=0.3, help="share answerable from text alone by construction")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("filter", help="audio-contribution filtering: K models answer in silence, vote weak/strong")
+    p.add_argument("--data", required=True, type=Path, help="record JSONL to label")
+    p.add_argument("--audio-root", required=True, type=Path)
+    p.add_argument("--models", required=True, nargs="+", help="filter model directories")
+    p.add_argument("--min-correct", type=int, default=2, help="weak if at least this many models are right (2 of 3)")
+    p.add_argument("--silence-seconds", type=float, default=30.0, help="0: as long as each clip")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("train", help="post-train a model: sft or grpo")
+    p.add_argument("method", choices=["sft", "grpo"])
+    p.add_argument("--model", required=True, help="starting model directory")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--audio-root", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--recipe", default="demo", help="recipe name or YAML file (its sft/grpo section is used)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy with audio and in silence, by subset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--audio-root", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("select", help="pick the best checkpoint from evaluation outputs")
+    p.add_argument("--evals", required=True, nargs="+", help="directories holding metrics.json")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("serve", help="serve a checkpoint with KServe (V1 :predict, audio as base64 WAV)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--name", default="audiomcq")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("query", help="ask a served model one audio question")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--name", default="audiomcq")
+    p.add_argument("--audio", required=True, type=Path)
+    p.add_argument("--question", required=True)
+    p.add_argument("--choices", required=True, nargs="+")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("pipeline", help="compile the KFP pipelines, or run one locally with kfp.local")
+    p.add_argument("action", choices=["compile", "run"])
+    p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
+    p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
+    p.add_argument("--recipe", default="demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_pipeline)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Generate a corpus."""
+    from audiomcq.synth import generate
+
+    s = generate(args.out, args.n, seed=args.seed, eval_n=args.eval_n, text_share=args.text_share)
+    splits = ", ".join(f"{k} {v['count']} ({v['text_answerable']} text-answerable)" for k, v in s["splits"].items())
+    print(f"synth: {splits}; speech {'on' if s['speech'] else 'off (espeak-ng missing)'} -> {args.out}")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    """Run ACF."""
+    from audiomcq.filter import run_filter
+
+    silence = args.silence_seconds or None
+    s = run_filter(
+        args.data, args.models, args.audio_root, args.out, min_correct=args.min_correct, silence_seconds=silence
+    )
+    print(f"filter: {s['weak']} weak / {s['strong']} strong ({s['rule']}) -> {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """SFT or GRPO with the recipe's section."""
+    from audiomcq.config import load_recipe
+
+    cfg = load_recipe(args.recipe, args.overrides)[args.method]
+    if args.method == "sft":
+        from audiomcq.train.sft import train_sft
+
+        r = train_sft(args.model, args.data, args.audio_root, args.out, **cfg)
+        print(f"sft: {r['steps']} steps, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} -> {r['final']}")
+    else:
+        from audiomcq.train.grpo import train_grpo
+
+        r = train_grpo(args.model, args.data, args.audio_root, args.out, **cfg)
+        print(f"grpo: {r['steps']} steps, mean reward {r['reward'][0]:.3f} -> {r['reward'][-1]:.3f} -> {r['final']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate one model."""
+    from audiomcq.evaluate import evaluate_model
+
+    m = evaluate_model(args.model, args.data, args.audio_root, args.out)
+    print("eval: " + ", ".join(f"{mode} {t['all']['accuracy']:.1f}%" for mode, t in m["modes"].items()))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Select the best checkpoint."""
+    from audiomcq.stages import select_stage
+
+    s = select_stage([str(e) for e in args.evals], str(args.out))
+    print(f"select: {s['selected']} ({s['accuracy']:.1f}%) -> {s['model']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Block serving a model."""
+    from audiomcq.serve import serve
+
+    serve(args.model, args.name, args.http_port)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """POST one question to a served model and print the answer."""
+    import urllib.request
+
+    from audiomcq.serve import request_body
+
+    body = json.dumps(request_body(args.audio.read_bytes(), args.question, args.choices)).encode()
+    url = f"{args.url.rstrip('/')}/v1/models/{args.name}:predict"
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        prediction = json.load(resp)["predictions"][0]
+    print(f"answer: {prediction['answer']}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Compile or run locally."""
+    from pipelines.run import compile_all, run_local
+
+    if args.action == "compile":
+        for path in compile_all(args.out):
+            print(f"compiled {path}")
+        return 0
+    if not args.local:
+        print("audiomcq: error: only --local runs are possible from here; upload the compiled YAML to a KFP cluster")
+        return 2
+    run_dir = run_local(args.out, args.recipe, args.overrides)
+    print(f"pipeline: finished -> {run_dir}")
+    return 0

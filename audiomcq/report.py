@@ -1,0 +1,130 @@
+"""The demo's report: filter behaviour, label quality against ground truth, accuracy per paradigm and stage on the
+held-out split (all, strong-AC subset, silence), GRPO reward, the selected checkpoint; Markdown, HTML and a PNG."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+from audiomcq.jsonio import load_json
+
+STAGES = ("base", "sft", "grpo")
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def collect(labels_dir: str, metrics_dirs: list[str], run_dirs: list[str], selection_dir: str) -> dict[str, Any]:
+    """Everything the report shows, read from the stage outputs."""
+    metrics: dict[str, Any] = {}
+    for d in metrics_dirs:
+        metrics.update(load_json(Path(d) / "metrics.json"))
+    runs = {s["paradigm"]: s for s in (load_json(Path(d) / "summary.json") for d in run_dirs)}
+    return {
+        "filter": load_json(Path(labels_dir) / "train" / "stats.json"),
+        "filter_eval": load_json(Path(labels_dir) / "eval" / "stats.json"),
+        "metrics": metrics,
+        "runs": runs,
+        "selection": load_json(Path(selection_dir) / "selection.json"),
+    }
+
+
+def _acc(metrics: dict[str, Any], name: str, mode: str, group: str) -> float | None:
+    cell = metrics.get(name, {}).get("modes", {}).get(mode, {}).get(group)
+    return None if cell is None else cell["accuracy"]
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The report as Markdown."""
+    f, m = data["filter"], data["metrics"]
+    lines = ["# AudioMCQ embedded-default run", "", "## Filter models in silence (training pool)", ""]
+    lines += ["| filter model | text-answerable | audio-dependent | all |", "|---|---|---|---|"]
+    for name, acc in f["models"].items():
+        cells = [acc.get("text_answerable"), acc.get("audio_dependent"), acc["all"]]
+        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    gt = f.get("ground_truth") or {}
+    lines += ["", f"## Audio-contribution labels ({f['rule']})", ""]
+    header = (
+        "| weak | strong | agreement with ground truth | text-answerable labelled weak "
+        "| audio-dependent labelled weak | chance (independent / shared constant) |"
+    )
+    lines += [header, "|---|---|---|---|---|---|"]
+    cells = [gt.get(k) for k in ("agreement", "text_answerable_labelled_weak", "audio_dependent_labelled_weak")]
+    chance = f"{_fmt(gt.get('chance_independent'))} / {_fmt(gt.get('chance_shared_constant'))}"
+    lines.append(f"| {f['weak']} | {f['strong']} | " + " | ".join(_fmt(c) for c in cells) + f" | {chance} |")
+    ev = data["filter_eval"]
+    lines += ["", f"Held-out split: {ev['weak']} weak / {ev['strong']} strong.", ""]
+    lines += ["## Held-out accuracy (%)", "", "Chance on the 4-option questions is 25.0.", ""]
+    lines += ["| model | with audio | strong-AC subset | in silence | strong-AC in silence |", "|---|---|---|---|---|"]
+    for name in m:
+        lines.append(
+            f"| {name} | {_fmt(_acc(m, name, 'audio', 'all'))} | {_fmt(_acc(m, name, 'audio', 'ac_strong'))} | "
+            f"{_fmt(_acc(m, name, 'silence', 'all'))} | {_fmt(_acc(m, name, 'silence', 'ac_strong'))} |"
+        )
+    lines += ["", "## GRPO mean reward (first step → last step)", ""]
+    for paradigm, run in data["runs"].items():
+        rewards = run.get("grpo", {}).get("reward") or []
+        if rewards:
+            k = max(1, len(rewards) // 4)
+            first, last = sum(rewards[:k]) / k, sum(rewards[-k:]) / k
+            lines.append(f"- {paradigm}: {first:.3f} → {last:.3f} (mean of the first and last {k} steps)")
+    sel = data["selection"]
+    lines += ["", f"## Selected: `{sel['selected']}` ({_fmt(sel['accuracy'])}% with audio; rule: {sel['rule']})", ""]
+    return "\n".join(lines)
+
+
+def plot_png(data: dict[str, Any]) -> bytes:
+    """Accuracy per stage for each paradigm, with audio (all and strong-AC) and in silence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = data["metrics"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, group, title in ((axes[0], "all", "held-out"), (axes[1], "ac_strong", "strong-AC subset")):
+        for paradigm in data["runs"]:
+            names = ["base", f"{paradigm}/sft", f"{paradigm}/grpo"]
+            for mode, style in (("audio", "-o"), ("silence", "--x")):
+                ys = [_acc(m, n, mode, group) for n in names]
+                xs = [i for i, y in enumerate(ys) if y is not None]
+                ax.plot(xs, [ys[i] for i in xs], style, label=f"{paradigm} ({mode})")
+        ax.axhline(25.0, color="grey", lw=0.8, ls=":")
+        ax.set_xticks(range(3), STAGES)
+        ax.set_title(title)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(
+    labels_dir: str,
+    metrics_dirs: list[str],
+    run_dirs: list[str],
+    selection_dir: str,
+    markdown_path: str,
+    html_path: str | None = None,
+    png_path: str | None = None,
+) -> str:
+    """Write the Markdown report (and an HTML page with the plot inline, and the PNG); returns the Markdown."""
+    data = collect(labels_dir, metrics_dirs, run_dirs, selection_dir)
+    text = markdown(data)
+    png = plot_png(data)
+    Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(markdown_path).write_text(text + "\n")
+    if png_path:
+        Path(png_path).write_bytes(png)
+    if html_path:
+        img = base64.b64encode(png).decode()
+        Path(html_path).write_text(
+            f"<html><body><pre>{text}</pre><img src='data:image/png;base64,{img}'></body></html>"
+        )
+    return text

@@ -1,0 +1,93 @@
+"""The post-training loop's components. Logic lives in ``audiomcq.stages``; each body is one import and one call."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.images import image
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def synth(recipe: str, overrides: list, corpus: Output[Dataset]):
+    """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (audiomcq.stages.synth_stage)."""
+    from audiomcq.stages import synth_stage
+
+    synth_stage(corpus.path, recipe, overrides)
+
+
+@dsl.component(base_image=image("train"), install_kfp_package=False)
+def pretrain(recipe: str, overrides: list, role: str, corpus: Input[Dataset], model: Output[Model]):
+    """Build and pre-train the base model or filter model ``role`` (audiomcq.stages.pretrain_stage)."""
+    from audiomcq.stages import pretrain_stage
+
+    pretrain_stage(corpus.path, model.path, role, recipe, overrides)
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def acf_filter(
+    recipe: str, overrides: list, corpus: Input[Dataset], filter_models: Input[list[Model]], labels: Output[Dataset]
+):
+    """Audio-contribution filtering with the filter models in silence (audiomcq.stages.filter_stage)."""
+    from audiomcq.stages import filter_stage
+
+    filter_stage(corpus.path, [m.path for m in filter_models], labels.path, recipe, overrides)
+
+
+@dsl.component(base_image=image("train"), install_kfp_package=False)
+def post_train(
+    recipe: str,
+    overrides: list,
+    paradigm: str,
+    base: Input[Model],
+    corpus: Input[Dataset],
+    labels: Input[Dataset],
+    run: Output[Model],
+):
+    """One paradigm: allocation, SFT from the base, GRPO from the SFT model (audiomcq.stages.post_train_stage)."""
+    from audiomcq.stages import post_train_stage
+
+    post_train_stage(base.path, corpus.path, labels.path, paradigm, run.path, recipe, overrides)
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def evaluate(
+    recipe: str,
+    overrides: list,
+    name: str,
+    models: Input[Model],
+    corpus: Input[Dataset],
+    labels: Input[Dataset],
+    results: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """Held-out accuracy with audio and in silence of a model or a run's checkpoints (audiomcq.stages)."""
+    from audiomcq.stages import evaluate_named
+
+    for key, value in evaluate_named(
+        name, models.path, corpus.path, labels.path, results.path, recipe, overrides
+    ).items():
+        metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def select(results: Input[list[Dataset]], base_results: Input[Dataset], selection: Output[Dataset]) -> str:
+    """Pick the best checkpoint on the selection metric (audiomcq.stages.select_stage)."""
+    from audiomcq.stages import select_stage
+
+    return select_stage([r.path for r in results] + [base_results.path], selection.path)["model"]
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def report(
+    labels: Input[Dataset],
+    results: Input[list[Dataset]],
+    base_results: Input[Dataset],
+    runs: Input[list[Model]],
+    selection: Input[Dataset],
+    markdown: Output[Markdown],
+    html: Output[HTML],
+):
+    """The demo's results table, report and plot (audiomcq.report.write_report)."""
+    from audiomcq.report import write_report
+
+    write_report(labels.path, [base_results.path] + [r.path for r in results], [r.path for r in runs],
+                 selection.path, markdown.path, html.path)  # fmt: skip

@@ -1,0 +1,36 @@
+"""Compile the pipelines to IR YAML, or run one locally with kfp.local (lightweight components in subprocesses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfp import compiler
+
+from pipelines.post_training import post_training
+
+PIPELINES = {"audiomcq-post-training": post_training}
+
+
+def compile_all(out_dir: str | Path) -> list[Path]:
+    """Write ``<name>.yaml`` for every pipeline; the output is deterministic for a given kfp version."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, pipeline in PIPELINES.items():
+        path = out / f"{name}.yaml"
+        compiler.Compiler().compile(pipeline, str(path))
+        paths.append(path)
+    return paths
+
+
+def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | None = None) -> Path:
+    """Run ``audiomcq-post-training`` with kfp.local's SubprocessRunner; returns the run's directory."""
+    from kfp import local
+
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.glob("audiomcq-post-training-*"))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    post_training(recipe=recipe, overrides=list(overrides or []))
+    (run_dir,) = set(root.glob("audiomcq-post-training-*")) - before
+    return run_dir
