@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The CPU torch wheel lies in /opt/wheels on these machines; without it pip would fetch a multi-GB CUDA build.
 PIP_FIND := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install lint fmt test test-gpu clean
+.PHONY: install lint fmt test test-gpu demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ fmt: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+
+# The whole loop on the embedded default, as the local KFP pipeline, then one served answer (see README).
+demo: $(STAMP)
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq espeak-ng >/dev/null 2>&1; } \
+		|| echo "note: could not install espeak-ng; the demo runs without spoken questions"
+	$(BIN)/audiomcq demo --out out/demo
 
 test-gpu: $(STAMP)
 	$(BIN)/pytest -m gpu $(PYTEST_ARGS)

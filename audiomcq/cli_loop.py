@@ -74,6 +74,12 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_pipeline)
 
+    p = sub.add_parser("demo", help="run the whole loop locally on the embedded default and query the winner")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--recipe", default="demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Generate a corpus."""
@@ -169,4 +175,22 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         return 2
     run_dir = run_local(args.out, args.recipe, args.overrides)
     print(f"pipeline: finished -> {run_dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded-default demo."""
+    from audiomcq.demo import run_demo
+    from audiomcq.synth.audio import espeak_available
+
+    if not espeak_available():
+        print("note: espeak-ng is missing, so spoken questions are left out (apt-get install espeak-ng)")
+    result = run_demo(args.out, args.recipe, args.overrides)
+    q = result["query"]
+    print(result["report"])
+    print(
+        f"report: {result['report_path']}  plot: {result['plot_path']}  pipeline: {result['pipeline_seconds']:.0f} s"
+    )
+    print(f"served answer (KServe V1): {q['question']} {q['choices']}")
+    print(f"  audio {q['audio']} ({q['caption']}) -> answer {q['answer']!r}, truth {q['truth']!r}")
     return 0

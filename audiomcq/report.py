@@ -120,6 +120,8 @@ def write_report(
     png = plot_png(data)
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).write_text(text + "\n")
+    if png_path is None and html_path:
+        png_path = f"{html_path}.png"  # beside the HTML artifact, for viewers without HTML
     if png_path:
         Path(png_path).write_bytes(png)
     if html_path:

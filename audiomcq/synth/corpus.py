@@ -7,6 +7,9 @@ families double the chance-level false-weak rate of the silence filter (calibrat
 
 Audio-dependent: pitch, kind (sound), contour (music), onset (temporal), word (speech; needs espeak-ng).
 Text-answerable: tuning (music), animal (sound, leaked), srate (sound), length (temporal), quoted (speech, leaked).
+A text-answerable item's audio is a clip of a random audio-dependent family: audio that says nothing about the
+template forces the answer to come from the text, as a real text prior does (a calibration run whose leaked
+families kept family-typical audio answered them in silence only 21-86% of the time).
 """
 
 from __future__ import annotations
@@ -99,37 +102,42 @@ def word(rng: np.random.Generator) -> Item:
     return Item(sig, "Which word is spoken?", name, _others(WORDS, name), "speech", f"A voice says '{name}'.")
 
 
+def random_clip(rng: np.random.Generator) -> np.ndarray:
+    """Audio of a random audio-dependent family, for text-answerable items: when their audio says nothing about
+    their template, a model has to learn the answer from the text, as real text priors work."""
+    return AUDIO_FAMILIES[str(rng.choice(["pitch", "kind", "contour", "onset"]))](rng).signal
+
+
 def tuning(rng: np.random.Generator) -> Item:
     wrong = [str(n) for n in rng.choice(["C4", "E4", "G4", "B3", "D5", "F4"], size=3, replace=False)]
     q = "A 440 Hz tuning tone is played. Which note is it tuned to?"
-    return Item(A.tone(440.0, 1.5), q, "A4", wrong, "music", "A 440 Hz tuning tone.")
+    return Item(random_clip(rng), q, "A4", wrong, "music", "Unrelated audio; the question names a 440 Hz tone.")
 
 
 def animal(rng: np.random.Generator) -> Item:
     name = str(rng.choice(list(ANIMALS)))
     wrong = [str(a) for a in rng.choice(_others(list(ANIMALS), name), size=3, replace=False)]
     q = f"A {name} is {ANIMALS[name]} in the background. Which animal can be heard?"
-    sig = A.noise(1.5, rng, "pink", amp=0.2)
-    return Item(sig, q, name, wrong, "sound", f"Background noise; the question says a {name} is {ANIMALS[name]}.")
+    return Item(random_clip(rng), q, name, wrong, "sound", f"Unrelated audio; the question says a {name} is heard.")
 
 
 def srate(rng: np.random.Generator) -> Item:
-    sig = A.tone(rng.uniform(200, 3000), 1.5, amp=0.4)
     q = "What is the sampling rate of this recording?"
-    return Item(sig, q, "16 kHz", ["8 kHz", "44.1 kHz", "48 kHz"], "sound", "A tone recorded at 16 kHz.")
+    return Item(random_clip(rng), q, "16 kHz", ["8 kHz", "44.1 kHz", "48 kHz"], "sound", "A clip recorded at 16 kHz.")
 
 
 def length(rng: np.random.Generator) -> Item:
-    sig = A.noise(2.0, rng, "white", amp=0.1)
+    sig = A.place(random_clip(rng), 2.0, 0.0)
     q = "This clip lasts exactly two seconds. How long is the clip?"
-    return Item(sig, q, "2 seconds", ["1 second", "5 seconds", "10 seconds"], "temporal", "Two seconds of noise.")
+    return Item(sig, q, "2 seconds", ["1 second", "5 seconds", "10 seconds"], "temporal", "A two-second clip.")
 
 
 def quoted(rng: np.random.Generator) -> Item:
     name = str(rng.choice(QUOTED))
-    sig = A.place(A.speak(name) * 0.8, 1.5, rng.uniform(0.0, 0.4))
     q = f"The speaker clearly says '{name}'. Which word does the speaker say?"
-    return Item(sig, q, name, _others(QUOTED, name), "speech", f"A voice says '{name}'.")
+    return Item(
+        random_clip(rng), q, name, _others(QUOTED, name), "speech", f"Unrelated audio; the question quotes '{name}'."
+    )
 
 
 AUDIO_FAMILIES: dict[str, Family] = {"pitch": pitch, "kind": kind, "contour": contour, "onset": onset, "word": word}
@@ -140,7 +148,7 @@ TEXT_FAMILIES: dict[str, Family] = {
     "length": length,
     "quoted": quoted,
 }
-SPEECH_FAMILIES = {"word", "quoted"}
+SPEECH_FAMILIES = {"word"}
 
 
 def generate(out: str | Path, n: int, seed: int = 0, eval_n: int | None = None, text_share: float = 0.3) -> dict:

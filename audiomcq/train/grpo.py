@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from transformers import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from audiomcq.data.io import read_records
@@ -184,7 +185,7 @@ def build_grpo_trainer(
         report_to="none",
         seed=seed,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         disable_tqdm=True,
     )
     # With beta > 0 trl builds the reference model from a path, so pass the directory rather than the object.
@@ -195,4 +196,5 @@ def build_grpo_trainer(
         train_dataset=grpo_dataset(data, audio_root),
         processing_class=loaded.processor,
     )
+    trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     return trainer, loaded.processor

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from transformers import PrinterCallback
+
 from audiomcq.data.io import read_records
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ def build_sft_trainer(
         max_length=None,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        gradient_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
+        activation_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
     )
     trainer = SFTTrainer(
         model=loaded.model,
@@ -102,4 +104,5 @@ def build_sft_trainer(
         data_collator=AudioSFTCollator(loaded.processor, audio_root),
         processing_class=loaded.processor,
     )
+    trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     return trainer, loaded.processor
