@@ -49,8 +49,8 @@ def run_filter(
         )
         correct = judge(records, outputs)
         verdicts.append(correct)
-        name = f"m{i}:{Path(model_dir).name}"
-        per_model[name] = _silent_accuracy(records, correct)
+        name = f"filter{i}"
+        per_model[name] = {"path": str(model_dir), **_silent_accuracy(records, correct)}
         for record, output, ok in zip(records, outputs, correct, strict=True):
             record.extra.setdefault("acf", {"silent": {}})["silent"][name] = {"output": output, "correct": ok}
     for j, record in enumerate(records):

@@ -42,7 +42,7 @@ def markdown(data: dict[str, Any]) -> str:
     f, m = data["filter"], data["metrics"]
     lines = ["# AudioMCQ embedded-default run", "", "## Filter models in silence (training pool)", ""]
     lines += ["| filter model | text-answerable | audio-dependent | all |", "|---|---|---|---|"]
-    for name, acc in f["models"].items():
+    for name, acc in f["models"].items():  # "path" is metadata, the rest are accuracies
         cells = [acc.get("text_answerable"), acc.get("audio_dependent"), acc["all"]]
         lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
     gt = f.get("ground_truth") or {}
