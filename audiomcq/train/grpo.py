@@ -20,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, solution
 from audiomcq.rewards import get_reward
+from audiomcq.train.common import train_and_save
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -122,15 +123,10 @@ def train_grpo(
     **kw: Any,
 ) -> dict:
     """GRPO from ``model_dir``; returns the logged mean rewards per step and the final model path."""
-    trainer, processor = build_grpo_trainer(model_dir, data, audio_root, out_dir, **kw)
-    trainer.train()
-    final = Path(final_dir or Path(out_dir) / "final")
-    trainer.save_model(str(final))
-    processor.save_pretrained(str(final))
-    history = [e for e in trainer.state.log_history if "reward" in e]
+    run = train_and_save(*build_grpo_trainer(model_dir, data, audio_root, out_dir, **kw), out_dir, final_dir)
+    history = [e for e in run.pop("log") if "reward" in e]
     return {
-        "final": str(final),
-        "steps": trainer.state.global_step,
+        **run,
         "reward": [e["reward"] for e in history],
         "accuracy_reward": [e.get("rewards/accuracy_reward/mean") for e in history],
     }

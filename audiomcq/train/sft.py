@@ -13,6 +13,7 @@ from typing import Any
 from transformers import PrinterCallback
 
 from audiomcq.data.io import read_records
+from audiomcq.train.common import train_and_save
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
@@ -38,16 +39,11 @@ def train_sft(
     **kw: Any,
 ) -> dict:
     """Fine-tune ``model_dir`` on ``data``; saves checkpoints and ``final/`` under ``out_dir``."""
-    trainer, processor = build_sft_trainer(model_dir, data, audio_root, out_dir, **kw)
-    result = trainer.train()
-    final = Path(final_dir or Path(out_dir) / "final")
-    trainer.save_model(str(final))
-    processor.save_pretrained(str(final))
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    run = train_and_save(*build_sft_trainer(model_dir, data, audio_root, out_dir, **kw), out_dir, final_dir)
+    losses = [e["loss"] for e in run.pop("log") if "loss" in e]
     if losses:
-        log.info("SFT %s: %d steps, loss %.3f -> %.3f", out_dir, trainer.state.global_step, losses[0], losses[-1])
-    return {"final": str(final), "steps": trainer.state.global_step, "losses": losses,
-            "train_runtime": result.metrics.get("train_runtime")}  # fmt: skip
+        log.info("SFT %s: %d steps, loss %.3f -> %.3f", out_dir, run["steps"], losses[0], losses[-1])
+    return {**run, "losses": losses}
 
 
 def build_sft_trainer(
