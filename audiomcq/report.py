@@ -68,12 +68,52 @@ def markdown(data: dict[str, Any]) -> str:
     for paradigm, run in data["runs"].items():
         rewards = run.get("grpo", {}).get("reward") or []
         if rewards:
-            k = max(1, len(rewards) // 4)
-            first, last = sum(rewards[:k]) / k, sum(rewards[-k:]) / k
+            first, last, k = _reward_trend(rewards)
             lines.append(f"- {paradigm}: {first:.3f} → {last:.3f} (mean of the first and last {k} steps)")
+    lines += ["", "## Targets of the embedded default", ""]
+    lines += ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {what} | {measured} | {'yes' if ok else '**no**'} |" for what, measured, ok in checks(data)]
     sel = data["selection"]
     lines += ["", f"## Selected: `{sel['selected']}` ({_fmt(sel['accuracy'])}% with audio; rule: {sel['rule']})", ""]
     return "\n".join(lines)
+
+
+def _reward_trend(rewards: list[float]) -> tuple[float, float, int]:
+    """Mean reward over the first and the last quarter of the steps (single steps are too noisy to compare)."""
+    k = max(1, len(rewards) // 4)
+    return sum(rewards[:k]) / k, sum(rewards[-k:]) / k, k
+
+
+def checks(data: dict[str, Any], chance: float = 25.0) -> list[tuple[str, str, bool]]:
+    """The demo's acceptance targets, measured on this run: ``(target, measured, met)``.
+
+    A paradigm's post-trained model is its last stage (GRPO after SFT); the intermediate SFT checkpoint of
+    Weak-to-Strong is trained on weak items only and is shown in the accuracy table, not judged here."""
+    m, f = data["metrics"], data["filter"]
+    out: list[tuple[str, str, bool]] = []
+    base = _acc(m, "base", "audio", "ac_strong")
+    for paradigm, run in data["runs"].items():
+        final = next((f"{paradigm}/{s}" for s in ("grpo", "sft") if f"{paradigm}/{s}" in m), None)
+        acc = _acc(m, final, "audio", "ac_strong") if final else None
+        ok = acc is not None and acc >= chance + 20 and (base is None or acc >= base)
+        out.append(
+            (f"{final}: strong-AC >= chance + 20 ({chance + 20:.0f}) and >= base ({_fmt(base)})", _fmt(acc), ok)
+        )
+        rewards = run.get("grpo", {}).get("reward") or []
+        if rewards:
+            first, last, k = _reward_trend(rewards)
+            trend = f"{first:.3f} → {last:.3f}"
+            out.append((f"{paradigm}: GRPO raises the mean reward (first vs last {k} steps)", trend, last > first))
+    for name, acc in f["models"].items():
+        text, audio = acc.get("text_answerable"), acc.get("audio_dependent")
+        out.append((f"{name} in silence: text-answerable >= 90", _fmt(text), text is not None and text >= 90))
+        near = audio is not None and abs(audio - chance) <= 10
+        out.append(
+            (f"{name} in silence: audio-dependent near a constant guess ({chance:.0f} ± 10)", _fmt(audio), near)
+        )
+    weak = (f.get("ground_truth") or {}).get("text_answerable_labelled_weak")
+    out.append(("text-answerable items labelled weak >= 95", _fmt(weak), weak is not None and weak >= 95))
+    return out
 
 
 def plot_png(data: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | Non
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.glob("audiomcq-post-training-*"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    post_training(recipe=recipe, overrides=list(overrides or []))
+    # kfp.local indents print() by swapping builtins.print per task; ParallelFor threads restore it out of order,
+    # leaving an indenting print behind for the rest of the process. Put the real one back.
+    real_print = builtins.print
+    try:
+        post_training(recipe=recipe, overrides=list(overrides or []))
+    finally:
+        builtins.print = real_print
     (run_dir,) = set(root.glob("audiomcq-post-training-*")) - before
     return run_dir

@@ -42,10 +42,10 @@ def test_same_seed_same_corpus(tmp_path):
 def test_text_answerable_questions_hold_their_answer_in_the_text(tmp_path):
     generate(tmp_path, 200, seed=2, eval_n=1)
     for r in read_records(tmp_path / "train.jsonl"):
-        if r.extra["family"] in ("animal", "quoted"):
+        if r.extra["family"] in ("animal", "language"):
             assert r.answer in r.question  # leaked in the wording
-        if r.extra["family"] in ("tuning", "srate", "length"):
-            assert r.answer in {"A4", "16 kHz", "2 seconds"}  # fixed answer
+        if r.extra["family"] in ("tuning", "srate", "length", "language"):
+            assert r.answer in {"A4", "16 kHz", "2 seconds", "English"}  # fixed answer
 
 
 def test_without_espeak_the_spoken_families_are_left_out_with_a_warning(tmp_path, monkeypatch, caplog):

@@ -6,7 +6,8 @@ So audio-contribution filtering can be scored against truth. All families have f
 families double the chance-level false-weak rate of the silence filter (calibration §3).
 
 Audio-dependent: pitch, kind (sound), contour (music), onset (temporal), word (speech; needs espeak-ng).
-Text-answerable: tuning (music), animal (sound, leaked), srate (sound), length (temporal), quoted (speech, leaked).
+Text-answerable: tuning (music), animal (sound, leaked), srate (sound), length (temporal),
+language (speech, fixed).
 A text-answerable item's audio is a clip of a random audio-dependent family: audio that says nothing about the
 template forces the answer to come from the text, as a real text prior does (a calibration run whose leaked
 families kept family-typical audio answered them in silence only 21-86% of the time).
@@ -47,7 +48,7 @@ Family = Callable[[np.random.Generator], Item]
 PITCH = {"low": 200.0, "mid": 500.0, "high": 1200.0, "very high": 3000.0}
 ONSETS = ["0.1s", "0.5s", "0.9s", "1.3s"]
 WORDS = ["yes", "no", "stop", "go"]
-QUOTED = ["hello", "thanks", "water", "music"]
+LANGUAGES = ["French", "German", "Spanish", "Italian", "Japanese"]
 ANIMALS = {"dog": "barking", "cat": "meowing", "cow": "mooing", "bird": "singing", "horse": "neighing"}
 NOTES = [262.0, 294.0, 330.0, 392.0, 440.0, 523.0, 587.0]
 
@@ -132,12 +133,12 @@ def length(rng: np.random.Generator) -> Item:
     return Item(sig, q, "2 seconds", ["1 second", "5 seconds", "10 seconds"], "temporal", "A two-second clip.")
 
 
-def quoted(rng: np.random.Generator) -> Item:
-    name = str(rng.choice(QUOTED))
-    q = f"The speaker clearly says '{name}'. Which word does the speaker say?"
-    return Item(
-        random_clip(rng), q, name, _others(QUOTED, name), "speech", f"Unrelated audio; the question quotes '{name}'."
-    )
+def language(rng: np.random.Generator) -> Item:
+    # A fixed answer rather than a copied word: a quoted-word template (answer copied from the question) was learned
+    # by only some seeds of the tiny filter models (26-100 % at 600-1000 steps), which made the filter flaky.
+    wrong = [str(x) for x in rng.choice(LANGUAGES, size=3, replace=False)]
+    q = "The narrator reads an English audiobook. Which language is spoken?"
+    return Item(random_clip(rng), q, "English", wrong, "speech", "Unrelated audio; the question names English.")
 
 
 AUDIO_FAMILIES: dict[str, Family] = {"pitch": pitch, "kind": kind, "contour": contour, "onset": onset, "word": word}
@@ -146,7 +147,7 @@ TEXT_FAMILIES: dict[str, Family] = {
     "animal": animal,
     "srate": srate,
     "length": length,
-    "quoted": quoted,
+    "language": language,
 }
 SPEECH_FAMILIES = {"word"}
 

@@ -1,0 +1,36 @@
+"""The demo's target table judges the measured numbers, not the recipe's hopes."""
+
+from audiomcq.report import checks
+
+
+def _metrics(strong: float) -> dict:
+    return {"modes": {"audio": {"ac_strong": {"accuracy": strong, "count": 10}}}}
+
+
+def _data(w2s_sft: float, w2s_grpo: float, rewards: list[float], text: float, audio: float, weak: float) -> dict:
+    return {
+        "metrics": {
+            "base": _metrics(80.0),
+            "weak_to_strong/sft": _metrics(w2s_sft),
+            "weak_to_strong/grpo": _metrics(w2s_grpo),
+        },
+        "runs": {"weak_to_strong": {"grpo": {"reward": rewards}}},
+        "filter": {
+            "models": {"filter0": {"text_answerable": text, "audio_dependent": audio, "all": 50.0}},
+            "ground_truth": {"text_answerable_labelled_weak": weak},
+        },
+    }
+
+
+def test_all_targets_met_when_the_final_model_beats_the_base_and_reward_rises():
+    # The Weak-to-Strong SFT checkpoint (weak items only) may dip; the paradigm's model is its GRPO output.
+    rows = checks(_data(70.0, 85.0, [1.0, 1.0, 1.2, 1.4], text=96.0, audio=27.0, weak=98.0))
+    assert all(ok for _, _, ok in rows), rows
+    assert any("weak_to_strong/grpo" in what for what, _, _ in rows)
+
+
+def test_each_missed_target_is_reported():
+    rows = checks(_data(90.0, 79.0, [1.4, 1.4, 1.2, 1.0], text=85.0, audio=50.0, weak=90.0))
+    missed = [what for what, _, ok in rows if not ok]
+    assert len(missed) == 5 and len(rows) == 5, rows
+    assert "79.0" in {w: m for w, m, _ in rows}[missed[0]]
