@@ -1,4 +1,4 @@
-"""CLI commands of the post-training loop: synth, filter, train, eval, select, serve, query, pipeline, demo."""
+"""CLI commands of the post-training loop: synth, train, eval, select, serve, query, pipeline, demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ log = logging.getLogger("audiomcq")
 
 def add_loop_commands(sub: Any) -> None:
     """Register the loop's subcommands on the top-level parser."""
+    from audiomcq.cli_acf import add_filter_commands
+
+    add_filter_commands(sub)
     p = sub.add_parser("synth", help="generate the synthetic audio MCQ corpus (WAVs + AudioMCQ JSONL + ground truth)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--n", type=int, default=2000, help="training items")
@@ -20,15 +23,6 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-share", type=float, default=0.3, help="share answerable from text alone by construction")
     p.set_defaults(func=cmd_synth)
-
-    p = sub.add_parser("filter", help="audio-contribution filtering: K models answer in silence, vote weak/strong")
-    p.add_argument("--data", required=True, type=Path, help="record JSONL to label")
-    p.add_argument("--audio-root", required=True, type=Path)
-    p.add_argument("--models", required=True, nargs="+", help="filter model directories")
-    p.add_argument("--min-correct", type=int, default=2, help="weak if at least this many models are right (2 of 3)")
-    p.add_argument("--silence-seconds", type=float, default=30.0, help="0: as long as each clip")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_filter)
 
     p = sub.add_parser("train", help="post-train a model: sft or grpo")
     p.add_argument("method", choices=["sft", "grpo"])
@@ -88,18 +82,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     s = generate(args.out, args.n, seed=args.seed, eval_n=args.eval_n, text_share=args.text_share)
     splits = ", ".join(f"{k} {v['count']} ({v['text_answerable']} text-answerable)" for k, v in s["splits"].items())
     print(f"synth: {splits}; speech {'on' if s['speech'] else 'off (espeak-ng missing)'} -> {args.out}")
-    return 0
-
-
-def cmd_filter(args: argparse.Namespace) -> int:
-    """Run ACF."""
-    from audiomcq.filter import run_filter
-
-    silence = args.silence_seconds or None
-    s = run_filter(
-        args.data, args.models, args.audio_root, args.out, min_correct=args.min_correct, silence_seconds=silence
-    )
-    print(f"filter: {s['weak']} weak / {s['strong']} strong ({s['rule']}) -> {args.out}")
     return 0
 
 

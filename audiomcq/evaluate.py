@@ -55,20 +55,23 @@ def evaluate_model(
     out_dir: str | Path | None = None,
     *,
     modes: Sequence[str] = ("audio", "silence"),
+    silence_seconds: float | None = None,
     batch_size: int = 64,
     max_new_tokens: int = 16,
 ) -> dict[str, Any]:
-    """Accuracy per mode and subset; with ``out_dir``, also per-item predictions and ``metrics.json``."""
-    from audiomcq.models import load_model
-    from audiomcq.models.batch import AudioMode, generate_answers
+    """Accuracy per mode (``audio``, ``silence``: as long as each clip unless ``silence_seconds``) and subset; with
+    ``out_dir``, also per-item predictions and ``metrics.json``."""
+    from audiomcq.acf.probes import Clips, Probe, requests
+    from audiomcq.inference import EngineSpec, Sampling, make_engine
 
-    loaded = load_model(model_dir)
+    engine = make_engine(EngineSpec(str(model_dir), batch_size=batch_size))
     records = read_records(data)
+    clips = Clips.load(records, audio_root)
     metrics: dict[str, Any] = {"model": str(model_dir), "data": str(data), "modes": {}}
     for mode in modes:
-        outputs = generate_answers(
-            loaded.model, loaded.processor, records, audio_root, AudioMode.parse(mode), batch_size, max_new_tokens
-        )
+        probe = Probe("silence", silence_seconds) if mode == "silence" else Probe.parse(mode)
+        reqs, _ = requests(probe, records, clips)
+        outputs = [o[0] for o in engine.generate(reqs, Sampling(max_new_tokens))]
         correct = judge(records, outputs)
         metrics["modes"][mode] = accuracy_table(records, correct)
         if out_dir is not None:

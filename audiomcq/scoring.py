@@ -26,6 +26,12 @@ def extract_answer(output: str) -> str:
     return (match.group(1) if match else output).strip()
 
 
+def tagged_answer(output: str) -> str | None:
+    """The contents of the first ``<answer>…</answer>``, or None when the output has none (unparsable)."""
+    match = _ANSWER_RE.search(output)
+    return match.group(1).strip() if match else None
+
+
 def _words(text: str) -> set[str]:
     return set(_WORD_RE.findall(text.lower()))
 

@@ -72,18 +72,13 @@ def filter_stage(
     recipe: str = "demo",
     overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Label the loop's training pool and its held-out split weak/strong with the filter models in silence."""
-    from audiomcq.filter import run_filter
+    """Label the loop's training pool and its held-out split weak/strong with the filter models' probes."""
+    from audiomcq.acf import FilterConfig, run_filter
 
     out, corpus = Path(out_dir), Path(corpus_dir)
-    cfg = _recipe(recipe, overrides, out)["filter"]
-    kwargs = {
-        "min_correct": cfg["min_correct"],
-        "silence_seconds": cfg["silence_seconds"],
-        "batch_size": cfg["batch_size"],
-    }
+    config = FilterConfig.from_dict(_recipe(recipe, overrides, out)["filter"])
     return {
-        split: run_filter(corpus / "loop" / f"{split}.jsonl", filter_dirs, corpus / "loop", out / split, **kwargs)
+        split: run_filter(corpus / "loop" / f"{split}.jsonl", filter_dirs, corpus / "loop", out / split, config)
         for split in ("train", "eval")
     }
 

@@ -16,8 +16,8 @@ def test_packaged_recipes():
 
 
 def test_overrides_parse_yaml_values_and_reach_list_items(tmp_path):
-    r = load_recipe("demo", ["sft.steps=7", "filters.1.lr=0.01", "filter.silence_seconds=30", "paradigms=[all_sft]"])
-    assert r["sft"]["steps"] == 7 and r["filters"][1]["lr"] == 0.01 and r["filter"]["silence_seconds"] == 30
+    r = load_recipe("demo", ["sft.steps=7", "filters.1.lr=0.01", "filter.probes=[silence:30]", "paradigms=[all_sft]"])
+    assert r["sft"]["steps"] == 7 and r["filters"][1]["lr"] == 0.01 and r["filter"]["probes"] == ["silence:30"]
     assert r["paradigms"] == ["all_sft"]
     assert load_recipe("demo")["sft"]["steps"] != 7  # the packaged recipe is not mutated
     path = tmp_path / "mine.yaml"

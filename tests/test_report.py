@@ -16,8 +16,12 @@ def _data(w2s_sft: float, w2s_grpo: float, rewards: list[float], text: float, au
         },
         "runs": {"weak_to_strong": {"grpo": {"reward": rewards}}},
         "filter": {
-            "models": {"filter0": {"text_answerable": text, "audio_dependent": audio, "all": 50.0}},
-            "ground_truth": {"text_answerable_labelled_weak": weak},
+            "rules": {"paper": {"probes": ["silence:30"], "min_correct": 2}},
+            "models": {"filter0": {"silence:30": {"text_answerable": text, "audio_dependent": audio, "all": 50.0}}},
+            "ground_truth": {
+                "paper": {"agreement": 80.0, "weak_recall": weak},
+                "silence:30+mismatch": {"agreement": weak, "weak_recall": weak},
+            },
         },
     }
 
@@ -32,5 +36,5 @@ def test_all_targets_met_when_the_final_model_beats_the_base_and_reward_rises():
 def test_each_missed_target_is_reported():
     rows = checks(_data(90.0, 79.0, [1.4, 1.4, 1.2, 1.0], text=85.0, audio=50.0, weak=90.0))
     missed = [what for what, _, ok in rows if not ok]
-    assert len(missed) == 5 and len(rows) == 5, rows
+    assert len(missed) == 6 and len(rows) == 6, rows
     assert "79.0" in {w: m for w, m, _ in rows}[missed[0]]

@@ -8,7 +8,6 @@ trl's collators drop audio: with them SFT trains audio-blind (ml-stack §3).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,12 @@ from audiomcq.prompts import build_messages, solution
 from audiomcq.synth.audio import SR, read_wav
 
 
-@dataclass(frozen=True)
-class AudioMode:
-    """What the model hears: the record's audio, or silence of ``seconds`` (None: as long as the clip)."""
-
-    kind: str = "audio"
-    seconds: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> AudioMode:
-        """``audio``, ``silence`` (as long as the clip) or ``silence:30`` (30 s)."""
-        kind, _, secs = text.partition(":")
-        if kind not in ("audio", "silence"):
-            raise ValueError(f"audio mode must be 'audio' or 'silence[:SECONDS]', not {text!r}")
-        return cls(kind, float(secs) if secs else None)
-
-
-def load_waveform(record: MCQRecord, audio_root: str | Path | None, mode: AudioMode = AudioMode()) -> np.ndarray:
-    """The 16 kHz waveform the model should hear for ``record`` under ``mode``."""
-    if mode.kind == "silence" and mode.seconds is not None:
-        return np.zeros(int(mode.seconds * SR), dtype=np.float32)
+def load_waveform(record: MCQRecord, audio_root: str | Path | None) -> np.ndarray:
+    """The record's clip as 16 kHz mono (a relative path is taken under ``audio_root``)."""
     path = Path(record.audio_path or "")
     if audio_root is not None and not path.is_absolute():
         path = Path(audio_root) / path
-    wave = read_wav(path)
-    return np.zeros_like(wave) if mode.kind == "silence" else wave
+    return read_wav(path)
 
 
 def prompt_text(processor: Any, question: str, choices: Sequence[str]) -> str:
@@ -78,33 +58,26 @@ class AudioSFTCollator:
         return batch
 
 
-def generate_answers(
+def generate_batch(
     model: Any,
     processor: Any,
-    records: Sequence[MCQRecord],
-    audio_root: str | Path | None,
-    mode: AudioMode = AudioMode(),
-    batch_size: int = 64,
+    items: Sequence[tuple[str, Sequence[str], np.ndarray]],
     max_new_tokens: int = 16,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    n: int = 1,
 ) -> list[str]:
-    """Greedy completions (decoded, special tokens removed) for each record under ``mode``."""
-    outputs: list[str] = []
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        items = [(r.question, r.choices, load_waveform(r, audio_root, mode)) for r in chunk]
-        outputs.extend(generate_batch(model, processor, items, max_new_tokens))
-    return outputs
-
-
-def generate_batch(
-    model: Any, processor: Any, items: Sequence[tuple[str, Sequence[str], np.ndarray]], max_new_tokens: int = 16
-) -> list[str]:
-    """Greedy completions for ``(question, choices, 16 kHz waveform)`` items, in one batch."""
+    """Completions for ``(question, choices, 16 kHz waveform)`` items in one left-padded batch: greedy by default,
+    else ``n`` samples per item (item-major). Decoded with special tokens removed."""
     import torch
 
     model.eval()
     texts = [prompt_text(processor, q, c) for q, c, _ in items]
     batch = encode_prompts(processor, texts, [w for _, _, w in items]).to(model.device)
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_k=top_k, num_return_sequences=n)
     with torch.inference_mode():
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+        ids = model.generate(**batch, **kwargs)
     return processor.tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

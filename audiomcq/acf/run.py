@@ -1,0 +1,220 @@
+"""``audiomcq filter``: audio-contribution filtering that streams, shards and resumes.
+
+Work is model-major (one filter model in memory at a time, as 7B LALMs need) and chunked: for each model, each
+chunk of the input is answered under every probe and written atomically to ``work/<model>/part-NNNNNN.jsonl``.
+A restarted run skips the parts that exist, so a SIGKILL costs at most one chunk per model and never duplicates or
+drops a record. The merge streams the input and the K part files side by side into ``labelled.jsonl``,
+``weak.jsonl``, ``strong.jsonl`` and ``stats.json`` (all written atomically), so memory does not grow with the
+input. ``shard=(i, N)`` keeps the records whose position p has p % N == i, for a KFP fan-out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audiomcq.acf.probes import Clips, Probe, requests
+from audiomcq.acf.stats import Rule, Summary, rule_variants
+from audiomcq.data.io import RecordReader
+from audiomcq.data.record import MCQRecord
+from audiomcq.errors import AudioMCQError
+from audiomcq.inference import EngineSpec, Sampling, make_engine
+from audiomcq.jsonio import atomic_writer, iter_jsonl, load_json, write_json
+from audiomcq.scoring import extract_answer, string_match, tagged_answer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """What a filter run does; defaults reproduce the paper (30 s silence, greedy, weak if >= 2 of 3)."""
+
+    probes: tuple[str, ...] = ("silence:30",)
+    min_correct: int = 2
+    label_rule: str = "paper"
+    samples: int = 1
+    temperature: float = 0.0
+    max_new_tokens: int = 16
+    chunk_size: int = 256
+    batch_size: int = 64
+    shard: tuple[int, int] = (0, 1)
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any], **override: Any) -> FilterConfig:
+        """From a recipe's ``filter`` section (unknown keys are errors)."""
+        unknown = set(cfg) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise AudioMCQError(f"unknown filter setting(s) {sorted(unknown)}")
+        merged = {**cfg, **override}
+        for key in ("probes", "shard"):
+            if key in merged:
+                merged[key] = tuple(merged[key])
+        return cls(**merged)
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.max_new_tokens, self.temperature if self.samples > 1 else 0.0, n=self.samples)
+
+
+def run_filter(
+    data: str | Path,
+    models: Sequence[str | dict[str, Any] | EngineSpec],
+    audio_root: str | Path | None,
+    out_dir: str | Path,
+    config: FilterConfig = FilterConfig(),
+) -> dict[str, Any]:
+    """Label ``data`` weak/strong; returns the statistics also written to ``stats.json``."""
+    specs = [
+        m if isinstance(m, EngineSpec) else EngineSpec.from_dict(_with_batch(m, config.batch_size)) for m in models
+    ]
+    names = [s.name or f"filter{i}" for i, s in enumerate(specs)]
+    if len(set(names)) != len(names):
+        raise AudioMCQError(f"filter model names must be unique, got {names}")
+    if not 1 <= config.min_correct <= len(specs):
+        raise AudioMCQError(f"min_correct must be in 1..{len(specs)}, got {config.min_correct}")
+    probes = [Probe.parse(p) for p in config.probes]
+    rules = rule_variants([p.name for p in probes], config.min_correct)
+    if config.label_rule not in {r.name for r in rules}:
+        raise AudioMCQError(f"label rule {config.label_rule!r} is not one of {[r.name for r in rules]}")
+    out = Path(out_dir)
+    for name, spec in zip(names, specs, strict=True):
+        _answer_all(data, spec, name, probes, audio_root, out / "work" / name, config)
+    return _merge(data, names, out, rules, config)
+
+
+def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str, Any]:
+    entry = {"path": str(model)} if isinstance(model, (str, Path)) else dict(model)
+    return {"batch_size": batch_size, **entry}
+
+
+def _chunks(data: str | Path, config: FilterConfig, quarantine: Path | None = None) -> Iterator[list[MCQRecord]]:
+    """The shard's records in chunks, in input order (a bad record raises, naming file and line)."""
+    index, count = config.shard
+    if not 0 <= index < count:
+        raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    reader = RecordReader(data, quarantine=quarantine)
+    mine = (r for p, r in enumerate(reader) if p % count == index)
+    while chunk := list(itertools.islice(mine, config.chunk_size)):
+        yield chunk
+
+
+def _answer_all(
+    data: str | Path,
+    spec: EngineSpec,
+    name: str,
+    probes: list[Probe],
+    audio_root: str | Path | None,
+    work: Path,
+    config: FilterConfig,
+) -> None:
+    engine = None  # loaded on the first chunk that is not done yet, so a finished model costs nothing on resume
+    done = skipped = 0
+    for i, chunk in enumerate(_chunks(data, config)):
+        part = work / f"part-{i:06d}.jsonl"
+        if part.is_file():
+            skipped += 1
+            continue
+        engine = engine or make_engine(spec)
+        clips = Clips.load(chunk, audio_root)
+        cells: list[dict[str, Any]] = [{} for _ in chunk]
+        for probe in probes:
+            reqs, shown = requests(probe, chunk, clips)
+            outputs = engine.generate(reqs, config.sampling())
+            for cell, record, choices, outs in zip(cells, chunk, shown, outputs, strict=True):
+                cell[probe.name] = _judge(record, choices, outs)
+        with atomic_writer(part) as f:
+            for record, cell, wave in zip(chunk, cells, clips.waves, strict=True):
+                f.write(_json({"id": record.id, "audio_missing": wave is None, "probes": cell}) + "\n")
+        done += 1
+    log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
+
+
+def _judge(record: MCQRecord, choices: tuple[str, ...], outputs: list[str]) -> dict[str, Any]:
+    """Raw outputs, parsed answers (None: no ``<answer>`` tag, recorded as unparsed) and verdicts, judged like the
+    official scripts (the raw output stands in for a missing tag; an empty one is wrong)."""
+    answers = [tagged_answer(o) for o in outputs]
+    correct = [string_match(record.answer, extract_answer(o), choices) for o in outputs]
+    return {"outputs": outputs, "answers": answers, "correct": correct}
+
+
+def _merge(data: str | Path, names: list[str], out: Path, rules: list[Rule], config: FilterConfig) -> dict[str, Any]:
+    label_rule = next(r for r in rules if r.name == config.label_rule)
+
+    def labelled() -> Iterator[MCQRecord]:
+        for i, chunk in enumerate(_chunks(data, config, quarantine=out / "quarantine.jsonl")):
+            parts = {n: [row for _, row in iter_jsonl(out / "work" / n / f"part-{i:06d}.jsonl")] for n in names}
+            for j, record in enumerate(chunk):
+                acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i)
+                record.audio_contribution = "weak" if acf["votes"][label_rule.name] >= config.min_correct else "strong"
+                record.extra["acf"] = acf
+                yield record
+
+    meta = {"rule": f"weak if >= {config.min_correct} of {len(names)} right ({config.label_rule})",
+            "probes": list(config.probes), "shard": list(config.shard)}  # fmt: skip
+    stats = _write_labelled(labelled(), out, Summary(rules, config.label_rule), meta)
+    log.info("ACF %s: %d weak / %d strong", data, stats["weak"], stats["strong"])
+    return stats
+
+
+def _write_labelled(records: Iterator[MCQRecord], out: Path, summary: Summary, meta: dict[str, Any]) -> dict:
+    """Stream labelled records into the three JSONL files and ``stats.json``, each written atomically."""
+    with ExitStack() as stack:
+        files = {k: stack.enter_context(atomic_writer(out / f"{k}.jsonl")) for k in ("labelled", "weak", "strong")}
+        for record in records:
+            line = _json(record.to_dict()) + "\n"
+            files["labelled"].write(line)
+            files[record.audio_contribution or "strong"].write(line)
+            summary.add(record, record.extra["acf"])
+    stats = {**meta, **summary.result()}
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """One labelled set from the outputs of shards 0..N-1 (given in that order): interleaving their lines restores
+    the input order, since shard i holds positions i, i+N, …; the statistics are recomputed over the whole."""
+    dirs = [Path(d) for d in shard_dirs]
+    metas = [load_json(d / "stats.json") for d in dirs]
+    for i, m in enumerate(metas):
+        if m["shard"] != [i, len(dirs)]:
+            raise AudioMCQError(f"{dirs[i]}: holds shard {m['shard'][0]}/{m['shard'][1]}, expected {i}/{len(dirs)}")
+    rules = [Rule(name, tuple(r["probes"]), r["min_correct"]) for name, r in metas[0]["rules"].items()]
+
+    def interleaved() -> Iterator[MCQRecord]:
+        streams = [(row for _, row in iter_jsonl(d / "labelled.jsonl")) for d in dirs]
+        for group in itertools.zip_longest(*streams):
+            yield from (MCQRecord.from_dict(row) for row in group if row is not None)
+
+    meta = {
+        "rule": metas[0]["rule"],
+        "probes": metas[0]["probes"],
+        "shard": [0, 1],
+        "merged_from": [str(d) for d in dirs],
+    }
+    return _write_labelled(interleaved(), Path(out_dir), Summary(rules, metas[0]["labelled_by"]), meta)
+
+
+def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[Rule], chunk: int) -> dict[str, Any]:
+    for name, row in rows.items():
+        if row["id"] != record.id:  # the input changed under a resumed run: refuse to mix two inputs
+            raise AudioMCQError(f"{name} part {chunk}: has {row['id']!r} where the input has {record.id!r}; "
+                                "the input changed since the run started; remove the work directory")  # fmt: skip
+    results = {name: row["probes"] for name, row in rows.items()}
+    primary = rules[0].probes[0]
+    samples = [c for res in results.values() for c in res[primary]["correct"]]
+    return {
+        "models": results,
+        "votes": {rule.name: rule.votes(results) for rule in rules},
+        "score": sum(samples) / len(samples),  # graded: share of silent answers (all models, all samples) right
+        "audio_missing": any(row["audio_missing"] for row in rows.values()),
+    }
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, ensure_ascii=False)

@@ -1,0 +1,108 @@
+"""CLI of audio-contribution filtering: ``audiomcq filter run|merge``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def add_filter_commands(sub: Any) -> None:
+    """Register ``filter run`` and ``filter merge``."""
+    p = sub.add_parser(
+        "filter", help="audio-contribution filtering: K models answer without the audio, vote weak/strong"
+    )
+    fsub = p.add_subparsers(dest="filter_command", required=True)
+    r = fsub.add_parser("run", help="label a record file (resumable: rerun the same command after an interruption)")
+    r.add_argument("--data", required=True, type=Path, help="record JSONL (or JSON list) to label")
+    r.add_argument("--audio-root", type=Path, help="root of relative audio paths (silence probes never need it)")
+    models = r.add_mutually_exclusive_group(required=True)
+    models.add_argument("--models", nargs="+", help="filter model directories (transformers backend)")
+    models.add_argument("--models-config", type=Path, help="YAML list of model specs (path, backend, name, dtype, …)")
+    r.add_argument(
+        "--probes", nargs="+", default=["silence:30"], help="first = the paper's probe (default silence:30)"
+    )
+    r.add_argument("--min-correct", type=int, default=2, help="weak if at least this many models are right (2 of 3)")
+    r.add_argument("--rule", default="paper", help="which rule variant sets the labels (default: the paper's)")
+    r.add_argument("--samples", type=int, default=1, help="answers per model and probe (> 1 needs --temperature)")
+    r.add_argument("--temperature", type=float, default=0.0)
+    r.add_argument("--max-new-tokens", type=int, default=16)
+    r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
+    r.add_argument("--out", required=True, type=Path)
+    r.set_defaults(func=cmd_filter_run)
+    m = fsub.add_parser("merge", help="merge shard outputs (in shard order) into one labelled set and its stats")
+    m.add_argument("shards", nargs="+", type=Path, help="the shard output directories, shard 0 first")
+    m.add_argument("--out", required=True, type=Path)
+    m.set_defaults(func=cmd_filter_merge)
+
+    b = sub.add_parser("bench", help="speed and memory benchmarks, measured side by side in one run")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bf = bsub.add_parser("filter", help="batched vs per-sample, shared vs recomputed silence vs text-only, RSS")
+    bf.add_argument("--work", type=Path, default=Path("out/bench-filter"))
+    bf.add_argument("--samples", type=int, default=32)
+    bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
+    bf.set_defaults(func=cmd_bench_filter)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/N`` -> (i, N)."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"--shard must look like i/N with 0 <= i < N, not {text!r}")
+    return int(index), int(count)
+
+
+def cmd_filter_run(args: argparse.Namespace) -> int:
+    """Run ACF and print the label counts and, with ground truth, each rule's agreement."""
+    from audiomcq.acf import FilterConfig, run_filter
+
+    models = args.models or yaml.safe_load(args.models_config.read_text())
+    config = FilterConfig(
+        probes=tuple(args.probes), min_correct=args.min_correct, label_rule=args.rule, samples=args.samples,
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
+        batch_size=args.batch_size, shard=parse_shard(args.shard),
+    )  # fmt: skip
+    _print(run_filter(args.data, models, args.audio_root, args.out, config), args.out)
+    return 0
+
+
+def cmd_filter_merge(args: argparse.Namespace) -> int:
+    """Merge shards."""
+    from audiomcq.acf.run import merge_shards
+
+    _print(merge_shards(args.shards, args.out), args.out)
+    return 0
+
+
+def _print(stats: dict[str, Any], out: Path) -> None:
+    print(f"filter: {stats['weak']} weak / {stats['strong']} strong ({stats['rule']}) -> {out}")
+    for rule, q in (stats.get("ground_truth") or {}).items():
+        print(
+            f"  {rule}: agreement {q['agreement']}%, weak precision {q['weak_precision']}%, recall {q['weak_recall']}%"
+        )
+
+
+def cmd_bench_filter(args: argparse.Namespace) -> int:
+    """Print the filter benchmark against its targets."""
+    from audiomcq.bench_filter import bench_filter
+
+    r = bench_filter(args.work, args.samples, args.rss_records)
+    rows = [("batched engine vs per-sample loop", r["batched_speedup"], ">= 8x")]
+    for label, c in r["silent_cost"].items():
+        print(f"{label}: per sample {c['shared_silence_ms']:.1f} ms shared silence, "
+              f"{c['recomputed_silence_ms']:.1f} ms recomputed, {c['text_only_ms']:.1f} ms text-only")  # fmt: skip
+        rows.append((f"{label}: recomputed / shared silence", c["recompute_over_shared"], ">= 8x"))
+        target = "<= 1.3x" if "1024" in label else "(no target at this width)"
+        rows.append((f"{label}: shared silence / text-only", c["shared_over_text_only"], target))
+    small, large = sorted(r["peak_rss_mb"])
+    print(
+        f"peak RSS: {r['peak_rss_mb'][small]:.0f} MiB at {small} records, {r['peak_rss_mb'][large]:.0f} MiB at {large}"
+    )
+    rows.append((f"RSS growth {small} -> {large} records (%)", r["rss_growth_pct"], "<= 10"))
+    for what, value, target in rows:
+        print(f"  {what}: {value:.2f} (target {target})")
+    return 0

@@ -1,0 +1,101 @@
+"""An OpenAI-compatible chat-completions endpoint as an engine (a vLLM or KServe server elsewhere).
+
+Audio travels as an ``input_audio`` content part (base64 WAV), the prompt is the same one every stage uses, and
+requests go out ``concurrency`` at a time. Connection errors, 429 and 5xx are retried with exponential backoff;
+any other 4xx fails at once with the server's message. The key is read from the environment variable the spec
+names and is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+from audiomcq.inference.base import EngineSpec, Request, Sampling
+from audiomcq.prompts import SYSTEM_PROMPT, user_prompt
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def wav_base64(wave: Any, rate: int = 16000) -> str:
+    """A float waveform as base64 16-bit PCM WAV."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def chat_body(request: Request, sampling: Sampling, model: str) -> dict[str, Any]:
+    """The chat-completions request body for one question."""
+    audio = {"type": "input_audio", "input_audio": {"data": wav_base64(request.audio), "format": "wav"}}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": [audio, {"type": "text", "text": user_prompt(request.question, request.choices)}],
+            },
+        ],
+        "max_tokens": sampling.max_new_tokens,
+        "temperature": sampling.temperature,
+        "n": sampling.n,
+        "seed": sampling.seed,
+    }
+    if sampling.top_k is not None:
+        body["top_k"] = sampling.top_k  # a vLLM extension; OpenAI itself ignores unknown sampling keys
+    return body
+
+
+class OpenAIEngine:
+    """Sends each request to ``{base_url}/chat/completions``."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        if not spec.base_url:
+            raise AudioMCQError("the openai backend needs base_url (e.g. http://vllm:8000/v1)")
+        self.spec = spec
+        self.url = spec.base_url.rstrip("/") + "/chat/completions"
+        self.model = spec.served_model or spec.path
+        self.headers = {"Content-Type": "application/json"}
+        if spec.api_key_env:
+            key = os.environ.get(spec.api_key_env)
+            if not key:
+                raise AudioMCQError(f"environment variable {spec.api_key_env} (the endpoint's key) is not set")
+            self.headers["Authorization"] = f"Bearer {key}"
+
+    def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]:
+        sampling = sampling or Sampling()
+        with ThreadPoolExecutor(max_workers=max(1, self.spec.concurrency)) as pool:
+            return list(pool.map(lambda r: self._one(chat_body(r, sampling, self.model)), requests))
+
+    def _one(self, body: dict[str, Any]) -> list[str]:
+        data = json.dumps(body).encode()
+        for attempt in range(self.spec.retries + 1):
+            req = urllib.request.Request(self.url, data=data, headers=self.headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.spec.timeout) as resp:
+                    choices = json.load(resp)["choices"]
+                return [c["message"].get("content") or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
+            except urllib.error.HTTPError as err:
+                detail = err.read().decode(errors="replace")[:500]
+                if err.code not in RETRY_STATUS or attempt == self.spec.retries:
+                    raise AudioMCQError(f"{self.url}: HTTP {err.code}: {detail}") from err
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+                if attempt == self.spec.retries:
+                    raise AudioMCQError(f"{self.url}: unreachable after {attempt + 1} tries: {err}") from err
+            wait = min(30.0, 0.5 * 2**attempt)
+            log.warning("%s: retrying in %.1f s (try %d of %d)", self.url, wait, attempt + 2, self.spec.retries + 1)
+            time.sleep(wait)
+        raise AssertionError("unreachable")

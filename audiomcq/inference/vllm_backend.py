@@ -1,0 +1,57 @@
+"""The vLLM backend (GPU images only): audio as ``multi_modal_data``, automatic prefix caching on.
+
+The prompt text is rendered by the checkpoint's own processor chat template (the same call the transformers
+backend makes), so vLLM sees the tokens the model was trained on; the audio block comes first in the user turn, so
+with a fixed-length silence every filtering prompt shares its prefix and vLLM's prefix cache serves it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from audiomcq.errors import AudioMCQError
+from audiomcq.inference.base import EngineSpec, Request, Sampling
+from audiomcq.synth.audio import SR
+
+
+class VLLMEngine:
+    """One ``vllm.LLM`` per engine; ``generate`` submits all requests at once and lets vLLM batch them."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as err:  # CPU images do not ship vLLM
+            raise AudioMCQError("the vllm backend needs the GPU image (pip install vllm); use transformers") from err
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(spec.path)
+        self.llm = LLM(
+            model=spec.path,
+            dtype=spec.dtype,
+            enable_prefix_caching=True,
+            limit_mm_per_prompt={"audio": 1},
+            max_num_seqs=spec.batch_size,
+        )
+
+    def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        from audiomcq.models.batch import prompt_text
+
+        sampling = sampling or Sampling()
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k or -1,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+        )
+        prompts = [
+            {
+                "prompt": prompt_text(self.processor, r.question, r.choices),
+                "multi_modal_data": {"audio": (r.audio, SR)},
+            }
+            for r in requests
+        ]
+        results = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[o.text for o in res.outputs] for res in results]
