@@ -39,6 +39,17 @@ def add_filter_commands(sub: Any) -> None:
     m.add_argument("--out", required=True, type=Path)
     m.set_defaults(func=cmd_filter_merge)
 
+    k = fsub.add_parser("benchmark", help="a benchmark's AC-strong subset and zero-audio-contribution report")
+    k.add_argument("--benchmark", required=True, choices=["mmau", "mmar", "mmsu"])
+    k.add_argument("--data", required=True, type=Path, help="the benchmark's metadata file")
+    k.add_argument("--audio-root", type=Path, help="the benchmark's audio (for the with-audio control)")
+    k.add_argument("--models", required=True, nargs="+", help="filter model directories")
+    k.add_argument("--probes", nargs="+", default=["silence:30"])
+    k.add_argument("--min-correct", type=int, default=2)
+    k.add_argument("--batch-size", type=int, default=64)
+    k.add_argument("--out", required=True, type=Path)
+    k.set_defaults(func=cmd_filter_benchmark)
+
     b = sub.add_parser("bench", help="speed and memory benchmarks, measured side by side in one run")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     bf = bsub.add_parser("filter", help="batched vs per-sample, shared vs recomputed silence vs text-only, RSS")
@@ -67,6 +78,17 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, shard=parse_shard(args.shard),
     )  # fmt: skip
     _print(run_filter(args.data, models, args.audio_root, args.out, config), args.out)
+    return 0
+
+
+def cmd_filter_benchmark(args: argparse.Namespace) -> int:
+    """Filter a benchmark and print its zero-audio-contribution table."""
+    from audiomcq.acf import FilterConfig
+    from audiomcq.acf.benchmark import filter_benchmark, zero_ac_markdown
+
+    config = FilterConfig(probes=tuple(args.probes), min_correct=args.min_correct, batch_size=args.batch_size)
+    report = filter_benchmark(args.benchmark, args.data, args.models, args.audio_root, args.out, config)
+    print(zero_ac_markdown(report))
     return 0
 
 

@@ -89,3 +89,14 @@ def tiny_omni(synth_corpus, tmp_path_factory) -> Path:
         "qwen2_5_omni", tokenizer_texts([synth_corpus / "train.jsonl"]), TinySpec(hidden=64, audio_d=32)
     )
     return save_tiny(model, processor, tmp_path_factory.mktemp("tiny_omni"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio(synth_corpus, tmp_path_factory) -> Path:
+    """A tiny random Qwen2-Audio model saved as an HF directory."""
+    from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
+
+    model, processor = build_tiny(
+        "qwen2_audio", tokenizer_texts([synth_corpus / "train.jsonl"]), TinySpec(hidden=64, audio_d=32)
+    )
+    return save_tiny(model, processor, tmp_path_factory.mktemp("tiny_qwen2_audio"))

@@ -160,3 +160,50 @@ def test_shards_merge_back_into_input_order(filtered, synth_corpus, tiny_omni, t
     )
     with pytest.raises(Exception, match="expected 0/3"):
         merge_shards([shards[1], shards[0], shards[2]], tmp_path / "bad")
+
+
+def test_benchmark_filter_keeps_every_item_and_reports_zero_audio_contribution(mmau_file, tiny_omni, tmp_path):
+    from audiomcq.acf.benchmark import filter_benchmark
+    from audiomcq.benchmarks import get_benchmark
+
+    loaded = get_benchmark("mmau").load(mmau_file)
+    raw = json.loads(mmau_file.read_text())
+    quirky = set(loaded.problems)
+    subset = [r for r in raw if r["id"] in quirky][:5] + [r for r in raw if r["id"] not in quirky][:25]
+    data = tmp_path / "mmau-subset.json"
+    data.write_text(json.dumps(subset))
+    report = filter_benchmark(
+        "mmau", data, [tiny_omni], None, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
+    )
+    assert report["items"] == 30 and report["audio_missing"] == 30  # quirky items are filtered as published
+    ids = (tmp_path / "out" / "ac_strong_ids.txt").read_text().split()
+    assert len(ids) == report["ac_strong"] and set(ids) <= {r["id"] for r in subset}
+    row = report["models"]["filter0"]
+    assert row["audio"] is None and 0 <= row["silence"] <= 100 and row["chance"] == pytest.approx(25.0, abs=5)
+    assert "| filter0 | – |" in (tmp_path / "out" / "zero_ac.md").read_text()
+
+
+def test_graded_score_over_samples(synth_corpus, tiny_omni, tmp_path):
+    rows = (synth_corpus / "eval.jsonl").read_text().splitlines()[:6]
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    config = FilterConfig(probes=("silence:2",), min_correct=1, samples=3, temperature=1.0)
+    run_filter(data, [tiny_omni, tiny_omni], synth_corpus, tmp_path / "out", config)
+    for record in read_records(tmp_path / "out" / "labelled.jsonl"):
+        acf = record.extra["acf"]
+        cells = [acf["models"][m]["silence:2"] for m in ("filter0", "filter1")]
+        assert all(len(c["outputs"]) == 3 for c in cells)
+        assert acf["score"] == pytest.approx(sum(sum(c["correct"]) for c in cells) / 6)
+
+
+def test_parquet_shards_filter_like_jsonl(filtered, synth_corpus, tiny_omni, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in (synth_corpus / "eval.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "eval.parquet")
+    config = FilterConfig(probes=("silence:2", "mismatch:1"), chunk_size=8)
+    run_filter(tmp_path / "eval.parquet", [tiny_omni, tiny_omni], synth_corpus, tmp_path / "out", config)
+    out, _ = filtered
+    got = [(r.id, r.audio_contribution) for r in read_records(tmp_path / "out" / "labelled.jsonl")]
+    assert got == [(r.id, r.audio_contribution) for r in read_records(out / "labelled.jsonl")]

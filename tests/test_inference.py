@@ -23,12 +23,15 @@ def silent_requests(synth_corpus):
     return [Request(r.question, tuple(r.choices), silence) for r in read_records(synth_corpus / "eval.jsonl")]
 
 
-def test_shared_silence_prefix_gives_the_uncached_answers(tiny_omni, silent_requests):
-    plain = make_engine(EngineSpec(str(tiny_omni), shared_prefix=False, batch_size=8))
-    shared = make_engine(EngineSpec(str(tiny_omni), batch_size=8))
+@pytest.mark.parametrize("family", ["tiny_omni", "tiny_qwen2_audio"])
+def test_shared_silence_prefix_gives_the_uncached_answers(family, request, silent_requests):
+    path = request.getfixturevalue(family)  # both families, saved and reloaded as HF directories
+    plain = make_engine(EngineSpec(str(path), shared_prefix=False, batch_size=8))
+    shared = make_engine(EngineSpec(str(path), batch_size=8))
+    assert plain.loaded.family == {"tiny_omni": "qwen2_5_omni", "tiny_qwen2_audio": "qwen2_audio"}[family]
     expected = plain.generate(silent_requests, Sampling(max_new_tokens=8))
     got = shared.generate(silent_requests, Sampling(max_new_tokens=8))
-    assert shared._prefix is not None  # the shared path really ran
+    assert len(shared._prefixes) == 1  # the shared path really ran, once
     assert got == expected
 
 

@@ -93,7 +93,7 @@ def requests(probe: Probe, records: Sequence[MCQRecord], clips: Clips) -> tuple[
 def _audio(probe: Probe, records: Sequence[MCQRecord], clips: Clips, i: int) -> np.ndarray:
     if probe.kind == "audio":
         wave = clips.waves[i]
-        return wave if wave is not None else np.zeros(int(clips.fallback_seconds * SR), np.float32)
+        return wave if wave is not None else np.zeros(SR, np.float32)  # no clip: answered but never counted
     if probe.kind == "mismatch":
         donor = _donor(clips, i, int(probe.arg or 1))
         if donor is not None:

@@ -43,6 +43,7 @@ class FilterConfig:
     chunk_size: int = 256
     batch_size: int = 64
     shard: tuple[int, int] = (0, 1)
+    validate: bool = True  # off for benchmark items, which are filtered as published
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any], **override: Any) -> FilterConfig:
@@ -91,12 +92,12 @@ def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str
     return {"batch_size": batch_size, **entry}
 
 
-def _chunks(data: str | Path, config: FilterConfig, quarantine: Path | None = None) -> Iterator[list[MCQRecord]]:
+def _chunks(data: str | Path, config: FilterConfig) -> Iterator[list[MCQRecord]]:
     """The shard's records in chunks, in input order (a bad record raises, naming file and line)."""
     index, count = config.shard
     if not 0 <= index < count:
         raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
-    reader = RecordReader(data, quarantine=quarantine)
+    reader = RecordReader(data, validate=config.validate)
     mine = (r for p, r in enumerate(reader) if p % count == index)
     while chunk := list(itertools.islice(mine, config.chunk_size)):
         yield chunk
@@ -145,7 +146,7 @@ def _merge(data: str | Path, names: list[str], out: Path, rules: list[Rule], con
     label_rule = next(r for r in rules if r.name == config.label_rule)
 
     def labelled() -> Iterator[MCQRecord]:
-        for i, chunk in enumerate(_chunks(data, config, quarantine=out / "quarantine.jsonl")):
+        for i, chunk in enumerate(_chunks(data, config)):
             parts = {n: [row for _, row in iter_jsonl(out / "work" / n / f"part-{i:06d}.jsonl")] for n in names}
             for j, record in enumerate(chunk):
                 acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i)

@@ -81,6 +81,8 @@ class Summary:
         subset = None if truth is None else ("text_answerable" if truth else "audio_dependent")
         for model, probes in acf["models"].items():
             for probe, cell in probes.items():
+                if probe == "audio" and acf.get("audio_missing"):
+                    continue  # the with-audio control only counts records whose audio exists
                 self.unparsed[f"{model}/{probe}"] += sum(a is None for a in cell["answers"])
                 for group in ("all", subset):
                     if group:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,9 +11,14 @@ import numpy as np
 
 from audiomcq.inference.base import EngineSpec, Request, Sampling
 
+PREFIX_CACHE = 8  # distinct shared waveforms (e.g. silences of a few lengths) whose prefix caches are kept
+
 
 class TransformersEngine:
-    """Loads the checkpoint once; each ``generate`` call runs ``spec.batch_size`` requests per forward batch."""
+    """Loads the checkpoint once; each ``generate`` call runs ``spec.batch_size`` requests per forward batch.
+
+    With ``spec.shared_prefix``, requests that carry the very same waveform (the filter's silence) are answered
+    from one encoded prefix (``SharedPrefix``); the rest go through ordinary padded batches."""
 
     def __init__(self, spec: EngineSpec) -> None:
         import torch
@@ -21,20 +28,30 @@ class TransformersEngine:
         self.spec = spec
         dtype = None if spec.dtype == "auto" else getattr(torch, spec.dtype)
         self.loaded = load_model(spec.path, family=spec.family, dtype=dtype)
-        self._prefix: Any = None
-        self._prefix_key: tuple[int, int] | None = None
+        self._prefixes: OrderedDict[tuple, Any] = OrderedDict()
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]:
         import torch
 
-        from audiomcq.models.batch import generate_batch
-
         sampling = sampling or Sampling()
         torch.manual_seed(sampling.seed)
-        n = sampling.n
-        if self.spec.shared_prefix and len(requests) > 1 and _one_waveform(requests):
-            return self._shared(requests, sampling)
-        out: list[list[str]] = []
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[_wave_key(r.audio) if self.spec.shared_prefix else (i,)].append(i)
+        out: list[list[str]] = [[] for _ in requests]
+        singles = [idx[0] for idx in groups.values() if len(idx) == 1]
+        for key, idx in groups.items():
+            if len(idx) > 1:
+                for i, answer in zip(idx, self._shared(key, [requests[i] for i in idx], sampling), strict=True):
+                    out[i] = answer
+        for i, answer in zip(singles, self._batched([requests[i] for i in singles], sampling), strict=True):
+            out[i] = answer
+        return out
+
+    def _batched(self, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
+        from audiomcq.models.batch import generate_batch
+
+        n, out = sampling.n, []
         for start in range(0, len(requests), self.spec.batch_size):
             chunk = requests[start : start + self.spec.batch_size]
             flat = generate_batch(
@@ -49,14 +66,16 @@ class TransformersEngine:
             out.extend(flat[i * n : (i + 1) * n] for i in range(len(chunk)))
         return out
 
-    def _shared(self, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
+    def _shared(self, key: tuple, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
         from audiomcq.inference.prefix import SharedPrefix
         from audiomcq.models.batch import prompt_text
 
-        wave = requests[0].audio
-        key = (len(wave), hash(wave.tobytes()))
-        if self._prefix_key != key:
-            self._prefix, self._prefix_key = SharedPrefix(self.loaded.model, self.loaded.processor, wave), key
+        if key not in self._prefixes:
+            self._prefixes[key] = SharedPrefix(self.loaded.model, self.loaded.processor, requests[0].audio)
+            while len(self._prefixes) > PREFIX_CACHE:
+                self._prefixes.popitem(last=False)
+        prefix = self._prefixes[key]
+        self._prefixes.move_to_end(key)
         kwargs: dict = {"do_sample": sampling.temperature > 0}
         if sampling.temperature > 0:
             kwargs.update(temperature=sampling.temperature, top_k=sampling.top_k, num_return_sequences=sampling.n)
@@ -64,11 +83,10 @@ class TransformersEngine:
         for start in range(0, len(requests), self.spec.batch_size):
             chunk = requests[start : start + self.spec.batch_size]
             texts = [prompt_text(self.loaded.processor, r.question, r.choices) for r in chunk]
-            out.extend(self._prefix.generate(texts, sampling.max_new_tokens, **kwargs))
+            out.extend(prefix.generate(texts, sampling.max_new_tokens, **kwargs))
         return out
 
 
-def _one_waveform(requests: Sequence[Request]) -> bool:
-    """Whether every request carries the same waveform (by identity, or equal samples)."""
-    first = requests[0].audio
-    return all(r.audio is first or (r.audio.shape == first.shape and np.array_equal(r.audio, first)) for r in requests)
+def _wave_key(wave: np.ndarray) -> tuple:
+    """Identifies a waveform by its samples (equal silences share a key; distinct clips never collide in practice)."""
+    return (wave.shape, hashlib.blake2b(np.ascontiguousarray(wave).tobytes(), digest_size=16).digest())
