@@ -126,10 +126,10 @@ def checks(data: dict[str, Any], chance: float = 25.0) -> list[tuple[str, str, b
     for name, probes in f["models"].items():
         text, audio = probes[primary].get("text_answerable"), probes[primary].get("audio_dependent")
         out.append((f"{name} in silence: text-answerable >= 90", _fmt(text), text is not None and text >= 90))
-        near = audio is not None and abs(audio - chance) <= 10
-        out.append(
-            (f"{name} in silence: audio-dependent near a constant guess ({chance:.0f} ± 10)", _fmt(audio), near)
-        )
+        # At most what a constant guess gets, plus slack: a model in silence must not answer audio questions.
+        blind = audio is not None and audio <= chance + 10
+        what = f"{name} in silence: audio-dependent at most a constant guess (<= {chance + 10:.0f})"
+        out.append((what, _fmt(audio), blind))
     weak = (f.get("ground_truth") or {}).get("paper", {}).get("weak_recall")
     out.append(("text-answerable items labelled weak >= 95", _fmt(weak), weak is not None and weak >= 95))
     gt = f.get("ground_truth") or {}
