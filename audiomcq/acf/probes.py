@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,7 +104,15 @@ def _audio(probe: Probe, records: Sequence[MCQRecord], clips: Clips, i: int) -> 
     if probe.kind == "noise":
         rng = np.random.default_rng(zlib.crc32(records[i].id.encode()))
         return (0.01 * rng.standard_normal(n)).astype(np.float32)
-    return np.zeros(n, np.float32)
+    return silence(n)
+
+
+@functools.lru_cache(maxsize=16)
+def silence(samples: int) -> np.ndarray:
+    """One read-only array of zeros per length, shared by every question (the engine encodes it once)."""
+    wave = np.zeros(samples, np.float32)
+    wave.flags.writeable = False
+    return wave
 
 
 def _donor(clips: Clips, i: int, shift: int) -> np.ndarray | None:

@@ -36,8 +36,11 @@ class TransformersEngine:
         sampling = sampling or Sampling()
         torch.manual_seed(sampling.seed)
         groups: dict[tuple, list[int]] = defaultdict(list)
+        keys: dict[int, tuple] = {}  # one hash per array object: probes hand every question the same silence
         for i, r in enumerate(requests):
-            groups[_wave_key(r.audio) if self.spec.shared_prefix else (i,)].append(i)
+            if self.spec.shared_prefix and id(r.audio) not in keys:
+                keys[id(r.audio)] = _wave_key(r.audio)
+            groups[keys[id(r.audio)] if self.spec.shared_prefix else (i,)].append(i)
         out: list[list[str]] = [[] for _ in requests]
         singles = [idx[0] for idx in groups.values() if len(idx) == 1]
         for key, idx in groups.items():

@@ -2,19 +2,18 @@
 encoder and the prompt prefix up to the end of the audio block run once, and every question reuses their KV cache.
 
 The prompt puts the audio block first in the user turn (``audiomcq.prompts``), so the system turn and the audio
-form a prefix common to every question without changing what the model sees. Questions are grouped by token
-length so no row needs padding: positions then run on from the prefix exactly as in a one-pass forward (the
-equality with the uncached path is tested).
+form a prefix common to every question without changing what the model sees. Padding goes between the prefix and
+each question, and positions follow the attention mask, so every question continues from the prefix exactly as in
+a one-pass forward (the equality with the uncached path is tested for both families).
 """
 
 from __future__ import annotations
 
-import copy
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from transformers.cache_utils import DynamicLayer  # this module is imported lazily, by the engine
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.synth.audio import SR
@@ -42,36 +41,66 @@ class SharedPrefix:
         self.cache = getattr(out, "cache", None) or out.past_key_values
         self.ids = enc["input_ids"]
 
+    def _expanded(self, rows: int, spare: int) -> Any:
+        """A fresh cache holding the prefix for ``rows`` rows with room for ``spare`` more tokens."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        cache.layers = [_GrowingLayer(layer.keys, layer.values, rows, spare) for layer in self.cache.layers]
+        return cache
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int, **sample: Any) -> list[list[str]]:
         """Completions for full prompt texts that all start with the shared prefix (``n`` per prompt)."""
         import torch
 
         tok = self.processor.tokenizer
-        groups: dict[int, list[int]] = defaultdict(list)
-        suffixes = []
         for i, text in enumerate(prompts):
             if not text.startswith(self.text):
                 raise AudioMCQError(f"prompt {i} does not start with the shared audio prefix")
-            suffixes.append(tok(text[len(self.text) :], add_special_tokens=False, return_tensors="pt")["input_ids"][0])
-            groups[len(suffixes[-1])].append(i)
         n = sample.pop("num_return_sequences", 1)
-        out: list[list[str]] = [[] for _ in prompts]
-        for rows in groups.values():
-            # n samples per prompt as n rows each, so the cache is expanded once, here, and generate never has to.
-            suffix = torch.stack([suffixes[i] for i in rows]).repeat_interleave(n, dim=0).to(self.ids.device)
-            ids = torch.cat([self.ids.expand(len(suffix), -1), suffix], dim=1)
-            cache = copy.deepcopy(self.cache)
-            cache.batch_repeat_interleave(len(suffix))
-            if hasattr(self.model, "model") and hasattr(self.model.model, "rope_deltas"):
-                # Omni's thinker offsets text positions by rope_deltas once a cache exists; audio-only prompts have
-                # sequential positions, so the offset is 0 (generate would otherwise recompute it from the audio).
-                self.model.model.rope_deltas = torch.zeros(len(suffix), 1, dtype=torch.long, device=ids.device)
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, max_new_tokens=max_new_tokens,
-                    **sample,
-                )  # fmt: skip
-            texts = tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
-            for k, i in enumerate(rows):
-                out[i] = texts[k * n : (k + 1) * n]
-        return out
+        # The questions are left-padded *between* the prefix and themselves; generate derives positions from the
+        # cumulative attention mask, so each question still starts right after the prefix, as in a one-pass forward.
+        enc = tok([t[len(self.text) :] for t in prompts], add_special_tokens=False, padding=True,
+                  padding_side="left", return_tensors="pt").to(self.ids.device)  # fmt: skip
+        # n samples per prompt as n rows each, so the cache is expanded once, here, and generate never has to.
+        suffix, mask = enc["input_ids"].repeat_interleave(n, 0), enc["attention_mask"].repeat_interleave(n, 0)
+        rows = len(suffix)
+        ids = torch.cat([self.ids.expand(rows, -1), suffix], dim=1)
+        attention = torch.cat([torch.ones_like(self.ids).expand(rows, -1), mask], dim=1)
+        cache = self._expanded(rows, suffix.shape[1] + max_new_tokens)
+        if hasattr(self.model, "model") and hasattr(self.model.model, "rope_deltas"):
+            # Omni's thinker offsets text positions by rope_deltas once a cache exists; audio-only prompts have
+            # sequential positions, so the offset is 0 (generate would otherwise recompute it from the audio).
+            self.model.model.rope_deltas = torch.zeros(rows, 1, dtype=torch.long, device=ids.device)
+        with torch.inference_mode():
+            gen = self.model.generate(
+                input_ids=ids, attention_mask=attention, cache=cache, max_new_tokens=max_new_tokens, **sample
+            )
+        texts = tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
+        return [texts[k * n : (k + 1) * n] for k in range(len(prompts))]
+
+
+class _GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` that appends into preallocated room instead of re-concatenating the whole cache at every
+    step: with a long shared prefix (750 silence tokens) the per-step copy, not the attention, dominated decoding."""
+
+    def __init__(self, keys: Any, values: Any, rows: int, spare: int) -> None:
+        super().__init__()
+        _, h, n, d = keys.shape
+        self._k = keys.new_empty(rows, h, n + spare, d)
+        self._v = values.new_empty(rows, h, n + spare, d)
+        self._k[:, :, :n] = keys.expand(rows, -1, -1, -1)
+        self._v[:, :, :n] = values.expand(rows, -1, -1, -1)
+        self._n = n
+        self.device, self.is_initialized = keys.device, True
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
+    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        end = self._n + key_states.shape[-2]
+        if end > self._k.shape[-2]:  # more tokens than planned: fall back to concatenation
+            return super().update(key_states, value_states, *args, **kwargs)
+        self._k[:, :, self._n : end] = key_states
+        self._v[:, :, self._n : end] = value_states
+        self._n = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
