@@ -113,6 +113,8 @@ def cmd_bench_filter(args: argparse.Namespace) -> int:
     from audiomcq.bench_filter import bench_filter
 
     r = bench_filter(args.work, args.samples, args.rss_records)
+    per = 1000 / r["samples"]
+    print(f"batched: {r['batched_s'] * per:.1f} ms per question; per-sample loop: {r['loop_s'] * per:.1f} ms")
     rows = [("batched engine vs per-sample loop", r["batched_speedup"], ">= 8x")]
     for label, c in r["silent_cost"].items():
         print(f"{label}: per sample {c['shared_silence_ms']:.1f} ms shared silence, "
