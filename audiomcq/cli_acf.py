@@ -16,7 +16,7 @@ def add_filter_commands(sub: Any) -> None:
     )
     fsub = p.add_subparsers(dest="filter_command", required=True)
     r = fsub.add_parser("run", help="label a record file (resumable: rerun the same command after an interruption)")
-    r.add_argument("--data", required=True, type=Path, help="record JSONL (or JSON list) to label")
+    r.add_argument("--data", required=True, help="records to label: JSONL, JSON list or Parquet; a path or s3:// URI")
     r.add_argument("--audio-root", type=Path, help="root of relative audio paths (silence probes never need it)")
     models = r.add_mutually_exclusive_group(required=True)
     models.add_argument("--models", nargs="+", help="filter model directories (transformers backend)")
@@ -32,7 +32,8 @@ def add_filter_commands(sub: Any) -> None:
     r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
-    r.add_argument("--out", required=True, type=Path)
+    r.add_argument("--out", required=True, help="output directory, or an s3:// prefix (published when done)")
+    r.add_argument("--work", type=Path, help="scratch directory for S3 inputs and outputs (default .audiomcq-work)")
     r.set_defaults(func=cmd_filter_run)
     m = fsub.add_parser("merge", help="merge shard outputs (in shard order) into one labelled set and its stats")
     m.add_argument("shards", nargs="+", type=Path, help="the shard output directories, shard 0 first")
@@ -69,7 +70,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def cmd_filter_run(args: argparse.Namespace) -> int:
     """Run ACF and print the label counts and, with ground truth, each rule's agreement."""
-    from audiomcq.acf import FilterConfig, run_filter
+    from audiomcq.acf import FilterConfig
+    from audiomcq.acf.run import run_filter_uri
 
     models = args.models or yaml.safe_load(args.models_config.read_text())
     config = FilterConfig(
@@ -77,7 +79,7 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
         temperature=args.temperature, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
         batch_size=args.batch_size, shard=parse_shard(args.shard),
     )  # fmt: skip
-    _print(run_filter(args.data, models, args.audio_root, args.out, config), args.out)
+    _print(run_filter_uri(args.data, models, args.audio_root, args.out, config, args.work), args.out)
     return 0
 
 

@@ -87,6 +87,26 @@ def run_filter(
     return _merge(data, names, out, rules, config)
 
 
+def run_filter_uri(
+    data: str,
+    models: Sequence[Any],
+    audio_root: str | Path | None,
+    out: str,
+    config: FilterConfig,
+    work: str | Path | None = None,
+) -> dict[str, Any]:
+    """``run_filter`` for local paths or ``s3://`` URIs: an S3 input is streamed to the work directory, and an S3
+    output is written locally (parts included, so a rerun on the same volume resumes) and published at the end."""
+    from audiomcq import storage
+
+    scratch = Path(work or Path(".audiomcq-work") / "filter")
+    local_out = scratch / "out" if storage.is_s3(out) else Path(out)
+    stats = run_filter(storage.fetch(data, scratch / "input"), models, audio_root, local_out, config)
+    if storage.is_s3(out):
+        storage.publish(local_out, out, exclude=("work",))
+    return stats
+
+
 def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str, Any]:
     entry = {"path": str(model)} if isinstance(model, (str, Path)) else dict(model)
     return {"batch_size": batch_size, **entry}

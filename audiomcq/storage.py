@@ -1,0 +1,103 @@
+"""``s3://`` URIs for stage inputs and outputs, through the MinIO client (any S3-compatible store).
+
+The endpoint comes from ``AUDIOMCQ_S3_ENDPOINT`` (``host:port`` or a URL), TLS from ``AUDIOMCQ_S3_SECURE`` (default
+on), the region from ``AUDIOMCQ_S3_REGION``; credentials from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``,
+which a Kubernetes Secret injects by name. No value is ever logged. Inputs are streamed to local disk; an output
+directory is uploaded file by file, and a ``_COMPLETE`` marker goes up last, so a reader never mistakes a
+half-uploaded result for a finished one. Only plain S3 calls are used (no MinIO-only APIs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from audiomcq.errors import AudioMCQError
+
+log = logging.getLogger(__name__)
+COMPLETE = "_COMPLETE"
+
+
+def is_s3(uri: str | Path) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise AudioMCQError(f"{uri!r} is not an s3://bucket/key URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def client() -> Any:
+    """A MinIO client configured from the environment."""
+    from minio import Minio
+
+    endpoint = os.environ.get("AUDIOMCQ_S3_ENDPOINT")
+    if not endpoint:
+        raise AudioMCQError("AUDIOMCQ_S3_ENDPOINT is not set (host:port of the S3 store)")
+    parsed = urlparse(endpoint if "://" in endpoint else f"//{endpoint}")
+    secure = os.environ.get("AUDIOMCQ_S3_SECURE", "true").lower() not in ("0", "false", "no")
+    if parsed.scheme:
+        secure = parsed.scheme == "https"
+    return Minio(
+        parsed.netloc,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        region=os.environ.get("AUDIOMCQ_S3_REGION"),
+        secure=secure,
+    )
+
+
+def fetch(uri: str | Path, dest_dir: str | Path) -> Path:
+    """A local path for ``uri``: local paths as they are; an ``s3://`` object streamed to ``dest_dir``."""
+    if not is_s3(uri):
+        return Path(uri)
+    bucket, key = split(str(uri))
+    dest = Path(dest_dir) / Path(key).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client().fget_object(bucket, key, str(dest))  # writes a temporary part file, renamed when complete
+    except Exception as err:  # the client's errors name the bucket and key; keep them, add the URI
+        raise AudioMCQError(f"{uri}: download failed: {err}") from err
+    log.info("fetched %s -> %s", uri, dest)
+    return dest
+
+
+def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> int:
+    """Upload every file under ``local_dir`` to the ``uri`` prefix, then the ``_COMPLETE`` marker; returns the count.
+
+    ``exclude`` names top-level entries to leave out (scratch directories)."""
+    import io
+
+    bucket, prefix = split(uri)
+    prefix = prefix.rstrip("/")
+    s3 = client()
+    root = Path(local_dir)
+    count = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if rel.parts[0] in exclude or path.name.endswith(".tmp"):
+            continue
+        s3.fput_object(bucket, f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix(), str(path))
+        count += 1
+    marker = f"{prefix}/{COMPLETE}" if prefix else COMPLETE
+    s3.put_object(bucket, marker, io.BytesIO(str(count).encode()), len(str(count)))
+    log.info("published %d files from %s to %s", count, root, uri)
+    return count
+
+
+def is_complete(uri: str) -> bool:
+    """Whether an output prefix carries its ``_COMPLETE`` marker."""
+    from minio.error import S3Error
+
+    bucket, prefix = split(uri)
+    try:
+        client().stat_object(bucket, f"{prefix.rstrip('/')}/{COMPLETE}")
+    except S3Error:
+        return False
+    return True
