@@ -95,11 +95,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         r = train_sft(args.model, args.data, args.audio_root, args.out, **cfg)
         print(f"sft: {r['steps']} steps, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} -> {r['final']}")
+        if r["resumed_from"]:
+            print(f"  resumed from {r['resumed_from']}")
     else:
         from audiomcq.train.grpo import train_grpo
 
         r = train_grpo(args.model, args.data, args.audio_root, args.out, **cfg)
         print(f"grpo: {r['steps']} steps, mean reward {r['reward'][0]:.3f} -> {r['reward'][-1]:.3f} -> {r['final']}")
+        if r["resumed_from"]:
+            print(f"  resumed from {r['resumed_from']}")
     return 0
 
 

@@ -124,6 +124,7 @@ def post_train_stage(
             model, out / "data" / "rl.jsonl", audio_root, out / "grpo",
             steps=g["steps"], lr=g["lr"], prompts_per_step=g["prompts_per_step"], num_generations=g["num_generations"],
             temperature=g["temperature"], beta=g["beta"], max_completion_length=g["max_completion_length"],
+            save_steps=g.get("save_steps"),
         )  # fmt: skip
     write_json(out / "summary.json", summary)
     return summary

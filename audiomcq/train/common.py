@@ -1,20 +1,71 @@
-"""What SFT and GRPO runs share: train a built trainer and save a complete, reloadable model directory."""
+"""What SFT and GRPO runs share: resume from the latest complete checkpoint, train, and save a complete,
+reloadable model directory.
+
+A checkpoint counts only once its ``COMPLETE`` marker exists: the marker is written after the trainer has saved
+weights, optimizer, scheduler, RNG states and trainer state (data position included), so a run killed while
+saving never resumes from half a checkpoint. Resuming restores all of it, which makes a killed-and-restarted run
+end bit-identical to an uninterrupted one on CPU (tested).
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+COMPLETE = "COMPLETE"
+
+
+class MarkComplete(TrainerCallback):
+    """Write ``COMPLETE`` into each checkpoint once the trainer has finished saving it."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ckpt.is_dir():
+            (ckpt / COMPLETE).write_text(str(state.global_step))
+
+
+class ResumeWeightsMixin:
+    """Trainer mixin: resume weights the way ``from_pretrained`` loads them.
+
+    transformers 5 saves these models under their checkpoint key names (``audio_tower.*``, ``model.layers.*``), but
+    ``Trainer._load_from_checkpoint`` loads the raw state dict without the key conversion, so on resume *no* weight
+    loads and training silently restarts from the initial weights (it only logs "missing keys"). Loading through
+    ``from_pretrained`` applies the conversion; ``strict=True`` makes any remaining mismatch an error.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        model = model if model is not None else self.model  # type: ignore[attr-defined]
+        model = getattr(model, "module", model)  # unwrap DDP
+        dtype = next(model.parameters()).dtype
+        reloaded = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        model.load_state_dict(reloaded.state_dict(), strict=True)
+
+
+def latest_complete_checkpoint(out_dir: str | Path) -> Path | None:
+    """The highest-step ``checkpoint-N`` under ``out_dir`` that carries its ``COMPLETE`` marker."""
+    done = [p for p in Path(out_dir).glob("checkpoint-*") if (p / COMPLETE).is_file() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
 
 def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir: str | Path | None) -> dict[str, Any]:
-    """Train; save model + processor to ``final_dir`` (default ``<out_dir>/final``); return path, steps and logs."""
-    result = trainer.train()
+    """Train (resuming when ``out_dir`` holds a complete checkpoint); save model + processor to ``final_dir``
+    (default ``<out_dir>/final``); return path, steps and logs."""
+    trainer.add_callback(MarkComplete())
+    resume = latest_complete_checkpoint(out_dir)
+    if resume is not None:
+        log.info("resuming %s from %s", out_dir, resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(final_dir or Path(out_dir) / "final")
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
     return {
         "final": str(final),
         "steps": trainer.state.global_step,
+        "resumed_from": str(resume) if resume else None,
         "train_runtime": result.metrics.get("train_runtime"),
         "log": trainer.state.log_history,
     }

@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, solution
 from audiomcq.rewards import get_reward
-from audiomcq.train.common import train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, train_and_save
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -40,7 +40,7 @@ def extra_forward_kwargs(module: Any, extra: dict[str, Any]) -> Iterator[None]:
         handle.remove()
 
 
-class AudioGRPOTrainer(GRPOTrainer):
+class AudioGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
     """GRPOTrainer whose policy, old-policy and reference forwards all see the prompts' audio features."""
 
     _audio: dict[str, Any] | None = None
@@ -177,7 +177,7 @@ def build_grpo_trainer(
         logging_steps=logging_steps,
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or steps,
-        save_only_model=True,
+        save_only_model=False,  # full state (optimizer, scheduler, RNG, data position): exact resume
         report_to="none",
         seed=seed,
         use_cpu=not torch.cuda.is_available(),

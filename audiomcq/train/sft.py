@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from transformers import PrinterCallback
+from trl import SFTTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.train.common import train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, train_and_save
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
 COLUMNS = ("id", "question", "choices", "answer", "audio_path")
+
+
+class AudioSFTTrainer(ResumeWeightsMixin, SFTTrainer):
+    """SFTTrainer that resumes weights correctly (see ``ResumeWeightsMixin``); the audio comes from the collator."""
 
 
 def records_dataset(path: str | Path) -> Any:
@@ -62,7 +67,7 @@ def build_sft_trainer(
 ) -> tuple[Any, Any]:
     """The configured SFTTrainer and the processor."""
     import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from audiomcq.models import load_model
     from audiomcq.models.batch import AudioSFTCollator
@@ -81,7 +86,7 @@ def build_sft_trainer(
         logging_steps=logging_steps,
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or steps,
-        save_only_model=True,
+        save_only_model=False,  # full state (optimizer, scheduler, RNG, data position): exact resume
         report_to="none",
         seed=seed,
         use_cpu=not torch.cuda.is_available(),
@@ -93,7 +98,7 @@ def build_sft_trainer(
         disable_tqdm=True,
         activation_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
     )
-    trainer = SFTTrainer(
+    trainer = AudioSFTTrainer(
         model=loaded.model,
         args=config,
         train_dataset=records_dataset(data),
