@@ -31,6 +31,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--audio-root", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--recipe", default="demo", help="recipe name or YAML file (its sft/grpo section is used)")
+    p.add_argument("--variant", help="a named variant of the recipe (e.g. paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_train)
 
@@ -89,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """SFT or GRPO with the recipe's section."""
     from audiomcq.config import load_recipe
 
-    cfg = load_recipe(args.recipe, args.overrides)[args.method]
+    cfg = load_recipe(args.recipe, args.overrides, args.variant)[args.method]
     if args.method == "sft":
         from audiomcq.train.sft import train_sft
 

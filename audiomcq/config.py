@@ -21,8 +21,32 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("audiomcq.recipes").iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """A packaged recipe by name (``demo``) or a YAML file, with overrides applied."""
+def load_recipe(
+    name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None
+) -> dict[str, Any]:
+    """A packaged recipe by name (``demo``) or a YAML file, then its named ``variant``, then the overrides.
+
+    A recipe may name a recipe it ``extends`` (deep merge; the recipe's own keys win)."""
+    recipe = _read(name_or_path)
+    if variant is not None:
+        variants = recipe.get("variants") or {}
+        if variant not in variants:
+            raise AudioMCQError(f"recipe {name_or_path!r} has no variant {variant!r}; it has: {sorted(variants)}")
+        recipe = apply_overrides(recipe, [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+                                          for k, v in variants[variant].items()])  # fmt: skip
+    return apply_overrides(recipe, overrides)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if str(name_or_path) in seen:
+        raise AudioMCQError(f"recipe 'extends' loop: {' -> '.join((*seen, str(name_or_path)))}")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -33,11 +57,14 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
             raise AudioMCQError(f"unknown recipe {name_or_path!r}; packaged: {', '.join(recipe_names())}")
         text = resources.files("audiomcq.recipes").joinpath(f"{name_or_path}.yaml").read_text()
     recipe = yaml.safe_load(text) or {}
-    return apply_overrides(recipe, overrides)
+    parent = recipe.pop("extends", None)
+    return _merge(_read(parent, (*seen, str(name_or_path))), recipe) if parent else recipe
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``a.b=value`` (value parsed as YAML; list items by index, ``filters.0.steps=10``) on a copy of ``recipe``."""
+    """``a.b=value`` (value parsed as YAML; list items by index, ``filters.0.steps=10``) on a copy of ``recipe``.
+
+    Keys must exist, except inside a ``trainer_args`` mapping (checked against the trainer config instead)."""
     out = copy.deepcopy(recipe)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -51,7 +78,8 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str] | tuple[str, ..
         if isinstance(node, list):
             _child(node, last, key)
             node[int(last)] = yaml.safe_load(raw)
-        elif isinstance(node, dict) and last in node:
+        elif isinstance(node, dict) and (last in node or parts[-2:-1] == ["trainer_args"]):
+            # trainer_args take any field of the trainer's config; make_config rejects unknown names.
             node[last] = yaml.safe_load(raw)
         else:
             raise AudioMCQError(f"unknown recipe key {key!r}")

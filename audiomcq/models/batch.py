@@ -39,9 +39,10 @@ def encode_prompts(processor: Any, texts: list[str], waves: list[np.ndarray]) ->
 class AudioSFTCollator:
     """SFT batches: prompt + ``<answer>…</answer><|im_end|>``, loss only on the answer tokens, audio attached."""
 
-    def __init__(self, processor: Any, audio_root: str | Path | None) -> None:
+    def __init__(self, processor: Any, audio_root: str | Path | None, max_length: int | None = None) -> None:
         self.processor = processor
         self.audio_root = audio_root
+        self.max_length = max_length
         self.eos = processor.tokenizer.eos_token
 
     def __call__(self, rows: list[dict[str, Any]]) -> Any:
@@ -49,6 +50,11 @@ class AudioSFTCollator:
         targets = [solution(r.answer) + self.eos + "\n" for r in records]
         texts = [prompt_text(self.processor, r.question, r.choices) + t for r, t in zip(records, targets, strict=True)]
         batch = encode_prompts(self.processor, texts, [load_waveform(r, self.audio_root) for r in records])
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        if self.max_length is not None and max(lengths) > self.max_length:
+            # Cutting would drop audio placeholders or the answer; the paper's 1024 fits 30 s of audio plus prompt.
+            over = [r.id for r, n in zip(records, lengths, strict=True) if n > self.max_length]
+            raise ValueError(f"records {over} exceed max_length {self.max_length} tokens (audio included)")
         labels = batch["input_ids"].clone()
         labels[:] = -100
         for i, target in enumerate(targets):

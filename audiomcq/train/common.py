@@ -45,6 +45,66 @@ class ResumeWeightsMixin:
         model.load_state_dict(reloaded.state_dict(), strict=True)
 
 
+# Parameter-name prefixes of the parts the released scripts can freeze, for both families' layouts.
+PARTS = {
+    "audio": ("audio_tower.", "model.audio_tower."),
+    "aligner": (
+        "multi_modal_projector.",
+        "model.multi_modal_projector.",
+        "audio_tower.proj.",
+        "model.audio_tower.proj.",
+    ),
+    "llm": (
+        "language_model.",
+        "model.language_model.",
+        "model.layers.",
+        "model.embed_tokens.",
+        "model.norm.",
+        "lm_head.",
+    ),
+}
+
+
+def apply_freeze(model: Any, llm: bool = False, audio: bool = False, aligner: bool = False) -> dict[str, int]:
+    """Freeze the named parts (the scripts' ``--freeze_llm/--freeze_vit/--freeze_aligner``); returns how many
+    parameters each froze. The aligner is matched before the audio tower, so freezing the tower alone leaves the
+    projector trainable, as ms-swift does."""
+    wanted = {"llm": llm, "audio": audio, "aligner": aligner}
+    frozen = dict.fromkeys(wanted, 0)
+    for name, param in model.named_parameters():
+        part = next((p for p in ("aligner", "audio", "llm") if name.startswith(PARTS[p])), None)
+        if part and wanted[part]:
+            param.requires_grad_(False)
+            frozen[part] += param.numel()
+    return frozen
+
+
+def make_config(config_class: type, overrides: dict[str, Any] | None, **ours: Any) -> Any:
+    """A trainer config from our settings, then the recipe's ``trainer_args`` by the config's own field names.
+
+    ``deepspeed: zero2|zero3`` names a config shipped in the package; a GPU-only setting on a machine without CUDA
+    is an error that says so, not a crash inside the trainer."""
+    import torch
+
+    from audiomcq.errors import AudioMCQError
+
+    args = {**ours, **(overrides or {})}
+    unknown = set(args) - set(config_class.__dataclass_fields__)
+    if unknown:
+        raise AudioMCQError(f"unknown {config_class.__name__} setting(s) {sorted(unknown)}")
+    if args.get("deepspeed") in ("zero2", "zero3"):
+        from importlib import resources
+
+        args["deepspeed"] = str(resources.files("audiomcq.train").joinpath(f"deepspeed_{args['deepspeed']}.json"))
+    if not torch.cuda.is_available():
+        gpu_only = [k for k in ("deepspeed", "bf16", "use_vllm") if args.get(k)]
+        if gpu_only:
+            raise AudioMCQError(
+                f"{gpu_only} need a CUDA GPU; on CPU set them off (e.g. --set sft.trainer_args.bf16=false)"
+            )
+    return config_class(**args)
+
+
 def latest_complete_checkpoint(out_dir: str | Path) -> Path | None:
     """The highest-step ``checkpoint-N`` under ``out_dir`` that carries its ``COMPLETE`` marker."""
     done = [p for p in Path(out_dir).glob("checkpoint-*") if (p / COMPLETE).is_file() and p.name[11:].isdigit()]

@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, solution
 from audiomcq.rewards import get_reward
-from audiomcq.train.common import ResumeWeightsMixin, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, make_config, train_and_save
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -138,8 +138,8 @@ def build_grpo_trainer(
     audio_root: str | Path,
     out_dir: str | Path,
     *,
-    steps: int,
-    lr: float,
+    steps: int = -1,
+    lr: float = 1e-6,
     prompts_per_step: int = 8,
     num_generations: int = 4,
     temperature: float = 1.0,
@@ -150,9 +150,15 @@ def build_grpo_trainer(
     save_steps: int | None = None,
     seed: int = 0,
     logging_steps: int = 1,
+    reward_weights: dict[str, float] | None = None,
+    freeze: dict[str, bool] | None = None,
+    trainer_args: dict[str, Any] | None = None,
     trainer_class: type[GRPOTrainer] | None = None,
 ) -> tuple[GRPOTrainer, Any]:
-    """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl)."""
+    """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl).
+
+    ``trainer_args`` (GRPOConfig fields by their own names) override the short keyword arguments;
+    ``reward_weights`` (reward name -> weight) replaces ``rewards`` and the registered default weights."""
     import torch
 
     from audiomcq.models import load_model
@@ -160,8 +166,14 @@ def build_grpo_trainer(
     loaded = load_model(model_dir)
     tokenizer = loaded.processor.tokenizer
     placeholders = [tokenizer.convert_tokens_to_ids(t) for t in ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")]
-    specs = [get_reward(name) for name in rewards]
-    config = GRPOConfig(
+    names = list(reward_weights or rewards)
+    specs = [get_reward(name) for name in names]
+    weights = [reward_weights[n] for n in names] if reward_weights else [s.weight for s in specs]
+    apply_freeze(loaded.model, **(freeze or {}))
+    beta = (trainer_args or {}).get("beta", beta)
+    config = make_config(
+        GRPOConfig,
+        trainer_args,
         output_dir=str(out_dir),
         max_steps=steps,
         learning_rate=lr,
@@ -171,11 +183,11 @@ def build_grpo_trainer(
         top_k=top_k,
         beta=beta,
         max_completion_length=max_completion_length,
-        reward_weights=[s.weight for s in specs],
+        reward_weights=weights,
         # Sampled placeholder tokens would ask the model to attend to audio that is not there.
         generation_kwargs={"suppress_tokens": [t for t in placeholders if t is not None and t >= 0]},
         logging_steps=logging_steps,
-        save_strategy="steps" if save_steps else "no",
+        save_strategy="steps" if save_steps or (trainer_args or {}).get("save_steps") else "no",
         save_steps=save_steps or steps,
         save_only_model=False,  # full state (optimizer, scheduler, RNG, data position): exact resume
         report_to="none",

@@ -14,7 +14,7 @@ from transformers import PrinterCallback
 from trl import SFTTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.train.common import ResumeWeightsMixin, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, make_config, train_and_save
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
@@ -57,15 +57,18 @@ def build_sft_trainer(
     audio_root: str | Path,
     out_dir: str | Path,
     *,
-    steps: int,
-    lr: float,
+    steps: int = -1,
+    lr: float = 1e-6,
     batch_size: int = 16,
     warmup_ratio: float = 0.05,
     save_steps: int | None = None,
     seed: int = 0,
     logging_steps: int = 10,
+    freeze: dict[str, bool] | None = None,
+    trainer_args: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
-    """The configured SFTTrainer and the processor."""
+    """The configured SFTTrainer and the processor. ``trainer_args`` (SFTConfig fields by their own names, as the
+    paradigm recipes give them) override the short keyword arguments; ``freeze`` freezes llm/audio/aligner."""
     import torch
     from trl import SFTConfig
 
@@ -74,7 +77,10 @@ def build_sft_trainer(
 
     out = Path(out_dir)
     loaded = load_model(model_dir)
-    config = SFTConfig(
+    apply_freeze(loaded.model, **(freeze or {}))
+    config = make_config(
+        SFTConfig,
+        trainer_args,
         output_dir=str(out),
         max_steps=steps,
         learning_rate=lr,
@@ -84,7 +90,7 @@ def build_sft_trainer(
         weight_decay=0.0,
         max_grad_norm=1.0,
         logging_steps=logging_steps,
-        save_strategy="steps" if save_steps else "no",
+        save_strategy="steps" if save_steps or (trainer_args or {}).get("save_steps") else "no",
         save_steps=save_steps or steps,
         save_only_model=False,  # full state (optimizer, scheduler, RNG, data position): exact resume
         report_to="none",
@@ -93,7 +99,7 @@ def build_sft_trainer(
         # The collator builds the batch (audio included); trl must neither drop columns nor re-tokenize.
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
-        max_length=None,
+        max_length=None,  # the collator enforces it (trl's own truncation is skipped with our collator)
         dataloader_num_workers=0,
         disable_tqdm=True,
         activation_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
@@ -102,7 +108,7 @@ def build_sft_trainer(
         model=loaded.model,
         args=config,
         train_dataset=records_dataset(data),
-        data_collator=AudioSFTCollator(loaded.processor, audio_root),
+        data_collator=AudioSFTCollator(loaded.processor, audio_root, max_length=config.max_length),
         processing_class=loaded.processor,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()

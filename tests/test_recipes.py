@@ -1,0 +1,93 @@
+"""The paradigm recipes reproduce the released training scripts' flags; variants, bases and freezing work."""
+
+import pytest
+
+from audiomcq.config import load_recipe
+from audiomcq.errors import AudioMCQError
+from audiomcq.prompts import SYSTEM_PROMPT
+
+PARADIGMS = ["weak_to_strong", "mixed_to_strong", "mixed_to_mixed", "all_sft", "all_grpo"]
+# training_scripts/sft.sh and grpo.sh (commit 5c24ffc), flag by flag, in trl/transformers field names.
+SFT_SH = {
+    "num_train_epochs": 2, "per_device_train_batch_size": 20, "per_device_eval_batch_size": 20,
+    "learning_rate": 1e-6, "gradient_accumulation_steps": 1, "warmup_steps": 0.05, "lr_scheduler_type": "cosine",
+    "save_only_model": True, "eval_steps": 250, "save_steps": 250, "logging_steps": 1, "max_length": 1024,
+    "bf16": True, "deepspeed": "zero2",
+}  # fmt: skip
+GRPO_SH = {
+    "learning_rate": 1e-6, "lr_scheduler_type": "cosine", "warmup_steps": 0.01, "beta": 0.001, "num_generations": 8,
+    "num_iterations": 1, "temperature": 1.5, "top_k": 4, "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8, "max_completion_length": 128, "max_steps": 2000,
+    "gradient_accumulation_steps": 1, "eval_steps": 100, "save_steps": 100, "save_strategy": "steps",
+    "save_total_limit": None, "logging_steps": 1, "dataloader_num_workers": 16, "log_completions": False,
+    "bf16": True, "deepspeed": "zero2",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PARADIGMS)
+def test_paradigm_recipes_carry_the_released_flags_exactly(name):
+    r = load_recipe(name)
+    assert r["allocation"]["paradigm"] == name and r["allocation"]["sft_size"] == 313177
+    assert r["allocation"]["augment"] == 4 and r["model"]["system"] == SYSTEM_PROMPT
+    assert r["sft"]["trainer_args"] == SFT_SH
+    assert r["grpo"]["trainer_args"] == GRPO_SH
+    assert r["grpo"]["reward_weights"] == {"external_audio_choice_accuracy": 2.0, "external_format": 0.5}
+    no_freeze = {"llm": False, "audio": False, "aligner": False}  # encoders and projector are trained too
+    assert r["sft"]["freeze"] == no_freeze and r["grpo"]["freeze"] == no_freeze
+
+
+def test_the_paper_variant_and_overrides_take_precedence_in_order():
+    r = load_recipe("weak_to_strong", ["grpo.trainer_args.max_steps=1500"], variant="paper")
+    g = r["grpo"]["trainer_args"]
+    assert (g["warmup_steps"], g["max_completion_length"], g["max_steps"]) == (0.05, 1024, 1500)
+    with pytest.raises(AudioMCQError, match="no variant 'nope'"):
+        load_recipe("weak_to_strong", variant="nope")
+    with pytest.raises(AudioMCQError, match="unknown recipe key"):
+        load_recipe("weak_to_strong", ["grpo.temprature=1.0"])
+
+
+def test_recipe_trainer_args_build_real_trainer_configs(tmp_path):
+    from trl import GRPOConfig, SFTConfig
+
+    from audiomcq.train.common import make_config
+
+    cpu = [f"{s}.trainer_args.{k}={v}" for s in ("sft", "grpo") for k, v in (("bf16", "false"), ("deepspeed", "null"))]
+    r = load_recipe("mixed_to_strong", cpu)
+    sft = make_config(SFTConfig, r["sft"]["trainer_args"], output_dir=str(tmp_path), use_cpu=True)
+    grpo = make_config(GRPOConfig, r["grpo"]["trainer_args"], output_dir=str(tmp_path), use_cpu=True)
+    assert sft.num_train_epochs == 2 and grpo.top_k == 4 and grpo.num_generations == 8
+    with pytest.raises(AudioMCQError, match="need a CUDA GPU"):
+        make_config(SFTConfig, {"bf16": True}, output_dir=str(tmp_path))
+    with pytest.raises(AudioMCQError, match="unknown SFTConfig setting"):
+        make_config(SFTConfig, {"lerning_rate": 1.0}, output_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("family", ["tiny_omni", "tiny_qwen2_audio"])
+def test_freeze_flags_match_both_parameter_layouts(family, request):
+    from audiomcq.models import load_model
+    from audiomcq.train.common import PARTS, apply_freeze
+
+    model = load_model(request.getfixturevalue(family)).model
+    frozen = apply_freeze(model, audio=True)
+    names = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen["audio"] > 0 and frozen["llm"] == 0 and frozen["aligner"] == 0
+    assert all("audio_tower" in n for n in names)
+    assert not any(n.startswith(PARTS["aligner"]) for n in names)  # the projector stays trainable
+    both = apply_freeze(model, llm=True, aligner=True)
+    assert both["llm"] > 0 and both["aligner"] > 0  # the prefixes match this family's real parameter names
+
+
+def test_a_paradigm_recipe_trains_on_cpu_with_its_flags(tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.cli import main
+
+    cpu = ["bf16=false", "deepspeed=null", "save_steps=1", "logging_steps=1"]
+    data = ["--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus)]
+    common = ["--model", str(tiny_omni), *data, "--recipe", "weak_to_strong", "--variant", "paper"]
+    sft = [f"--set=sft.trainer_args.{s}" for s in [*cpu, "max_steps=2", "per_device_train_batch_size=4"]]
+    assert main(["train", "sft", *common, "--out", str(tmp_path / "sft"), *sft]) == 0
+    small = ["max_steps=2", "per_device_train_batch_size=4", "num_generations=2", "max_completion_length=4"]
+    grpo = [f"--set=grpo.trainer_args.{s}" for s in [*cpu, *small, "dataloader_num_workers=0"]]
+    assert main(["train", "grpo", *common, "--out", str(tmp_path / "grpo"), *grpo]) == 0
+    for stage in ("sft", "grpo"):
+        assert (tmp_path / stage / "final" / "config.json").is_file()
+        assert (tmp_path / stage / "checkpoint-2" / "COMPLETE").is_file()
