@@ -91,3 +91,22 @@ def test_a_paradigm_recipe_trains_on_cpu_with_its_flags(tiny_omni, synth_corpus,
     for stage in ("sft", "grpo"):
         assert (tmp_path / stage / "final" / "config.json").is_file()
         assert (tmp_path / stage / "checkpoint-2" / "COMPLETE").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paradigm", PARADIGMS)
+def test_every_paradigm_runs_end_to_end_on_the_smoke_recipe(paradigm, tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.data.io import read_records, write_records
+    from audiomcq.stages import post_train_stage, run_models
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "loop").symlink_to(synth_corpus)
+    records = read_records(synth_corpus / "train.jsonl")
+    for r in records:  # label by the synthetic ground truth, as a perfect filter would
+        r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
+    write_records(tmp_path / "labels" / "train" / "labelled.jsonl", records)
+    summary = post_train_stage(str(tiny_omni), str(tmp_path / "corpus"), str(tmp_path / "labels"), paradigm,
+                               str(tmp_path / "run"), "smoke")  # fmt: skip
+    stages = set(run_models(str(tmp_path / "run")))
+    assert stages == {"all_sft": {"sft"}, "all_grpo": {"grpo"}}.get(paradigm, {"sft", "grpo"})
+    assert summary["paradigm"] == paradigm and (tmp_path / "run" / "summary.json").is_file()

@@ -61,3 +61,22 @@ def test_grpo_policy_forwards_carry_audio_and_stock_trl_does_not(tiny_omni, synt
     assert ours == {"with_audio": 2, "without_audio": 0}
     stock = run(GRPOTrainer)
     assert stock == {"with_audio": 0, "without_audio": 2}
+
+
+@pytest.mark.slow
+def test_grpo_reference_and_old_policy_forwards_carry_audio(tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.train.grpo import build_grpo_trainer
+
+    # beta > 0 adds reference log-probs; num_iterations > 1 adds old-policy log-probs computed before the updates.
+    trainer, _ = build_grpo_trainer(
+        tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, lr=1e-4, prompts_per_step=2,
+        num_generations=2, max_completion_length=8, beta=0.05, trainer_args={"num_iterations": 2},
+    )  # fmt: skip
+    assert trainer.ref_model is not None
+    policy, h1 = _count_audio_forwards(trainer.model)
+    ref, h2 = _count_audio_forwards(trainer.ref_model)
+    trainer.train()
+    h1.remove()
+    h2.remove()
+    assert policy["without_audio"] == 0 and ref["without_audio"] == 0
+    assert ref["with_audio"] >= 1 and policy["with_audio"] > 2  # loss forwards plus the old-policy pass
