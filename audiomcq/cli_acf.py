@@ -1,4 +1,5 @@
-"""CLI of audio-contribution filtering: ``audiomcq filter run|merge``."""
+"""CLI of audio-contribution filtering (``audiomcq filter run|merge|benchmark``) and the benchmarks (``audiomcq bench
+filter|train``)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def add_filter_commands(sub: Any) -> None:
     bf.add_argument("--samples", type=int, default=32)
     bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     bf.set_defaults(func=cmd_bench_filter)
+    bt = bsub.add_parser("train", help="step time and tokens/s of SFT and GRPO on the tiny model")
+    bt.add_argument("--work", type=Path, default=Path("out/bench-train"))
+    bt.add_argument("--steps", type=int, default=20)
+    bt.set_defaults(func=cmd_bench_train)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -112,8 +117,11 @@ def _print(stats: dict[str, Any], out: Path) -> None:
 
 def cmd_bench_filter(args: argparse.Namespace) -> int:
     """Print the filter benchmark against its targets."""
+    import shutil
+
     from audiomcq.bench_filter import bench_filter
 
+    shutil.rmtree(args.work, ignore_errors=True)  # filter runs resume from their parts: start clean to measure
     r = bench_filter(args.work, args.samples, args.rss_records)
     per = 1000 / r["samples"]
     print(f"batched: {r['batched_s'] * per:.1f} ms per question; per-sample loop: {r['loop_s'] * per:.1f} ms")
@@ -131,4 +139,21 @@ def cmd_bench_filter(args: argparse.Namespace) -> int:
     rows.append((f"RSS growth {small} -> {large} records (%)", r["rss_growth_pct"], "<= 10"))
     for what, value, target in rows:
         print(f"  {what}: {value:.2f} (target {target})")
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    """Print the training benchmark."""
+    import shutil
+
+    from audiomcq.bench_train import bench_train
+
+    shutil.rmtree(args.work, ignore_errors=True)  # a fresh run, not a resume of the last one
+    r = bench_train(args.work, args.steps)
+    s, g = r["sft"], r["grpo"]
+    print(
+        f"SFT  (tiny, batch 16): {s['step_seconds_median'] * 1000:.0f} ms/step, {s['tokens_per_second']:.0f} tokens/s"
+    )
+    print(f"GRPO (tiny, {g['completions_per_step']} completions/step): {g['step_seconds_median'] * 1000:.0f} ms/step, "
+          f"{g['rollout_tokens_per_second']:.0f} rollout tokens/s")  # fmt: skip
     return 0

@@ -114,7 +114,11 @@ def latest_complete_checkpoint(out_dir: str | Path) -> Path | None:
 def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir: str | Path | None) -> dict[str, Any]:
     """Train (resuming when ``out_dir`` holds a complete checkpoint); save model + processor to ``final_dir``
     (default ``<out_dir>/final``); return path, steps and logs."""
-    trainer.add_callback(MarkComplete())
+    from audiomcq.train.telemetry import Telemetry
+
+    out = Path(out_dir)
+    trainer.add_callback(Telemetry(run=f"{out.parent.name}-{out.name}"))
+    trainer.add_callback(MarkComplete())  # after Telemetry, so the marker is the last file a checkpoint gets
     resume = latest_complete_checkpoint(out_dir)
     if resume is not None:
         log.info("resuming %s from %s", out_dir, resume)

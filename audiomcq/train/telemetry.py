@@ -1,0 +1,74 @@
+"""Training telemetry: every logged step (loss, learning rate, rewards per function and their spread, the share of
+GRPO groups with zero reward spread, KL, completion length, step time) goes to the log, to ``metrics.jsonl`` in the
+run directory, into each checkpoint as ``metrics.json``, and to a Prometheus Pushgateway when
+``AUDIOMCQ_PUSHGATEWAY`` names one (``host:port``), grouped by run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+SHOWN = ("loss", "learning_rate", "reward", "reward_std", "frac_reward_zero_std", "kl", "step_seconds")
+
+
+def metric_name(key: str) -> str:
+    """``rewards/accuracy_reward/mean`` -> ``audiomcq_train_rewards_accuracy_reward_mean``."""
+    return "audiomcq_train_" + re.sub(r"[^a-zA-Z0-9_]", "_", key).strip("_")
+
+
+class Telemetry(TrainerCallback):
+    """Writes, logs and pushes each logged step; snapshots the metrics since the last save into the checkpoint."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.gateway = os.environ.get("AUDIOMCQ_PUSHGATEWAY")
+        self.since_save: list[dict[str, Any]] = []
+        self._started = 0.0
+        self._step_seconds: float | None = None
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_seconds = time.perf_counter() - self._started
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+        if self._step_seconds is not None:
+            entry["step_seconds"] = self._step_seconds
+        self.since_save.append(entry)
+        with (Path(args.output_dir) / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        log.info("%s step %d: %s", self.run, entry["step"],
+                 ", ".join(f"{k} {entry[k]:.4g}" for k in SHOWN if k in entry))  # fmt: skip
+        if self.gateway:
+            self._push(entry)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ckpt.is_dir():
+            (ckpt / "metrics.json").write_text(json.dumps(self.since_save, indent=1))
+            self.since_save = []
+
+    def _push(self, entry: dict[str, Any]) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+
+        registry = CollectorRegistry()
+        for key, value in entry.items():
+            Gauge(metric_name(key), f"trainer log value {key}", registry=registry).set(value)
+        try:
+            # POST (pushadd): a log entry without a metric, like the final summary, leaves its last value standing.
+            pushadd_to_gateway(self.gateway, job="audiomcq-train", grouping_key={"run": self.run}, registry=registry)
+        except OSError as err:  # telemetry must never stop training; say so once per failure
+            log.warning("pushgateway %s unreachable: %s", self.gateway, err)
