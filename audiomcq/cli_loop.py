@@ -24,8 +24,8 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--text-share", type=float, default=0.3, help="share answerable from text alone by construction")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("train", help="post-train a model: sft or grpo")
-    p.add_argument("method", choices=["sft", "grpo"])
+    p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
+    p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
     p.add_argument("--model", required=True, help="starting model directory")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--audio-root", required=True, type=Path)
@@ -90,6 +90,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """SFT or GRPO with the recipe's section."""
     from audiomcq.config import load_recipe
 
+    if args.method == "run":
+        from audiomcq.stages import post_train
+
+        r = post_train(args.model, args.data, args.audio_root, args.out, args.recipe, args.overrides, args.variant)
+        print(f"{r['paradigm']}: sft {r['allocation']['sft']['count']} / grpo {r['allocation']['rl']['count']} "
+              f"records -> {args.out}")  # fmt: skip
+        return 0
     cfg = load_recipe(args.recipe, args.overrides, args.variant)[args.method]
     if args.method == "sft":
         from audiomcq.train.sft import train_sft

@@ -92,40 +92,50 @@ def post_train_stage(
     recipe: str = "demo",
     overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Allocate the labelled pool for ``paradigm``, then SFT from the base and GRPO from the SFT model."""
+    """The demo layout's post-training: the corpus's loop audio and the filter's training labels."""
+    labelled = Path(labels_dir) / "train" / "labelled.jsonl"
+    return post_train(base_dir, labelled, Path(corpus_dir) / "loop", out_dir, recipe, overrides, paradigm=paradigm)
+
+
+def post_train(
+    model_dir: str | Path,
+    labelled: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+    variant: str | None = None,
+    paradigm: str | None = None,
+) -> dict[str, Any]:
+    """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT model (either stage is
+    skipped when the paradigm gives it no data). The recipe's ``sft``/``grpo`` sections go to the trainers as they
+    are; ``paradigm`` defaults to the recipe's ``allocation.paradigm``."""
     from audiomcq.data.allocation import allocate, shuffle_options
     from audiomcq.data.io import read_records, write_records
+    from audiomcq.errors import AudioMCQError
     from audiomcq.train.grpo import train_grpo
     from audiomcq.train.sft import train_sft
 
-    out, audio_root = Path(out_dir), Path(corpus_dir) / "loop"
-    cfg = _recipe(recipe, overrides, out)
-    acfg = cfg["allocation"]
+    out = Path(out_dir)
+    resolved = load_recipe(recipe, list(overrides), variant)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "recipe.resolved.json", resolved)
+    acfg = resolved["allocation"]
+    paradigm = paradigm or acfg.get("paradigm")
+    if not paradigm:
+        raise AudioMCQError(f"recipe {recipe!r} names no allocation.paradigm; pass one")
     alloc = allocate(
-        read_records(Path(labels_dir) / "train" / "labelled.jsonl"),
-        paradigm,
-        sft_size=acfg["sft_size"],
-        seed=acfg["seed"],
+        read_records(labelled), paradigm, sft_size=acfg.get("sft_fraction") or acfg["sft_size"], seed=acfg["seed"]
     )
     write_records(out / "data" / "sft.jsonl", shuffle_options(alloc.sft, acfg["augment"], acfg["seed"]))
     write_records(out / "data" / "rl.jsonl", shuffle_options(alloc.rl, acfg["augment"], acfg["seed"]))
     summary: dict[str, Any] = {"paradigm": paradigm, "allocation": alloc.report}
-    model = base_dir
+    model = str(model_dir)
     if alloc.sft:
-        s = cfg["sft"]
-        summary["sft"] = train_sft(
-            base_dir, out / "data" / "sft.jsonl", audio_root, out / "sft",
-            steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], save_steps=s["save_steps"],
-        )  # fmt: skip
+        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, out / "sft", **resolved["sft"])
         model = summary["sft"]["final"]
     if alloc.rl:
-        g = cfg["grpo"]
-        summary["grpo"] = train_grpo(
-            model, out / "data" / "rl.jsonl", audio_root, out / "grpo",
-            steps=g["steps"], lr=g["lr"], prompts_per_step=g["prompts_per_step"], num_generations=g["num_generations"],
-            temperature=g["temperature"], beta=g["beta"], max_completion_length=g["max_completion_length"],
-            save_steps=g.get("save_steps"),
-        )  # fmt: skip
+        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, out / "grpo", **resolved["grpo"])
     write_json(out / "summary.json", summary)
     return summary
 

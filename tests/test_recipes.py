@@ -110,3 +110,36 @@ def test_every_paradigm_runs_end_to_end_on_the_smoke_recipe(paradigm, tiny_omni,
     stages = set(run_models(str(tmp_path / "run")))
     assert stages == {"all_sft": {"sft"}, "all_grpo": {"grpo"}}.get(paradigm, {"sft", "grpo"})
     assert summary["paradigm"] == paradigm and (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_train_run_does_a_whole_paradigm_from_its_recipe(tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.cli import main
+    from audiomcq.data.io import read_records, write_records
+    from audiomcq.jsonio import load_json
+
+    records = read_records(synth_corpus / "train.jsonl")
+    for r in records:
+        r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
+    write_records(tmp_path / "labelled.jsonl", records)
+    cpu = [f"--set={s}.trainer_args.{k}" for s in ("sft", "grpo") for k in ("bf16=false", "deepspeed=null",
+           "max_steps=1", "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
+    small = ["--set=grpo.trainer_args.num_generations=2", "--set=grpo.trainer_args.max_completion_length=4",
+             "--set=grpo.trainer_args.dataloader_num_workers=0", "--set=allocation.sft_fraction=0.25"]  # fmt: skip
+    data = ["--data", str(tmp_path / "labelled.jsonl"), "--audio-root", str(synth_corpus)]
+    args = [
+        "train",
+        "run",
+        "--recipe",
+        "mixed_to_strong",
+        "--model",
+        str(tiny_omni),
+        *data,
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main([*args, *cpu, *small]) == 0
+    summary = load_json(tmp_path / "run" / "summary.json")
+    assert summary["paradigm"] == "mixed_to_strong" and summary["allocation"]["sft"]["count"] == 16  # 0.25 x 64
+    assert len(read_records(tmp_path / "run" / "data" / "sft.jsonl")) == 16 * 4  # option-shuffle x4
+    assert (tmp_path / "run" / "grpo" / "final" / "config.json").is_file()
+    assert load_json(tmp_path / "run" / "recipe.resolved.json")["grpo"]["trainer_args"]["top_k"] == 4
