@@ -80,3 +80,28 @@ def test_grpo_reference_and_old_policy_forwards_carry_audio(tiny_omni, synth_cor
     h2.remove()
     assert policy["without_audio"] == 0 and ref["without_audio"] == 0
     assert ref["with_audio"] >= 1 and policy["with_audio"] > 2  # loss forwards plus the old-policy pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["tiny_omni", "tiny_qwen2_audio"])
+def test_lora_sft_trains_adapters_on_both_layouts_with_audio_and_saves_a_merged_model(
+    family, request, synth_corpus, tmp_path
+):
+    from audiomcq.models import load_model
+    from audiomcq.train.common import train_and_save
+    from audiomcq.train.sft import build_sft_trainer
+
+    path = request.getfixturevalue(family)
+    trainer, processor = build_sft_trainer(
+        path, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, lr=1e-3, batch_size=4,
+        lora={"r": 4, "lora_alpha": 8},
+    )  # fmt: skip
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("language_model" in n for n in trainable)  # the target pattern matched this family's layout
+    seen, handle = _count_audio_forwards(trainer.model.get_base_model())
+    train_and_save(trainer, processor, tmp_path, None)
+    handle.remove()
+    assert seen == {"with_audio": 2, "without_audio": 0}
+    merged = load_model(tmp_path / "final").model
+    assert not any("lora_" in n for n, _ in merged.named_parameters())

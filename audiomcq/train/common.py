@@ -40,6 +40,9 @@ class ResumeWeightsMixin:
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         model = model if model is not None else self.model  # type: ignore[attr-defined]
         model = getattr(model, "module", model)  # unwrap DDP
+        if hasattr(model, "peft_config"):  # LoRA: the checkpoint holds adapter weights, which Trainer loads fine
+            super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[misc]
+            return
         dtype = next(model.parameters()).dtype
         reloaded = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
         model.load_state_dict(reloaded.state_dict(), strict=True)
@@ -77,6 +80,21 @@ def apply_freeze(model: Any, llm: bool = False, audio: bool = False, aligner: bo
             param.requires_grad_(False)
             frozen[part] += param.numel()
     return frozen
+
+
+# LoRA targets: the language model's attention and MLP projections, under either family's module path.
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def lora_config(lora: dict[str, Any] | None) -> Any:
+    """A peft ``LoraConfig`` from a recipe's ``lora`` mapping (None or ``enabled: false``: full fine-tuning)."""
+    if not lora or not lora.get("enabled", True):
+        return None
+    from peft import LoraConfig
+
+    settings = {k: v for k, v in lora.items() if k != "enabled"}
+    settings.setdefault("target_modules", LORA_TARGETS)
+    return LoraConfig(task_type="CAUSAL_LM", **settings)
 
 
 def make_config(config_class: type, overrides: dict[str, Any] | None, **ours: Any) -> Any:
@@ -124,7 +142,11 @@ def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir:
         log.info("resuming %s from %s", out_dir, resume)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(final_dir or Path(out_dir) / "final")
-    trainer.save_model(str(final))
+    if hasattr(trainer.model, "merge_and_unload"):
+        # LoRA: merge the adapters so the final directory is an ordinary model that eval, vLLM and serving load.
+        trainer.model.merge_and_unload().save_pretrained(str(final))
+    else:
+        trainer.save_model(str(final))
     processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
     return {
         "final": str(final),

@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, solution
 from audiomcq.rewards import get_reward
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, make_config, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, train_and_save
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -152,13 +152,15 @@ def build_grpo_trainer(
     logging_steps: int = 1,
     reward_weights: dict[str, float] | None = None,
     freeze: dict[str, bool] | None = None,
+    lora: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
     trainer_class: type[GRPOTrainer] | None = None,
 ) -> tuple[GRPOTrainer, Any]:
     """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl).
 
     ``trainer_args`` (GRPOConfig fields by their own names) override the short keyword arguments;
-    ``reward_weights`` (reward name -> weight) replaces ``rewards`` and the registered default weights."""
+    ``reward_weights`` (reward name -> weight) replaces ``rewards`` and the registered default weights; ``lora`` as
+    for SFT (with LoRA and beta > 0, trl uses the adapter-free base as the reference)."""
     import torch
 
     from audiomcq.models import load_model
@@ -203,6 +205,7 @@ def build_grpo_trainer(
         args=config,
         train_dataset=grpo_dataset(data, audio_root),
         processing_class=loaded.processor,
+        peft_config=lora_config(lora),
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     return trainer, loaded.processor

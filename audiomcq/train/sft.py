@@ -14,7 +14,7 @@ from transformers import PrinterCallback
 from trl import SFTTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, make_config, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, train_and_save
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
@@ -65,10 +65,12 @@ def build_sft_trainer(
     seed: int = 0,
     logging_steps: int = 10,
     freeze: dict[str, bool] | None = None,
+    lora: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """The configured SFTTrainer and the processor. ``trainer_args`` (SFTConfig fields by their own names, as the
-    paradigm recipes give them) override the short keyword arguments; ``freeze`` freezes llm/audio/aligner."""
+    paradigm recipes give them) override the short keyword arguments; ``freeze`` freezes llm/audio/aligner; ``lora``
+    (peft LoraConfig fields) trains adapters on the language model instead of every weight."""
     import torch
     from trl import SFTConfig
 
@@ -110,6 +112,7 @@ def build_sft_trainer(
         train_dataset=records_dataset(data),
         data_collator=AudioSFTCollator(loaded.processor, audio_root, max_length=config.max_length),
         processing_class=loaded.processor,
+        peft_config=lora_config(lora),
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     return trainer, loaded.processor
