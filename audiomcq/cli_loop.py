@@ -24,6 +24,11 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--text-share", type=float, default=0.3, help="share answerable from text alone by construction")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("export-vllm", help="write a trained model in the layout vLLM loads (Omni thinker -> full)")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_export_vllm)
+
     p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
     p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
     p.add_argument("--model", required=True, help="starting model directory")
@@ -83,6 +88,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     s = generate(args.out, args.n, seed=args.seed, eval_n=args.eval_n, text_share=args.text_share)
     splits = ", ".join(f"{k} {v['count']} ({v['text_answerable']} text-answerable)" for k, v in s["splits"].items())
     print(f"synth: {splits}; speech {'on' if s['speech'] else 'off (espeak-ng missing)'} -> {args.out}")
+    return 0
+
+
+def cmd_export_vllm(args: argparse.Namespace) -> int:
+    """Export for vLLM."""
+    from audiomcq.models.export import export_for_vllm
+
+    print(f"exported -> {export_for_vllm(args.model, args.out)}")
     return 0
 
 

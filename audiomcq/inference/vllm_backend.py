@@ -22,11 +22,17 @@ class VLLMEngine:
             from vllm import LLM
         except ImportError as err:  # CPU images do not ship vLLM
             raise AudioMCQError("the vllm backend needs the GPU image (pip install vllm); use transformers") from err
+        import tempfile
+
         from transformers import AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(spec.path)
+        from audiomcq.models.export import export_for_vllm
+
+        # vLLM has no entry for a thinker-only checkpoint: load the full-model layout exported from it.
+        path = str(export_for_vllm(spec.path, tempfile.mkdtemp(prefix="audiomcq-vllm-")))
+        self.processor = AutoProcessor.from_pretrained(path)
         self.llm = LLM(
-            model=spec.path,
+            model=path,
             dtype=spec.dtype,
             enable_prefix_caching=True,
             limit_mm_per_prompt={"audio": 1},
