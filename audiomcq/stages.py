@@ -21,8 +21,11 @@ from audiomcq.jsonio import load_json, write_json
 log = logging.getLogger(__name__)
 
 
-def _recipe(recipe: str, overrides: list[str] | tuple[str, ...], out: Path) -> dict[str, Any]:
-    resolved = load_recipe(recipe, list(overrides))
+def _recipe(
+    recipe: str, overrides: list[str] | tuple[str, ...], out: Path, variant: str | None = None
+) -> dict[str, Any]:
+    """The resolved recipe, also written next to the stage's outputs."""
+    resolved = load_recipe(recipe, list(overrides), variant)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "recipe.resolved.json", resolved)
     return resolved
@@ -117,9 +120,7 @@ def post_train(
     from audiomcq.train.sft import train_sft
 
     out = Path(out_dir)
-    resolved = load_recipe(recipe, list(overrides), variant)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "recipe.resolved.json", resolved)
+    resolved = _recipe(recipe, overrides, out, variant)
     acfg = resolved["allocation"]
     paradigm = paradigm or acfg.get("paradigm")
     if not paradigm:
