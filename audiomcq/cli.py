@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the subcommand, turn user errors into one line on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch themselves (train)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "func", None):
         parser.print_help()

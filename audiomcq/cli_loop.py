@@ -38,6 +38,14 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--recipe", default="demo", help="recipe name or YAML file (its sft/grpo section is used)")
     p.add_argument("--variant", help="a named variant of the recipe (e.g. paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--selection", type=Path, help="run: held-out records to build the checkpoint-selection set from")
+    scale = p.add_argument_group("scale-out (relaunches under the launcher; DeepSpeed comes from the recipe)")
+    scale.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
+    scale.add_argument("--nnodes", type=int, default=1)
+    scale.add_argument("--node-rank", type=int, default=0)
+    scale.add_argument("--master-addr", default="127.0.0.1")
+    scale.add_argument("--master-port", type=int, default=29500)
+    scale.add_argument("--launcher", choices=["torchrun", "accelerate"], default="torchrun")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy with audio and in silence, by subset")
@@ -100,13 +108,21 @@ def cmd_export_vllm(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """SFT or GRPO with the recipe's section."""
+    """SFT or GRPO with the recipe's section (relaunched under torchrun/accelerate for more than one process)."""
     from audiomcq.config import load_recipe
+    from audiomcq.train import launch
 
+    geometry = launch.Launch(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
+                             args.launcher)  # fmt: skip
+    if geometry.distributed and not launch.inside_launch():
+        return launch.relaunch(geometry, args.argv)
     if args.method == "run":
         from audiomcq.stages import post_train
 
-        r = post_train(args.model, args.data, args.audio_root, args.out, args.recipe, args.overrides, args.variant)
+        r = post_train(args.model, args.data, args.audio_root, args.out, args.recipe, args.overrides, args.variant,
+                       selection=args.selection)  # fmt: skip
+        if not launch.is_main():
+            return 0
         print(f"{r['paradigm']}: sft {r['allocation']['sft']['count']} / grpo {r['allocation']['rl']['count']} "
               f"records -> {args.out}")  # fmt: skip
         return 0
@@ -115,14 +131,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from audiomcq.train.sft import train_sft
 
         r = train_sft(args.model, args.data, args.audio_root, args.out, **cfg)
-        print(f"sft: {r['steps']} steps, loss {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} -> {r['final']}")
-        if r["resumed_from"]:
-            print(f"  resumed from {r['resumed_from']}")
+        values, what = r["losses"], "loss"
     else:
         from audiomcq.train.grpo import train_grpo
 
         r = train_grpo(args.model, args.data, args.audio_root, args.out, **cfg)
-        print(f"grpo: {r['steps']} steps, mean reward {r['reward'][0]:.3f} -> {r['reward'][-1]:.3f} -> {r['final']}")
+        values, what = r["reward"], "mean reward"
+    if launch.is_main():
+        trend = f", {what} {values[0]:.3f} -> {values[-1]:.3f}" if values else ""
+        print(f"{args.method}: {r['steps']} steps{trend} -> {r['final']}")
         if r["resumed_from"]:
             print(f"  resumed from {r['resumed_from']}")
     return 0

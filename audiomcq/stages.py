@@ -24,10 +24,13 @@ log = logging.getLogger(__name__)
 def _recipe(
     recipe: str, overrides: list[str] | tuple[str, ...], out: Path, variant: str | None = None
 ) -> dict[str, Any]:
-    """The resolved recipe, also written next to the stage's outputs."""
+    """The resolved recipe, also written next to the stage's outputs (by rank 0 of a multi-process run)."""
+    from audiomcq.train.launch import is_main
+
     resolved = load_recipe(recipe, list(overrides), variant)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "recipe.resolved.json", resolved)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "recipe.resolved.json", resolved)
     return resolved
 
 
@@ -109,14 +112,18 @@ def post_train(
     overrides: list[str] | tuple[str, ...] = (),
     variant: str | None = None,
     paradigm: str | None = None,
+    selection: str | Path | None = None,
 ) -> dict[str, Any]:
     """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT model (either stage is
     skipped when the paradigm gives it no data). The recipe's ``sft``/``grpo`` sections go to the trainers as they
-    are; ``paradigm`` defaults to the recipe's ``allocation.paradigm``."""
-    from audiomcq.data.allocation import allocate, shuffle_options
+    are; ``paradigm`` defaults to the recipe's ``allocation.paradigm``. ``selection`` (held-out records) becomes
+    the position-balanced checkpoint-selection set ``data/selection.jsonl``, checked for leakage against the
+    training pool. Under a launcher every rank computes the same allocation; rank 0 writes it."""
+    from audiomcq.data.allocation import allocate, check_no_leakage, position_balanced, shuffle_options
     from audiomcq.data.io import read_records, write_records
     from audiomcq.errors import AudioMCQError
     from audiomcq.train.grpo import train_grpo
+    from audiomcq.train.launch import barrier, is_main
     from audiomcq.train.sft import train_sft
 
     out = Path(out_dir)
@@ -125,19 +132,30 @@ def post_train(
     paradigm = paradigm or acfg.get("paradigm")
     if not paradigm:
         raise AudioMCQError(f"recipe {recipe!r} names no allocation.paradigm; pass one")
-    alloc = allocate(
-        read_records(labelled), paradigm, sft_size=acfg.get("sft_fraction") or acfg["sft_size"], seed=acfg["seed"]
-    )
-    write_records(out / "data" / "sft.jsonl", shuffle_options(alloc.sft, acfg["augment"], acfg["seed"]))
-    write_records(out / "data" / "rl.jsonl", shuffle_options(alloc.rl, acfg["augment"], acfg["seed"]))
+    pool = read_records(labelled)
+    alloc = allocate(pool, paradigm, sft_size=acfg.get("sft_fraction") or acfg["sft_size"], seed=acfg["seed"])
     summary: dict[str, Any] = {"paradigm": paradigm, "allocation": alloc.report}
+    balanced = None
+    if selection is not None:  # checked on every rank, so a leak stops all of them alike
+        held_out = read_records(selection)
+        check_no_leakage(pool, held_out)
+        balanced = position_balanced(held_out)
+        summary["selection"] = {"source": str(selection), "questions": len(held_out), "items": len(balanced)}
+    if is_main():
+        write_records(out / "data" / "sft.jsonl", shuffle_options(alloc.sft, acfg["augment"], acfg["seed"]))
+        write_records(out / "data" / "rl.jsonl", shuffle_options(alloc.rl, acfg["augment"], acfg["seed"]))
+        if balanced is not None:
+            write_records(out / "data" / "selection.jsonl", balanced)
+    barrier()  # the other ranks read what rank 0 wrote
     model = str(model_dir)
     if alloc.sft:
         summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, out / "sft", **resolved["sft"])
         model = summary["sft"]["final"]
+    barrier()  # GRPO starts from the SFT model rank 0 saved
     if alloc.rl:
         summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, out / "grpo", **resolved["grpo"])
-    write_json(out / "summary.json", summary)
+    if is_main():
+        write_json(out / "summary.json", summary)
     return summary
 
 

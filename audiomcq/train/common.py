@@ -23,6 +23,9 @@ class MarkComplete(TrainerCallback):
     """Write ``COMPLETE`` into each checkpoint once the trainer has finished saving it."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from audiomcq.train.launch import barrier
+
+        barrier()  # every rank has written its part (RNG state, ZeRO shards) before the marker
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and ckpt.is_dir():
             (ckpt / COMPLETE).write_text(str(state.global_step))
@@ -144,10 +147,12 @@ def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir:
     final = Path(final_dir or Path(out_dir) / "final")
     if hasattr(trainer.model, "merge_and_unload"):
         # LoRA: merge the adapters so the final directory is an ordinary model that eval, vLLM and serving load.
-        trainer.model.merge_and_unload().save_pretrained(str(final))
+        if trainer.is_world_process_zero():
+            trainer.model.merge_and_unload().save_pretrained(str(final))
     else:
-        trainer.save_model(str(final))
-    processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
+        trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the shards; the trainer writes on rank 0
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
     return {
         "final": str(final),
         "steps": trainer.state.global_step,
