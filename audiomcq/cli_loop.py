@@ -31,10 +31,10 @@ def add_loop_commands(sub: Any) -> None:
 
     p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
     p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
-    p.add_argument("--model", required=True, help="starting model directory")
+    p.add_argument("--model", required=True, help="starting model directory or s3:// prefix")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--audio-root", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, help="run directory or s3://bucket/prefix (checkpoints mirrored there)")
     p.add_argument("--recipe", default="demo", help="recipe name or YAML file (its sft/grpo section is used)")
     p.add_argument("--variant", help="a named variant of the recipe (e.g. paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -122,11 +122,13 @@ def post_train(
     from audiomcq.data.allocation import allocate, check_no_leakage, position_balanced, shuffle_options
     from audiomcq.data.io import read_records, write_records
     from audiomcq.errors import AudioMCQError
+    from audiomcq.storage import publish
     from audiomcq.train.grpo import train_grpo
     from audiomcq.train.launch import barrier, is_main
+    from audiomcq.train.remote import resolve_out
     from audiomcq.train.sft import train_sft
 
-    out = Path(out_dir)
+    out, remote = resolve_out(out_dir)  # s3://: records stage locally; each trainer mirrors its own checkpoints
     resolved = _recipe(recipe, overrides, out, variant)
     acfg = resolved["allocation"]
     paradigm = paradigm or acfg.get("paradigm")
@@ -148,14 +150,17 @@ def post_train(
             write_records(out / "data" / "selection.jsonl", balanced)
     barrier()  # the other ranks read what rank 0 wrote
     model = str(model_dir)
+    stage = {name: f"{remote}/{name}" if remote else out / name for name in ("sft", "grpo")}
     if alloc.sft:
-        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, out / "sft", **resolved["sft"])
+        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], **resolved["sft"])
         model = summary["sft"]["final"]
     barrier()  # GRPO starts from the SFT model rank 0 saved
     if alloc.rl:
-        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, out / "grpo", **resolved["grpo"])
+        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, stage["grpo"], **resolved["grpo"])
     if is_main():
         write_json(out / "summary.json", summary)
+        if remote:
+            publish(out, remote)
     return summary
 
 

@@ -101,3 +101,27 @@ def is_complete(uri: str) -> bool:
     except S3Error:
         return False
     return True
+
+
+def fetch_dir(uri: str, dest_dir: str | Path, require_complete: bool = True) -> Path:
+    """Download every object under the ``uri`` prefix into ``dest_dir`` (the marker included); with
+    ``require_complete``, a prefix without its ``_COMPLETE`` marker is an error rather than a partial copy."""
+    if require_complete and not is_complete(uri):
+        raise AudioMCQError(f"{uri}: no {COMPLETE} marker; the upload is unfinished or the prefix is wrong")
+    bucket, prefix = split(uri)
+    prefix = prefix.rstrip("/") + "/"
+    s3, dest, count = client(), Path(dest_dir), 0
+    for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
+        rel = obj.object_name[len(prefix) :]
+        s3.fget_object(bucket, obj.object_name, str(dest / rel))  # each file renamed into place when complete
+        count += 1
+    log.info("fetched %d files from %s -> %s", count, uri, dest)
+    return dest
+
+
+def subprefixes(uri: str) -> list[str]:
+    """The immediate "directories" under an ``s3://`` prefix, as full URIs."""
+    bucket, prefix = split(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    objects = client().list_objects(bucket, prefix=prefix, recursive=False)
+    return [f"s3://{bucket}/{o.object_name.rstrip('/')}" for o in objects if o.is_dir]

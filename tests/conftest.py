@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,27 @@ def tiny_qwen2_audio(synth_corpus, tmp_path_factory) -> Path:
         "qwen2_audio", tokenizer_texts([synth_corpus / "train.jsonl"]), TinySpec(hidden=64, audio_d=32)
     )
     return save_tiny(model, processor, tmp_path_factory.mktemp("tiny_qwen2_audio"))
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 server (moto) on 127.0.0.1 with a ``data`` bucket; the environment points the client at it."""
+    from moto.server import ThreadedMotoServer
+
+    from audiomcq import storage
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    # Throwaway values for a throwaway local server.
+    monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", f"127.0.0.1:{port}")
+    monkeypatch.setenv("AUDIOMCQ_S3_SECURE", "false")
+    monkeypatch.setenv("AUDIOMCQ_S3_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = storage.client()
+    client.make_bucket("data")
+    yield client
+    server.stop()

@@ -10,6 +10,7 @@ end bit-identical to an uninterrupted one on CPU (tested).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +133,36 @@ def latest_complete_checkpoint(out_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name[11:]), default=None)
 
 
-def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir: str | Path | None) -> dict[str, Any]:
-    """Train (resuming when ``out_dir`` holds a complete checkpoint); save model + processor to ``final_dir``
-    (default ``<out_dir>/final``); return path, steps and logs."""
+def run_training(
+    build: Any, model_dir: str | Path, data: Any, audio_root: Any, out_dir: str | Path, final_dir: Any, **kw: Any
+) -> dict[str, Any]:
+    """Build a trainer with ``build(model, data, audio_root, local_out, **kw)`` and train it; ``model_dir`` and
+    ``out_dir`` may be ``s3://`` URIs (see ``audiomcq.train.remote``)."""
+    from audiomcq.train.remote import resolve_model, resolve_out
+
+    local, remote = resolve_out(out_dir)
+    trainer, processor = build(resolve_model(model_dir), data, audio_root, local, **kw)
+    return train_and_save(trainer, processor, local, final_dir, remote)
+
+
+def train_and_save(
+    trainer: Any, processor: Any, out_dir: str | Path, final_dir: str | Path | None, remote: str | None = None
+) -> dict[str, Any]:
+    """Train (resuming when ``out_dir`` — or ``remote``, when given — holds a complete checkpoint); save model +
+    processor to ``final_dir`` (default ``<out_dir>/final``); return path, steps and logs. With ``remote`` every
+    checkpoint and the finished run are uploaded there."""
+    from audiomcq.train import remote as s3run
+    from audiomcq.train.launch import barrier, is_main
     from audiomcq.train.telemetry import Telemetry
 
     out = Path(out_dir)
     trainer.add_callback(Telemetry(run=f"{out.parent.name}-{out.name}"))
     trainer.add_callback(MarkComplete())  # after Telemetry, so the marker is the last file a checkpoint gets
+    if remote:
+        trainer.add_callback(s3run.UploadCheckpoints(remote))  # after the marker: only complete ones go up
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # each node's staging disk needs the checkpoint
+            s3run.restore_checkpoint(remote, out)
+        barrier()
     resume = latest_complete_checkpoint(out_dir)
     if resume is not None:
         log.info("resuming %s from %s", out_dir, resume)
@@ -153,8 +176,11 @@ def train_and_save(trainer: Any, processor: Any, out_dir: str | Path, final_dir:
         trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the shards; the trainer writes on rank 0
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
+    if remote and is_main():
+        s3run.publish_run(out, remote)
     return {
         "final": str(final),
+        "final_uri": f"{remote}/final" if remote and final == out / "final" else None,
         "steps": trainer.state.global_step,
         "resumed_from": str(resume) if resume else None,
         "train_runtime": result.metrics.get("train_runtime"),

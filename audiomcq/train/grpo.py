@@ -20,7 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, solution
 from audiomcq.rewards import get_reward
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, run_training
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -123,7 +123,7 @@ def train_grpo(
     **kw: Any,
 ) -> dict:
     """GRPO from ``model_dir``; returns the logged mean rewards per step and the final model path."""
-    run = train_and_save(*build_grpo_trainer(model_dir, data, audio_root, out_dir, **kw), out_dir, final_dir)
+    run = run_training(build_grpo_trainer, model_dir, data, audio_root, out_dir, final_dir, **kw)
     history = [e for e in run.pop("log") if "reward" in e]
     return {
         **run,

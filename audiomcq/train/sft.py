@@ -14,7 +14,7 @@ from transformers import PrinterCallback
 from trl import SFTTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, train_and_save
+from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, run_training
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
@@ -44,7 +44,7 @@ def train_sft(
     **kw: Any,
 ) -> dict:
     """Fine-tune ``model_dir`` on ``data``; saves checkpoints and ``final/`` under ``out_dir``."""
-    run = train_and_save(*build_sft_trainer(model_dir, data, audio_root, out_dir, **kw), out_dir, final_dir)
+    run = run_training(build_sft_trainer, model_dir, data, audio_root, out_dir, final_dir, **kw)
     losses = [e["loss"] for e in run.pop("log") if "loss" in e]
     if losses:
         log.info("SFT %s: %d steps, loss %.3f -> %.3f", out_dir, run["steps"], losses[0], losses[-1])

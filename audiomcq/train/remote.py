@@ -1,0 +1,91 @@
+"""Training runs whose output (and starting model) live in S3.
+
+The trainers write to a local staging directory; each checkpoint is uploaded once it is complete (its marker
+written), with the store's own ``_COMPLETE`` marker last, so a reader never takes a half-uploaded checkpoint. A
+restarted run — on another node, with an empty disk — first brings the latest complete checkpoint back from S3 and
+resumes from it exactly as from a local one. At the end the final model and the run's metrics go up, and the run
+prefix gets its marker.
+
+Staging lives under ``AUDIOMCQ_STAGING`` (default ``~/.cache/audiomcq/runs``), one directory per URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from audiomcq import storage
+from audiomcq.train.common import COMPLETE, latest_complete_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def staging_dir(uri: str) -> Path:
+    """The local directory that stands in for ``uri`` on this machine."""
+    root = Path(os.environ.get("AUDIOMCQ_STAGING") or Path.home() / ".cache" / "audiomcq" / "runs")
+    return root / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def resolve_out(out_dir: str | Path) -> tuple[Path, str | None]:
+    """(local directory the trainer writes, the ``s3://`` URI it mirrors to or None)."""
+    if storage.is_s3(out_dir):
+        return staging_dir(str(out_dir)), str(out_dir).rstrip("/")
+    return Path(out_dir), None
+
+
+def resolve_model(model_dir: str | Path) -> str:
+    """A local model directory: ``s3://`` models are downloaded once (complete uploads only) and reused."""
+    if not storage.is_s3(model_dir):
+        return str(model_dir)
+    local = staging_dir(str(model_dir)) / "model"
+    if not (local / storage.COMPLETE).is_file():
+        shutil.rmtree(local, ignore_errors=True)
+        storage.fetch_dir(str(model_dir), local)
+    return str(local)
+
+
+def _step(uri: str) -> int | None:
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    return int(name[11:]) if name.startswith("checkpoint-") and name[11:].isdigit() else None
+
+
+def restore_checkpoint(uri: str, local: Path) -> Path | None:
+    """Download the latest complete checkpoint under ``uri`` into ``local`` unless a local complete one is as new;
+    returns what was downloaded."""
+    remote = [(step, u) for u in storage.subprefixes(uri) if (step := _step(u)) is not None]
+    complete = [(step, u) for step, u in sorted(remote, reverse=True) if storage.is_complete(u)]
+    if not complete:
+        return None
+    step, newest = complete[0]
+    have = latest_complete_checkpoint(local)
+    if have is not None and int(have.name[11:]) >= step:
+        return None
+    dest = local / f"checkpoint-{step}"
+    shutil.rmtree(dest, ignore_errors=True)
+    storage.fetch_dir(newest, dest)
+    (dest / COMPLETE).write_text(str(step))
+    log.info("restored %s from %s", dest, newest)
+    return dest
+
+
+class UploadCheckpoints(TrainerCallback):
+    """Upload each checkpoint once its ``COMPLETE`` marker is written (so register after ``MarkComplete``)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and (ckpt / COMPLETE).is_file():
+            storage.publish(ckpt, f"{self.uri}/{ckpt.name}")
+
+
+def publish_run(local: Path, uri: str) -> None:
+    """Upload the run's final model, metrics and records (checkpoints are already up), then the run's marker."""
+    storage.publish(local, uri, exclude=tuple(p.name for p in local.glob("checkpoint-*")))
