@@ -59,9 +59,11 @@ def add_filter_commands(sub: Any) -> None:
     bf.add_argument("--samples", type=int, default=32)
     bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     bf.set_defaults(func=cmd_bench_filter)
-    bt = bsub.add_parser("train", help="step time and tokens/s of SFT and GRPO on the tiny model")
+    bt = bsub.add_parser("train", help="step time, tokens/s and MFU of SFT, rollout tokens/s of GRPO")
     bt.add_argument("--work", type=Path, default=Path("out/bench-train"))
     bt.add_argument("--steps", type=int, default=20)
+    bt.add_argument("--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-Omni-3B thinker shape (GPU)")
+    bt.add_argument("--peak-tflops", type=float, help="the device's peak (default: detected GPU's dense bf16)")
     bt.set_defaults(func=cmd_bench_train)
 
 
@@ -149,11 +151,13 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from audiomcq.bench_train import bench_train
 
     shutil.rmtree(args.work, ignore_errors=True)  # a fresh run, not a resume of the last one
-    r = bench_train(args.work, args.steps)
+    r = bench_train(args.work, args.steps, args.size, args.peak_tflops)
     s, g = r["sft"], r["grpo"]
-    print(
-        f"SFT  (tiny, batch 16): {s['step_seconds_median'] * 1000:.0f} ms/step, {s['tokens_per_second']:.0f} tokens/s"
-    )
-    print(f"GRPO (tiny, {g['completions_per_step']} completions/step): {g['step_seconds_median'] * 1000:.0f} ms/step, "
-          f"{g['rollout_tokens_per_second']:.0f} rollout tokens/s")  # fmt: skip
+    mfu = f", MFU {100 * s['mfu']:.1f}% of {s['peak_tflops']:.0f} TFLOP/s" if s["mfu"] is not None else ""
+    print(f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}")
+    print(f"SFT  (batch {s['batch']}): {s['step_seconds_median'] * 1000:.0f} ms/step, "
+          f"{s['tokens_per_second']:.0f} tokens/s{mfu}")  # fmt: skip
+    rate = g["rollout_tokens_per_second"]
+    print(f"GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
+          f"{g['step_seconds_median'] * 1000:.0f} ms/step, {rate:.0f} rollout tokens/s")  # fmt: skip
     return 0

@@ -83,6 +83,14 @@ class TinySpec:
     audio_layers: int = 2
     audio_heads: int = 2
     vocab: int = 600
+    intermediate: int | None = None  # MLP width (default 2 x hidden)
+    audio_ffn: int | None = None  # audio encoder MLP width (default 2 x audio_d)
+    model_vocab: int | None = None  # embedding rows when larger than the tokenizer (a real model's 151,936)
+
+
+# A random-initialised model of Qwen2.5-Omni-3B's thinker shape, for GPU throughput and MFU measurements.
+OMNI_3B = TinySpec(hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008, audio_d=1280, audio_layers=32,
+                   audio_heads=20, audio_ffn=5120, model_vocab=151_936)  # fmt: skip
 
 
 def build_tokenizer(texts: Iterable[str], vocab: int = 600) -> Qwen2Tokenizer:
@@ -130,9 +138,9 @@ def build_config(family: str, tokenizer: Qwen2Tokenizer, spec: TinySpec) -> Any:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIALS}
     head_dim = spec.hidden // spec.heads
     text = {
-        "vocab_size": len(tokenizer),
+        "vocab_size": max(len(tokenizer), spec.model_vocab or 0),
         "hidden_size": spec.hidden,
-        "intermediate_size": 2 * spec.hidden,
+        "intermediate_size": spec.intermediate or 2 * spec.hidden,
         "num_hidden_layers": spec.layers,
         "num_attention_heads": spec.heads,
         "num_key_value_heads": spec.kv_heads,
@@ -146,7 +154,7 @@ def build_config(family: str, tokenizer: Qwen2Tokenizer, spec: TinySpec) -> Any:
         "d_model": spec.audio_d,
         "encoder_layers": spec.audio_layers,
         "encoder_attention_heads": spec.audio_heads,
-        "encoder_ffn_dim": 2 * spec.audio_d,
+        "encoder_ffn_dim": spec.audio_ffn or 2 * spec.audio_d,
     }
     if family == "qwen2_5_omni":
         half = head_dim // 2

@@ -52,6 +52,10 @@ class AudioGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
 
         prompt_ids, images, fields = super()._tokenize_prompts(prompts)
         self._audio = {k: torch.as_tensor(fields[k]) for k in AUDIO_KEYS if k in fields}
+        if self.use_vllm:  # the waveforms themselves, for vLLM's multi_modal_data (see vllm_rollout)
+            from audiomcq.train.vllm_rollout import prompt_audio
+
+            self._rollout_audio = prompt_audio(prompts)
         return prompt_ids, images, fields
 
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
@@ -198,9 +202,14 @@ def build_grpo_trainer(
         activation_checkpointing=False,
         disable_tqdm=True,
     )
-    # With beta > 0 trl builds the reference model from a path, so pass the directory rather than the object.
+    policy: Any = loaded.model if beta == 0 else str(model_dir)  # beta > 0: trl builds the reference from a path
+    if config.use_vllm:
+        from audiomcq.train.vllm_rollout import enable_audio_rollouts, prepare_policy
+
+        prepare_policy(loaded.model, model_dir, out_dir)  # the reference still comes from config._name_or_path
+        policy = loaded.model
     trainer = (trainer_class or AudioGRPOTrainer)(
-        model=loaded.model if beta == 0 else str(model_dir),
+        model=policy,
         reward_funcs=[s.fn for s in specs],
         args=config,
         train_dataset=grpo_dataset(data, audio_root),
@@ -208,4 +217,6 @@ def build_grpo_trainer(
         peft_config=lora_config(lora),
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
+    if config.use_vllm:
+        enable_audio_rollouts(trainer)
     return trainer, loaded.processor
