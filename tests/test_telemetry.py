@@ -43,7 +43,9 @@ def test_sft_steps_are_logged_snapshotted_and_pushed(pushgateway, tiny_omni, syn
     steps = [r for r in rows if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert all(r["learning_rate"] >= 0 and r["step_seconds"] > 0 for r in steps)
+    assert all(r["tokens_per_second"] > 0 for r in steps[1:]) and "tokens_per_second" not in steps[0]
     snapshot = json.loads((out / "checkpoint-2" / "metrics.json").read_text())
     assert [r["step"] for r in snapshot if "loss" in r] == [1, 2]
     exposed = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     assert 'audiomcq_train_loss{instance="",job="audiomcq-train",run="run-sft"}' in exposed
+    assert "audiomcq_train_tokens_per_second{" in exposed

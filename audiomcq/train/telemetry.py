@@ -1,6 +1,6 @@
 """Training telemetry: every logged step (loss, learning rate, rewards per function and their spread, the share of
-GRPO groups with zero reward spread, KL, completion length, step time) goes to the log, to ``metrics.jsonl`` in the
-run directory, into each checkpoint as ``metrics.json``, and to a Prometheus Pushgateway when
+GRPO groups with zero reward spread, KL, completion length, step time, tokens/s) goes to the log, to
+``metrics.jsonl`` in the run directory, into each checkpoint as ``metrics.json``, and to a Prometheus Pushgateway when
 ``AUDIOMCQ_PUSHGATEWAY`` names one (``host:port``), grouped by run.
 """
 
@@ -17,7 +17,16 @@ from typing import Any
 from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
-SHOWN = ("loss", "learning_rate", "reward", "reward_std", "frac_reward_zero_std", "kl", "step_seconds")
+SHOWN = (
+    "loss",
+    "learning_rate",
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "kl",
+    "step_seconds",
+    "tokens_per_second",
+)
 
 
 def metric_name(key: str) -> str:
@@ -34,6 +43,7 @@ class Telemetry(TrainerCallback):
         self.since_save: list[dict[str, Any]] = []
         self._started = 0.0
         self._step_seconds: float | None = None
+        self._last_tokens: tuple[float, float] | None = None  # (num_tokens, wall time) at the previous log
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._started = time.perf_counter()
@@ -47,6 +57,12 @@ class Telemetry(TrainerCallback):
         entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
         if self._step_seconds is not None:
             entry["step_seconds"] = self._step_seconds
+        if "num_tokens" in entry:  # trl's running count of tokens processed (prompts and completions)
+            now = time.perf_counter()
+            if self._last_tokens is not None and now > self._last_tokens[1]:
+                tokens, then = self._last_tokens
+                entry["tokens_per_second"] = (entry["num_tokens"] - tokens) / (now - then)
+            self._last_tokens = (entry["num_tokens"], now)
         self.since_save.append(entry)
         with (Path(args.output_dir) / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
