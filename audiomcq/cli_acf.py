@@ -18,9 +18,9 @@ def add_filter_commands(sub: Any) -> None:
     fsub = p.add_subparsers(dest="filter_command", required=True)
     r = fsub.add_parser("run", help="label a record file (resumable: rerun the same command after an interruption)")
     r.add_argument("--data", required=True, help="records to label: JSONL, JSON list or Parquet; a path or s3:// URI")
-    r.add_argument("--audio-root", type=Path, help="root of relative audio paths (silence probes never need it)")
+    r.add_argument("--audio-root", help="root of relative audio paths, or an s3:// prefix (synced to a local cache)")
     models = r.add_mutually_exclusive_group(required=True)
-    models.add_argument("--models", nargs="+", help="filter model directories (transformers backend)")
+    models.add_argument("--models", nargs="+", help="filter model directories or s3:// prefixes (transformers)")
     models.add_argument("--models-config", type=Path, help="YAML list of model specs (path, backend, name, dtype, …)")
     r.add_argument(
         "--probes", nargs="+", default=["silence:30"], help="first = the paper's probe (default silence:30)"

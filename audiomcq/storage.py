@@ -9,6 +9,7 @@ half-uploaded result for a finished one. Only plain S3 calls are used (no MinIO-
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -105,18 +106,44 @@ def is_complete(uri: str) -> bool:
 
 def fetch_dir(uri: str, dest_dir: str | Path, require_complete: bool = True) -> Path:
     """Download every object under the ``uri`` prefix into ``dest_dir`` (the marker included); with
-    ``require_complete``, a prefix without its ``_COMPLETE`` marker is an error rather than a partial copy."""
+    ``require_complete``, a prefix without its ``_COMPLETE`` marker is an error rather than a partial copy. Files
+    already there with the object's size are kept, so an interrupted sync of an audio root resumes."""
     if require_complete and not is_complete(uri):
         raise AudioMCQError(f"{uri}: no {COMPLETE} marker; the upload is unfinished or the prefix is wrong")
     bucket, prefix = split(uri)
     prefix = prefix.rstrip("/") + "/"
     s3, dest, count = client(), Path(dest_dir), 0
     for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
-        rel = obj.object_name[len(prefix) :]
-        s3.fget_object(bucket, obj.object_name, str(dest / rel))  # each file renamed into place when complete
-        count += 1
+        target = dest / obj.object_name[len(prefix) :]
+        if not (target.is_file() and target.stat().st_size == obj.size):
+            s3.fget_object(bucket, obj.object_name, str(target))  # each file renamed into place when complete
+            count += 1
     log.info("fetched %d files from %s -> %s", count, uri, dest)
     return dest
+
+
+def cache_dir(uri: str) -> Path:
+    """The local directory that stands in for ``uri`` on this machine: under ``AUDIOMCQ_STAGING`` (default
+    ``~/.cache/audiomcq/runs``), one per URI."""
+    root = Path(os.environ.get("AUDIOMCQ_STAGING") or Path.home() / ".cache" / "audiomcq" / "runs")
+    return root / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def local_model(model_dir: str | Path) -> str:
+    """A local model directory: ``s3://`` models are downloaded once (complete uploads only) and reused."""
+    if not is_s3(model_dir):
+        return str(model_dir)
+    local = cache_dir(str(model_dir)) / "model"
+    if not (local / COMPLETE).is_file():
+        fetch_dir(str(model_dir), local)
+    return str(local)
+
+
+def local_tree(root: str | Path) -> Path:
+    """A local copy of a directory tree such as an audio root (synced incrementally; no marker needed)."""
+    if not is_s3(root):
+        return Path(root)
+    return fetch_dir(str(root), cache_dir(str(root)) / "tree", require_complete=False)
 
 
 def subprefixes(uri: str) -> list[str]:

@@ -1,6 +1,7 @@
 """S3 inputs and outputs through the MinIO client, against a real local S3 server (moto) on 127.0.0.1."""
 
 import io
+import json
 import shutil
 
 import pytest
@@ -51,7 +52,7 @@ def test_training_checkpoints_go_to_s3_and_a_fresh_machine_resumes_from_them(
     """SFT with ``--out s3://``: complete checkpoints and the final model are uploaded; a run restarted with an
     empty disk after the upload of checkpoint-2 (checkpoint-4 and the final model lost) resumes from S3 and ends
     bit-identical to an uninterrupted local run. The starting model itself comes from S3 too."""
-    from audiomcq.train.remote import staging_dir
+    from audiomcq.storage import cache_dir as staging_dir
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     storage.publish(tiny_omni, "s3://data/models/base")
@@ -76,8 +77,34 @@ def test_training_checkpoints_go_to_s3_and_a_fresh_machine_resumes_from_them(
 
 
 def test_an_unfinished_upload_is_not_a_model(s3, tmp_path):
-    from audiomcq.train.remote import resolve_model
-
     s3.put_object("data", "models/half/config.json", io.BytesIO(b"{}"), 2)  # no _COMPLETE marker
     with pytest.raises(AudioMCQError, match="_COMPLETE"):
-        resolve_model("s3://data/models/half")
+        storage.local_model("s3://data/models/half")
+
+
+def test_filter_models_and_audio_root_can_live_in_s3(s3, synth_corpus, tiny_omni, tmp_path, monkeypatch):
+    """Filter models and the audio root (needed by clip-length silence and mismatched-clip probes) from S3 give
+    exactly the labels of local copies; a second sync downloads nothing new."""
+    monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "cache"))
+    storage.publish(tiny_omni, "s3://data/models/f1")
+    for wav in sorted(synth_corpus.rglob("*.wav")):
+        key = f"audio/{wav.relative_to(synth_corpus).as_posix()}"
+        s3.fput_object("data", key, str(wav))
+    common = ["filter", "run", "--data", str(synth_corpus / "eval.jsonl"), "--probes", "silence:clip", "mismatch:1",
+              "--min-correct", "1"]  # fmt: skip
+    assert main([*common, "--models", "s3://data/models/f1", "--audio-root", "s3://data/audio",
+                 "--out", str(tmp_path / "remote")]) == 0  # fmt: skip
+    assert main([*common, "--models", str(tiny_omni), "--audio-root", str(synth_corpus),
+                 "--out", str(tmp_path / "local")]) == 0  # fmt: skip
+    labelled = "labelled.jsonl"
+    local_rows = (tmp_path / "local" / labelled).read_text().splitlines()
+    remote_rows = (tmp_path / "remote" / labelled).read_text().splitlines()
+    assert len(local_rows) == len(remote_rows) == 16
+
+    def labels(rows):
+        return [(json.loads(r)["id"], json.loads(r)["audio-contribution"]) for r in rows]
+
+    assert labels(remote_rows) == labels(local_rows)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.wav")}
+    storage.local_tree("s3://data/audio")
+    assert before and before == {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.wav")}

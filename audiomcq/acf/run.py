@@ -95,13 +95,19 @@ def run_filter_uri(
     config: FilterConfig,
     work: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``run_filter`` for local paths or ``s3://`` URIs: an S3 input is streamed to the work directory, and an S3
-    output is written locally (parts included, so a rerun on the same volume resumes) and published at the end."""
+    """``run_filter`` for local paths or ``s3://`` URIs: an S3 input is streamed to the work directory, S3 models
+    and audio roots are synced to the local cache, and an S3 output is written locally (parts included, so a rerun
+    on the same volume resumes) and published at the end."""
     from audiomcq import storage
 
     scratch = Path(work or Path(".audiomcq-work") / "filter")
     local_out = scratch / "out" if storage.is_s3(out) else Path(out)
-    stats = run_filter(storage.fetch(data, scratch / "input"), models, audio_root, local_out, config)
+    models = [
+        storage.local_model(m) if isinstance(m, (str, Path)) else {**m, "path": storage.local_model(m["path"])}
+        for m in models
+    ]
+    audio = storage.local_tree(audio_root) if audio_root is not None else None
+    stats = run_filter(storage.fetch(data, scratch / "input"), models, audio, local_out, config)
     if storage.is_s3(out):
         storage.publish(local_out, out, exclude=("work",))
     return stats

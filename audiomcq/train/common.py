@@ -138,10 +138,11 @@ def run_training(
 ) -> dict[str, Any]:
     """Build a trainer with ``build(model, data, audio_root, local_out, **kw)`` and train it; ``model_dir`` and
     ``out_dir`` may be ``s3://`` URIs (see ``audiomcq.train.remote``)."""
-    from audiomcq.train.remote import resolve_model, resolve_out
+    from audiomcq.storage import local_model
+    from audiomcq.train.remote import resolve_out
 
     local, remote = resolve_out(out_dir)
-    trainer, processor = build(resolve_model(model_dir), data, audio_root, local, **kw)
+    trainer, processor = build(local_model(model_dir), data, audio_root, local, **kw)
     return train_and_save(trainer, processor, local, final_dir, remote)
 
 

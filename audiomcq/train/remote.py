@@ -6,14 +6,12 @@ restarted run — on another node, with an empty disk — first brings the lates
 resumes from it exactly as from a local one. At the end the final model and the run's metrics go up, and the run
 prefix gets its marker.
 
-Staging lives under ``AUDIOMCQ_STAGING`` (default ``~/.cache/audiomcq/runs``), one directory per URI.
+Staging is ``storage.cache_dir(uri)``: under ``AUDIOMCQ_STAGING`` (default ``~/.cache/audiomcq/runs``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,28 +24,11 @@ from audiomcq.train.common import COMPLETE, latest_complete_checkpoint
 log = logging.getLogger(__name__)
 
 
-def staging_dir(uri: str) -> Path:
-    """The local directory that stands in for ``uri`` on this machine."""
-    root = Path(os.environ.get("AUDIOMCQ_STAGING") or Path.home() / ".cache" / "audiomcq" / "runs")
-    return root / hashlib.sha256(uri.encode()).hexdigest()[:16]
-
-
 def resolve_out(out_dir: str | Path) -> tuple[Path, str | None]:
     """(local directory the trainer writes, the ``s3://`` URI it mirrors to or None)."""
     if storage.is_s3(out_dir):
-        return staging_dir(str(out_dir)), str(out_dir).rstrip("/")
+        return storage.cache_dir(str(out_dir)), str(out_dir).rstrip("/")
     return Path(out_dir), None
-
-
-def resolve_model(model_dir: str | Path) -> str:
-    """A local model directory: ``s3://`` models are downloaded once (complete uploads only) and reused."""
-    if not storage.is_s3(model_dir):
-        return str(model_dir)
-    local = staging_dir(str(model_dir)) / "model"
-    if not (local / storage.COMPLETE).is_file():
-        shutil.rmtree(local, ignore_errors=True)
-        storage.fetch_dir(str(model_dir), local)
-    return str(local)
 
 
 def _step(uri: str) -> int | None:
