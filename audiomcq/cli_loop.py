@@ -14,6 +14,7 @@ log = logging.getLogger("audiomcq")
 def add_loop_commands(sub: Any) -> None:
     """Register the loop's subcommands on the top-level parser."""
     from audiomcq.cli_acf import add_filter_commands
+    from audiomcq.cli_eval import add_eval_commands
 
     add_filter_commands(sub)
     p = sub.add_parser("synth", help="generate the synthetic audio MCQ corpus (WAVs + AudioMCQ JSONL + ground truth)")
@@ -48,12 +49,7 @@ def add_loop_commands(sub: Any) -> None:
     scale.add_argument("--launcher", choices=["torchrun", "accelerate"], default="torchrun")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy with audio and in silence, by subset")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--audio-root", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_eval)
+    add_eval_commands(sub)
 
     p = sub.add_parser("select", help="pick the best checkpoint from evaluation outputs")
     p.add_argument("--evals", required=True, nargs="+", help="directories holding metrics.json")
@@ -142,15 +138,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{args.method}: {r['steps']} steps{trend} -> {r['final']}")
         if r["resumed_from"]:
             print(f"  resumed from {r['resumed_from']}")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate one model."""
-    from audiomcq.evaluate import evaluate_model
-
-    m = evaluate_model(args.model, args.data, args.audio_root, args.out)
-    print("eval: " + ", ".join(f"{mode} {t['all']['accuracy']:.1f}%" for mode, t in m["modes"].items()))
     return 0
 
 

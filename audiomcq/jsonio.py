@@ -82,6 +82,11 @@ def load_json(path: str | Path) -> Any:
         raise RecordError(str(path), exc.lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
+def json_line(obj: Any) -> str:
+    """One JSONL line's text (UTF-8 kept, no newline)."""
+    return json.dumps(obj, ensure_ascii=False)
+
+
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
     """Atomically write rows as JSONL (UTF-8, non-ASCII kept); returns the number written."""
     count = 0

@@ -24,7 +24,7 @@ from audiomcq.data.io import RecordReader
 from audiomcq.data.record import MCQRecord
 from audiomcq.errors import AudioMCQError
 from audiomcq.inference import EngineSpec, Sampling, make_engine
-from audiomcq.jsonio import atomic_writer, iter_jsonl, load_json, write_json
+from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, load_json, write_json
 from audiomcq.scoring import extract_answer, string_match, tagged_answer
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _answer_all(
                 cell[probe.name] = _judge(record, choices, outs)
         with atomic_writer(part) as f:
             for record, cell, wave in zip(chunk, cells, clips.waves, strict=True):
-                f.write(_json({"id": record.id, "audio_missing": wave is None, "probes": cell}) + "\n")
+                f.write(json_line({"id": record.id, "audio_missing": wave is None, "probes": cell}) + "\n")
         done += 1
     log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
 
@@ -192,7 +192,7 @@ def _write_labelled(records: Iterator[MCQRecord], out: Path, summary: Summary, m
     with ExitStack() as stack:
         files = {k: stack.enter_context(atomic_writer(out / f"{k}.jsonl")) for k in ("labelled", "weak", "strong")}
         for record in records:
-            line = _json(record.to_dict()) + "\n"
+            line = json_line(record.to_dict()) + "\n"
             files["labelled"].write(line)
             files[record.audio_contribution or "strong"].write(line)
             summary.add(record, record.extra["acf"])
@@ -239,9 +239,3 @@ def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[
         "score": sum(samples) / len(samples),  # graded: share of silent answers (all models, all samples) right
         "audio_missing": any(row["audio_missing"] for row in rows.values()),
     }
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, ensure_ascii=False)
