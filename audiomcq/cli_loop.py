@@ -51,8 +51,13 @@ def add_loop_commands(sub: Any) -> None:
 
     add_eval_commands(sub)
 
-    p = sub.add_parser("select", help="pick the best checkpoint from evaluation outputs")
-    p.add_argument("--evals", required=True, nargs="+", help="directories holding metrics.json")
+    p = sub.add_parser("select", help="pick the best checkpoint: of a run (--run) or from evaluation outputs")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", help="a post-training run (dir or s3://): evaluate every checkpoint, pick one")
+    what.add_argument("--evals", nargs="+", help="directories holding metrics.json (the demo's evaluations)")
+    p.add_argument("--data", type=Path, help="--run: selection set (default <run>/data/selection.jsonl)")
+    p.add_argument("--audio-root", type=Path, help="--run: the selection set's audio")
+    p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_select)
 
@@ -143,6 +148,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Select the best checkpoint."""
+    if args.run:
+        from audiomcq.evaluation.select import select_run
+
+        if args.audio_root is None:
+            print("audiomcq: error: --run needs --audio-root (the selection set's audio)")
+            return 2
+        r = select_run(args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens)
+        print(f"select: {r['why']} -> {r['selected']['path']}")
+        return 0
     from audiomcq.stages import select_stage
 
     s = select_stage([str(e) for e in args.evals], str(args.out))

@@ -185,6 +185,16 @@ def _consistency(records: Sequence[MCQRecord], verdicts: dict[str, bool | None])
     return {"all_positions_right": 100.0 * stable / len(complete) if complete else 0.0, "questions": len(complete)}
 
 
+def lazy_engine(model: str | Path, batch_size: int) -> Callable[[], Any]:
+    """A function that loads the model's engine on its first call (a finished, resumed run loads no model)."""
+    import functools
+
+    from audiomcq.inference import EngineSpec, make_engine
+    from audiomcq.storage import local_model
+
+    return functools.cache(lambda: make_engine(EngineSpec(local_model(model), batch_size=batch_size)))
+
+
 def run_eval(
     model: str,
     tasks: dict[str, str | Path],
@@ -195,16 +205,7 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every task (name -> metadata path); writes ``<out>/<task>/…`` and ``<out>/metrics.json``
     (all tasks) and ``<out>/metrics.md``."""
-    from audiomcq.inference import EngineSpec, make_engine
-    from audiomcq.storage import local_model
-
-    holder: list[Any] = []
-
-    def engine() -> Any:  # loaded on first use: a finished (resumed) run loads no model
-        if not holder:
-            holder.append(make_engine(EngineSpec(local_model(model), batch_size=config.batch_size)))
-        return holder[0]
-
+    engine = lazy_engine(model, config.batch_size)
     out = Path(out_dir)
     results = {}
     for name, data in tasks.items():
