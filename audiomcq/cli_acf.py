@@ -59,6 +59,10 @@ def add_filter_commands(sub: Any) -> None:
     bf.add_argument("--samples", type=int, default=32)
     bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     bf.set_defaults(func=cmd_bench_filter)
+    be = bsub.add_parser("eval", help="the evaluation harness vs a per-sample generate loop (tiny model)")
+    be.add_argument("--work", type=Path, default=Path("out/bench-eval"))
+    be.add_argument("--items", type=int, default=64)
+    be.set_defaults(func=cmd_bench_eval)
     bt = bsub.add_parser("train", help="step time, tokens/s and MFU of SFT, rollout tokens/s of GRPO")
     bt.add_argument("--work", type=Path, default=Path("out/bench-train"))
     bt.add_argument("--steps", type=int, default=20)
@@ -160,4 +164,15 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     rate = g["rollout_tokens_per_second"]
     print(f"GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
           f"{g['step_seconds_median'] * 1000:.0f} ms/step, {rate:.0f} rollout tokens/s")  # fmt: skip
+    return 0
+
+
+def cmd_bench_eval(args: argparse.Namespace) -> int:
+    """Print the evaluation benchmark against its target."""
+    from audiomcq.bench_eval import bench_eval
+
+    r = bench_eval(args.work, args.items)
+    per = 1000 / r["items"]
+    print(f"harness: {r['harness_s'] * per:.1f} ms per item; per-sample loop: {r['loop_s'] * per:.1f} ms per item")
+    print(f"  batched harness vs per-sample loop: {r['speedup']:.2f} (target >= 8x)")
     return 0

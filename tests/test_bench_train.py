@@ -1,4 +1,4 @@
-"""``audiomcq bench train``: the MFU arithmetic, the 3B-class shape, and a real run on the tiny model."""
+"""``audiomcq bench train`` and ``bench eval``: MFU arithmetic, the 3B-class shape, real runs on the tiny model."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def test_bench_train_prints_step_times_throughput_and_mfu(tmp_path, capsys):
     assert main(["bench", "train", "--work", str(tmp_path), "--steps", "3", "--peak-tflops", "1"]) == 0
     out = capsys.readouterr().out
     assert "SFT  (batch 16)" in out and "MFU" in out and "rollout tokens/s" in out and "transformers rollouts" in out
+
+
+@pytest.mark.slow
+def test_bench_eval_compares_the_harness_with_a_per_sample_loop(tmp_path, capsys):
+    from audiomcq.cli import main
+
+    assert main(["bench", "eval", "--work", str(tmp_path), "--items", "16"]) == 0
+    out = capsys.readouterr().out
+    speedup = float(out.split("batched harness vs per-sample loop: ")[1].split()[0])
+    assert speedup > 1.5, out  # batching must pay even at 16 items (64 items: ~4.9x on 2 cores)
