@@ -35,7 +35,7 @@ def add_eval_commands(sub: Any) -> None:
     r.add_argument("--eval", action="append", default=[], metavar="NAME=EVAL_DIR", help="`audiomcq eval` output")
     r.add_argument("--demo", type=Path, help="the demo's output folder: its runs, held-out split and audio")
     r.add_argument("--data", type=Path, help="selection set for every run (default: each run's own)")
-    r.add_argument("--audio-root", type=Path, help="the selection set's audio")
+    r.add_argument("--audio-root", help="the selection set's audio (a path or s3:// prefix)")
     r.add_argument("--max-new-tokens", type=int, default=256)
     r.add_argument("--out", required=True, type=Path)
     r.set_defaults(func=cmd_report)

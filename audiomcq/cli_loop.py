@@ -56,7 +56,7 @@ def add_loop_commands(sub: Any) -> None:
     what.add_argument("--run", help="a post-training run (dir or s3://): evaluate every checkpoint, pick one")
     what.add_argument("--evals", nargs="+", help="directories holding metrics.json (the demo's evaluations)")
     p.add_argument("--data", type=Path, help="--run: selection set (default <run>/data/selection.jsonl)")
-    p.add_argument("--audio-root", type=Path, help="--run: the selection set's audio")
+    p.add_argument("--audio-root", help="--run: the selection set's audio (a path or s3:// prefix)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_select)

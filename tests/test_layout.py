@@ -30,7 +30,7 @@ def test_library_never_imports_orchestration_packages():
 
 def test_library_logs_instead_of_printing():
     for path in (REPO / "audiomcq").rglob("*.py"):
-        if path.name in ("cli.py", "cli_loop.py", "cli_acf.py"):
+        if path.parent.name == "audiomcq" and path.name.startswith("cli"):  # the CLI modules print for people
             continue
         assert not re.search(r"^\s*print\(", path.read_text(), re.MULTILINE), f"{path} prints"
 

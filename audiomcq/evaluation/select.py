@@ -57,7 +57,7 @@ def select_run(
     from audiomcq.evaluation.tasks import get_task
     from audiomcq.storage import local_tree
 
-    run = local_tree(run_dir)
+    run, audio_root = local_tree(run_dir), local_tree(audio_root)
     selection = Path(data) if data else run / "data" / "selection.jsonl"
     if not selection.is_file():
         raise AudioMCQError(f"{selection}: no selection set (build one with `train run --selection`, or pass --data)")
