@@ -43,5 +43,6 @@ def test_bench_eval_compares_the_harness_with_a_per_sample_loop(tmp_path, capsys
 
     assert main(["bench", "eval", "--work", str(tmp_path), "--items", "16"]) == 0
     out = capsys.readouterr().out
-    speedup = float(out.split("batched harness vs per-sample loop: ")[1].split()[0])
+    speedup = float(out.split("batched harness vs per-sample loop, both float32: ")[1].split()[0])
+    assert "both bfloat16" in out and "each in its fastest dtype" in out
     assert speedup > 1.5, out  # batching must pay even at 16 items (64 items: ~4.9x on 2 cores)

@@ -185,14 +185,15 @@ def _consistency(records: Sequence[MCQRecord], verdicts: dict[str, bool | None])
     return {"all_positions_right": 100.0 * stable / len(complete) if complete else 0.0, "questions": len(complete)}
 
 
-def lazy_engine(model: str | Path, batch_size: int) -> Callable[[], Any]:
+def lazy_engine(model: str | Path, batch_size: int, dtype: str = "auto") -> Callable[[], Any]:
     """A function that loads the model's engine on its first call (a finished, resumed run loads no model)."""
     import functools
 
     from audiomcq.inference import EngineSpec, make_engine
     from audiomcq.storage import local_model
 
-    return functools.cache(lambda: make_engine(EngineSpec(local_model(model), batch_size=batch_size)))
+    spec = EngineSpec(local_model(model), batch_size=batch_size, dtype=dtype)
+    return functools.cache(lambda: make_engine(spec))
 
 
 def run_eval(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,10 +36,13 @@ class TransformersEngine:
         sampling = sampling or Sampling()
         torch.manual_seed(sampling.seed)
         groups: dict[tuple, list[int]] = defaultdict(list)
-        keys: dict[int, tuple] = {}  # one hash per array object: probes hand every question the same silence
+        keys: dict[int, tuple] = {}  # one key per array object: probes hand every question the same silence
+        if self.spec.shared_prefix:
+            arrays = {id(r.audio): r.audio for r in requests}
+            shapes = Counter(a.shape for a in arrays.values())
+            # Only arrays that share a shape with another can be equal: hash those, key the rest by identity.
+            keys = {k: _wave_key(a) if shapes[a.shape] > 1 else ("unique", k) for k, a in arrays.items()}
         for i, r in enumerate(requests):
-            if self.spec.shared_prefix and id(r.audio) not in keys:
-                keys[id(r.audio)] = _wave_key(r.audio)
             groups[keys[id(r.audio)] if self.spec.shared_prefix else (i,)].append(i)
         out: list[list[str]] = [[] for _ in requests]
         singles = [idx[0] for idx in groups.values() if len(idx) == 1]

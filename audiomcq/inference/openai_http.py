@@ -1,8 +1,8 @@
 """An OpenAI-compatible chat-completions endpoint as an engine (a vLLM or KServe server elsewhere).
 
 Audio travels as an ``input_audio`` content part (base64 WAV), the prompt is the same one every stage uses, and
-requests go out ``concurrency`` at a time. Connection errors, 429 and 5xx are retried with exponential backoff;
-any other 4xx fails at once with the server's message. The key is read from the environment variable the spec
+requests go out ``concurrency`` at a time, retried as ``audiomcq.http`` does (connection errors, 408/429/5xx with
+backoff; other 4xx fail at once with the server's message). The key is read from the environment variable the spec
 names and is never logged.
 """
 
@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import os
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +21,6 @@ from audiomcq.inference.base import EngineSpec, Request, Sampling
 from audiomcq.prompts import SYSTEM_PROMPT, user_prompt
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 def wav_base64(wave: Any, rate: int = 16000) -> str:
@@ -81,21 +76,8 @@ class OpenAIEngine:
             return list(pool.map(lambda r: self._one(chat_body(r, sampling, self.model)), requests))
 
     def _one(self, body: dict[str, Any]) -> list[str]:
-        data = json.dumps(body).encode()
-        for attempt in range(self.spec.retries + 1):
-            req = urllib.request.Request(self.url, data=data, headers=self.headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.spec.timeout) as resp:
-                    choices = json.load(resp)["choices"]
-                return [c["message"].get("content") or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
-            except urllib.error.HTTPError as err:
-                detail = err.read().decode(errors="replace")[:500]
-                if err.code not in RETRY_STATUS or attempt == self.spec.retries:
-                    raise AudioMCQError(f"{self.url}: HTTP {err.code}: {detail}") from err
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
-                if attempt == self.spec.retries:
-                    raise AudioMCQError(f"{self.url}: unreachable after {attempt + 1} tries: {err}") from err
-            wait = min(30.0, 0.5 * 2**attempt)
-            log.warning("%s: retrying in %.1f s (try %d of %d)", self.url, wait, attempt + 2, self.spec.retries + 1)
-            time.sleep(wait)
-        raise AssertionError("unreachable")
+        from audiomcq.http import post_json
+
+        reply = post_json(self.url, body, self.headers, timeout=self.spec.timeout, retries=self.spec.retries)
+        choices = reply["choices"]
+        return [c["message"].get("content") or "" for c in sorted(choices, key=lambda c: c.get("index", 0))]
