@@ -15,6 +15,7 @@ def add_loop_commands(sub: Any) -> None:
     """Register the loop's subcommands on the top-level parser."""
     from audiomcq.cli_acf import add_filter_commands
     from audiomcq.cli_eval import add_eval_commands
+    from audiomcq.cli_sdg import add_generate_commands
 
     add_filter_commands(sub)
     p = sub.add_parser("synth", help="generate the synthetic audio MCQ corpus (WAVs + AudioMCQ JSONL + ground truth)")
@@ -50,6 +51,7 @@ def add_loop_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     add_eval_commands(sub)
+    add_generate_commands(sub)
 
     p = sub.add_parser("select", help="pick the best checkpoint: of a run (--run) or from evaluation outputs")
     what = p.add_mutually_exclusive_group(required=True)

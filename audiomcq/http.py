@@ -28,6 +28,19 @@ class HTTPFailure(AudioMCQError):
         self.status = status
 
 
+def json_headers(api_key_env: str | None) -> dict[str, str]:
+    """Request headers, with ``Authorization`` from the variable named ``api_key_env`` (its value never logged)."""
+    import os
+
+    headers = {"Content-Type": "application/json"}
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise AudioMCQError(f"environment variable {api_key_env} (the endpoint's key) is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 def post_json(
     url: str, body: dict[str, Any], headers: dict[str, str], *, timeout: float, retries: int, max_wait: float = 30.0
 ) -> Any:

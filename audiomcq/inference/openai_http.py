@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,12 +62,9 @@ class OpenAIEngine:
         self.spec = spec
         self.url = spec.base_url.rstrip("/") + "/chat/completions"
         self.model = spec.served_model or spec.path
-        self.headers = {"Content-Type": "application/json"}
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise AudioMCQError(f"environment variable {spec.api_key_env} (the endpoint's key) is not set")
-            self.headers["Authorization"] = f"Bearer {key}"
+        from audiomcq.http import json_headers
+
+        self.headers = json_headers(spec.api_key_env)
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]:
         sampling = sampling or Sampling()

@@ -1,0 +1,171 @@
+"""``audiomcq generate``: AudioMCQ-style samples from source captions, streamed, sharded and resumable.
+
+Items are taken from the sources in order (``shard=(i, N)`` keeps positions p with p % N == i) and processed in
+chunks, ``concurrency`` items at a time; each chunk's samples and rejects are written atomically to
+``work/part-NNNNNN.jsonl``, so a restarted run skips finished chunks, and the response cache means even a chunk
+cut short re-sends nothing that was answered. The merge then drops near-duplicates (same normalised question and
+option set) and benchmark-contaminated samples, and writes ``samples.jsonl`` (records the foundation loader
+validates), ``rejects.jsonl`` (every item that did not become a sample, with step and reason), ``summary.json``
+(counts per source, type and reject reason against the paper's distribution; requests and tokens per step) and
+``decontamination.json``/``.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
+from audiomcq.sdg.decontam import Decontaminator, normalise
+from audiomcq.sdg.llm import LLM, LLMSpec
+from audiomcq.sdg.steps import PROMPT_VERSION, Draft, Reject, run_steps
+
+log = logging.getLogger(__name__)
+PAPER_SOURCES = {"SpeechCraft": 39.9, "CompA-R": 34.5, "AudioCaps": 15.8, "TACOS": 5.8, "LP-MusicCaps": 2.7,
+                 "Clotho": 0.7, "MusicCaps": 0.5}  # fmt: skip
+PAPER_TYPES = {"speech": 47.0, "sound": 39.1, "music": 8.1, "temporal": 5.8}
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    tries: int = 3  # per LLM step: the first answer plus retries with the validation error
+    chunk_size: int = 64
+    shard: tuple[int, int] = (0, 1)
+    seed: int = 0  # template backend
+
+
+def source_items(sources: dict[str, str | Path]) -> Iterator[Any]:
+    """Items (and input rejects) of every source in order; ``synthetic`` reads our own corpus JSONL."""
+    from audiomcq.sdg.sources import SourceItem, read_source
+
+    for name, root in sources.items():
+        if name != "synthetic":
+            yield from read_source(name, root)
+            continue
+        from audiomcq.data.io import read_records
+
+        for r in read_records(Path(root) / "train.jsonl" if Path(root).is_dir() else root):
+            yield SourceItem(source="synthetic", id=r.id, audio_path=r.audio_path or "",
+                             caption=r.extra.get("caption"), meta={"family": r.extra.get("family")})  # fmt: skip
+
+
+def generate_dataset(
+    sources: dict[str, str | Path],
+    out_dir: str | Path,
+    llm: LLMSpec | None = None,
+    config: GenConfig = GenConfig(),
+    benchmarks: dict[str, str | Path] | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Generate, deduplicate and decontaminate; returns the summary."""
+    index, count = config.shard
+    if not 0 <= index < count:
+        raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
+    out, llm = Path(out_dir), llm or LLMSpec()
+    client = None if llm.backend == "template" else LLM(llm, cache_dir or out / "cache")
+    mine = (item for p, item in enumerate(source_items(sources)) if p % count == index)
+    for i in itertools.count():
+        chunk = list(itertools.islice(mine, config.chunk_size))
+        if not chunk:
+            break
+        part = out / "work" / f"part-{i:06d}.jsonl"
+        if not part.is_file():
+            rows = _chunk_rows(chunk, client, llm, config)
+            with atomic_writer(part) as f:
+                f.writelines(json_line(row) + "\n" for row in rows)
+    return _merge(out, llm, client, benchmarks or {}, config)
+
+
+def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenConfig) -> list[dict[str, Any]]:
+    from audiomcq.sdg.sources import Rejected
+    from audiomcq.sdg.template import template_draft
+
+    items = [x for x in chunk if not isinstance(x, Rejected)]
+
+    def one(item: Any) -> dict[str, Any]:
+        try:
+            if client is None:
+                draft = template_draft(item, items, config.seed)
+            else:
+                draft = run_steps(client.chat, item, config.tries)
+        except Reject as rej:
+            return {"kind": "reject", "id": item.id, "source": item.source, "step": rej.step, "reason": rej.reason,
+                    "attempts": rej.attempts}  # fmt: skip
+        return {"kind": "sample", **_record(item, draft, llm)}
+
+    with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
+        done = dict(zip((x.id for x in items), pool.map(one, items), strict=True))
+    return [
+        {"kind": "reject", "id": None, "source": x.source, "step": "input", "reason": f"{x.location}: {x.reason}"}
+        if isinstance(x, Rejected) else done[x.id]
+        for x in chunk
+    ]  # fmt: skip
+
+
+def _record(item: Any, draft: Draft, llm: LLMSpec) -> dict[str, Any]:
+    m = draft.mcq
+    return {
+        "id": item.id, "source_dataset": item.source, "audio_path": item.audio_path, "question": m["question"],
+        "choices": m["choices"], "answer": m["answer"], "question_type": m["question_type"],
+        "structured_cot": draft.structured_cot, "simple_cot": draft.simple_cot, "grades": draft.grades,
+        "caption": draft.fields["caption"],
+        "generation": {"backend": llm.backend, "model": llm.model or None, "prompts": PROMPT_VERSION},
+    }  # fmt: skip
+
+
+def _merge(out: Path, llm: LLMSpec, client: LLM | None, benchmarks: dict[str, str | Path],
+           config: GenConfig) -> dict[str, Any]:  # fmt: skip
+    from audiomcq.data.record import MCQRecord, validate
+
+    decon = Decontaminator.from_benchmarks(benchmarks)
+    seen: dict[str, str] = {}
+    sources: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    with atomic_writer(out / "samples.jsonl") as samples, atomic_writer(out / "rejects.jsonl") as rejects:
+        for part in sorted((out / "work").glob("part-*.jsonl")):
+            for _, row in iter_jsonl(part):
+                kind = row.pop("kind")
+                if kind == "sample":
+                    key = normalise(row["question"]) + "|" + "|".join(sorted(normalise(c) for c in row["choices"]))
+                    problems = validate(MCQRecord.from_dict(row))
+                    hit = decon.check(row)
+                    if key in seen:
+                        row = {"id": row["id"], "source": row["source_dataset"], "step": "dedup",
+                               "reason": f"near_duplicate: same question and options as {seen[key]}"}  # fmt: skip
+                    elif problems:
+                        row = {"id": row["id"], "source": row["source_dataset"], "step": "validate",
+                               "reason": "invalid: " + "; ".join(p.message for p in problems)}  # fmt: skip
+                    elif hit:
+                        row = {"id": row["id"], "source": row["source_dataset"], "step": "decontaminate",
+                               "reason": f"contaminated: {hit}"}  # fmt: skip
+                    else:
+                        seen[key] = row["id"]
+                        samples.write(json_line(row) + "\n")
+                        sources[row["source_dataset"]] += 1
+                        types[row["question_type"]] += 1
+                        continue
+                rejects.write(json_line(row) + "\n")
+                reasons[f"{row['step']}: {row['reason'].split(':')[0]}"] += 1
+    total = sum(sources.values())
+    summary = {
+        "samples": total, "rejects": sum(reasons.values()), "reject_reasons": dict(sorted(reasons.items())),
+        "by_source": {s: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_SOURCES.get(s)}
+                      for s, n in sorted(sources.items())},
+        "by_type": {t: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_TYPES.get(t)}
+                    for t, n in sorted(types.items())},
+        "llm": {"backend": llm.backend, "model": llm.model or None, "prompts": PROMPT_VERSION},
+        "accounting": {step: dict(c) for step, c in (client.accounting.items() if client else [])},
+        "shard": list(config.shard),
+    }  # fmt: skip
+    write_json(out / "summary.json", summary)
+    decon.write_report(out)
+    log.info("generate: %d samples, %d rejects -> %s", total, summary["rejects"], out)
+    return summary

@@ -1,0 +1,122 @@
+"""Dataset generation against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/openai_stub.py) and with
+the template backend; decontamination against the real MMAU-test-mini metadata."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from audiomcq.data.io import read_records, write_records
+from audiomcq.data.record import MCQRecord, validate
+from audiomcq.jsonio import iter_json_items, load_json
+from audiomcq.sdg.llm import LLMSpec
+from audiomcq.sdg.run import GenConfig, generate_dataset
+
+sys.path.insert(0, os.path.dirname(__file__))
+from openai_stub import Stub
+
+MARKERS = ["", "[bad-json]", "[wrong-schema]", "[slow]", "[429]", "[always-429]", "[low-grade]", ""]
+
+
+def _captions(path, captions):
+    """Our own record format as the ``synthetic`` source: one record per caption."""
+    rows = [MCQRecord.from_dict({"id": f"item{i}", "source_dataset": "synthetic", "audio_path": f"audio/c{i}.wav",
+                                 "question": "q?", "choices": ["a", "b"], "answer": "a", "caption": c})
+            for i, c in enumerate(captions)]  # fmt: skip
+    write_records(path, rows)
+    return path
+
+
+@pytest.fixture
+def stub():
+    server = Stub(slow_seconds=1.5)
+    yield server
+    server.close()
+
+
+def test_every_llm_failure_ends_in_a_sample_or_a_recorded_reject(stub, tmp_path):
+    data = _captions(tmp_path / "items.jsonl", [f"Rain falls on a tin roof {m} (clip {i})" for i, m in
+                                                enumerate(MARKERS)])  # fmt: skip
+    llm = LLMSpec("openai", "stub-llm", stub.url, concurrency=4, timeout=0.5, retries=2)
+    summary = generate_dataset({"synthetic": data}, tmp_path / "out", llm, GenConfig(tries=2, chunk_size=4))
+    samples = read_records(tmp_path / "out" / "samples.jsonl")
+    rejects = {r["id"]: r for _, r in iter_json_items(tmp_path / "out" / "rejects.jsonl")}
+    assert len(samples) + len(rejects) == len(MARKERS)  # nothing silently dropped
+    by_marker = dict(zip(MARKERS, [f"item{i}" for i in range(len(MARKERS))], strict=False))
+    assert {"item0", "item1", "item3", "item4", "item7"} == {s.id for s in samples}  # recovered: retry, timeout, 429
+    assert rejects[by_marker["[wrong-schema]"]]["step"] == "mcq"
+    assert rejects[by_marker["[wrong-schema]"]]["reason"].startswith("invalid_output: reply: 'question'")
+    assert rejects[by_marker["[always-429]"]]["reason"].startswith("llm_unavailable")
+    assert rejects[by_marker["[low-grade]"]]["step"] == "grade"
+    for s in samples:  # the foundation loader reads them and they pass validation
+        assert not validate(s) and s.question_type == "sound" and s.answer in s.choices
+        assert s.get("structured_cot").startswith("<stage1>") and s.get("simple_cot").startswith("<simple")
+    assert summary["samples"] == 5 and summary["accounting"]["mcq"]["failures"] >= 1
+    assert summary["accounting"]["grade"]["prompt_tokens"] == 100 * summary["accounting"]["grade"]["requests"]
+
+
+def test_a_killed_run_resends_no_answered_request(tmp_path):
+    stub = Stub(delay=0.05)
+    try:
+        data = _captions(tmp_path / "items.jsonl", [f"A bell rings {i} times" for i in range(12)])
+        cmd = [sys.executable, "-m", "audiomcq.cli", "generate", "--source", f"synthetic={data}", "--out",
+               str(tmp_path / "out"), "--llm", "openai", "--model", "stub-llm", "--base-url", stub.url,
+               "--concurrency", "2", "--chunk-size", "2"]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out" / "work" / "part-000001.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)  # let it get part-way into the next chunk
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not (tmp_path / "out" / "samples.jsonl").exists(), "the run must be killed mid-way"
+        finished = {row["id"] for part in (tmp_path / "out" / "work").glob("part-*.jsonl")
+                    for _, row in iter_json_items(part)}  # fmt: skip
+        before = len(stub.prompts)
+        assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+        after = stub.prompts[before:]
+        assert after, "the restart had unfinished items to ask about"
+        for item in finished:  # a finished item's caption is in none of the requests sent after the restart
+            caption = f"A bell rings {item[4:]} times"
+            assert not any(f"{caption}\n" in p or f"({caption})" in p for p in after), item
+        assert len(finished) >= 4 and len(read_records(tmp_path / "out" / "samples.jsonl")) == 12
+    finally:
+        stub.close()
+
+
+def test_template_backend_makes_valid_audio_dependent_questions(synth_corpus, tmp_path):
+    summary = generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "out")
+    samples = read_records(tmp_path / "out" / "samples.jsonl")
+    rejects = list(iter_json_items(tmp_path / "out" / "rejects.jsonl"))
+    assert len(samples) + len(rejects) == 64 and len(samples) >= 50  # repeated captions collapse as duplicates
+    for s in samples:
+        assert not validate(s) and len(set(s.choices)) == 4 and s.answer == s.extra["caption"]
+    assert all(r["step"] in ("dedup", "template") for _, r in rejects)
+    assert summary["by_type"] and summary["accounting"] == {}
+
+
+def test_decontamination_finds_planted_overlaps(mmau_file, synth_corpus, tmp_path):
+    from audiomcq.sdg.decontam import Decontaminator
+
+    items = [raw for _, raw in iter_json_items(mmau_file)]
+    decon = Decontaminator.from_benchmarks({"mmau": mmau_file})
+    planted = {"id": "p1", "question": f"Listen closely. {items[5]['question']} Pick one.", "choices": ["a", "b"],
+               "answer": "a", "audio_path": "clips/mine.wav"}  # fmt: skip
+    assert "question_ngram with mmau:" in decon.check(planted)
+    stem = items[7]["audio_id"].rsplit("/", 1)[1]
+    shared = {**planted, "id": "p2", "question": "Which sound is this?", "audio_path": f"other/{stem}"}
+    assert decon.check(shared) == f"shared_audio with mmau:{items[7]['id']} (name:{stem[:-4].lower()})"
+    assert decon.check({**planted, "id": "p3", "question": "Which instrument plays first?"}) is None
+    # End to end: a corpus record re-using a benchmark clip is removed and reported.
+    records = read_records(synth_corpus / "train.jsonl")[:12]
+    records[3].audio_path = f"audio/{stem}"
+    write_records(tmp_path / "corpus.jsonl", records)
+    generate_dataset({"synthetic": tmp_path / "corpus.jsonl"}, tmp_path / "out", benchmarks={"mmau": mmau_file})
+    report = load_json(tmp_path / "out" / "decontamination.json")
+    assert [h["id"] for h in report["hits"]] == [records[3].id] and report["benchmarks"] == {"mmau": 1000}
+    assert records[3].id in (tmp_path / "out" / "decontamination.md").read_text()
