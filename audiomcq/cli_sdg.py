@@ -29,7 +29,7 @@ def add_generate_commands(sub: Any) -> None:
     p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=METADATA",
                    help="decontaminate against this benchmark (mmau, mmar, mmsu, dcase2025)")  # fmt: skip
-    p.add_argument("--cache", type=Path, help="response cache directory (default <out>/cache)")
+    p.add_argument("--cache", help="response cache: a directory or s3:// prefix (default <out>/cache)")
     p.set_defaults(func=cmd_generate)
 
 

@@ -120,3 +120,59 @@ def test_decontamination_finds_planted_overlaps(mmau_file, synth_corpus, tmp_pat
     report = load_json(tmp_path / "out" / "decontamination.json")
     assert [h["id"] for h in report["hits"]] == [records[3].id] and report["benchmarks"] == {"mmau": 1000}
     assert records[3].id in (tmp_path / "out" / "decontamination.md").read_text()
+
+
+def test_the_response_cache_in_s3_serves_a_second_run_without_requests(s3, stub, tmp_path):
+    data = _captions(tmp_path / "items.jsonl", [f"Thunder rolls, clip {i}" for i in range(4)])
+    llm = LLMSpec("openai", "stub-llm", stub.url, concurrency=2)
+    first = generate_dataset({"synthetic": data}, tmp_path / "a", llm, cache_dir="s3://data/llm-cache")
+    asked = len(stub.prompts)
+    assert asked == 4 * 4 and first["accounting"]["mcq"]["requests"] == 4  # four steps per item
+    assert len(list(s3.list_objects("data", prefix="llm-cache/", recursive=True))) == asked
+    second = generate_dataset({"synthetic": data}, tmp_path / "b", llm, cache_dir="s3://data/llm-cache")
+    assert len(stub.prompts) == asked and second["accounting"]["mcq"] == {"cache_hits": 4}
+    assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "b" / "samples.jsonl").read_bytes()
+
+
+def test_requests_per_second_is_a_ceiling(stub):
+    from audiomcq.sdg.llm import LLM
+
+    llm = LLM(LLMSpec("openai", "stub-llm", stub.url, concurrency=8, requests_per_second=10), cache_dir=None)
+    start = time.monotonic()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: llm.chat("mcq", [{"role": "system", "content": "s"},
+                                                 {"role": "user", "content": f"Allowed question types: sound.\n"
+                                                  f"the original question):\nclip {i}\n"}]), range(6)))  # fmt: skip
+    assert time.monotonic() - start >= 0.45  # 6 starts at 10/s need at least 0.5 s minus the first slot
+
+
+def test_shards_partition_the_items(synth_corpus, tmp_path):
+    ids = []
+    for shard in ((0, 2), (1, 2)):
+        generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / str(shard[0]),
+                         config=GenConfig(shard=shard))  # fmt: skip
+        rows = [r for _, r in iter_json_items(tmp_path / str(shard[0]) / "samples.jsonl")]
+        rows += [r for _, r in iter_json_items(tmp_path / str(shard[0]) / "rejects.jsonl")]
+        ids.append({r["id"] for r in rows})
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 64
+
+
+def test_a_local_transformers_llm_is_asked_and_its_bad_json_rejected(tmp_path):
+    """A tiny random causal LM (built from config) answers nonsense: every item ends as a recorded reject, with its
+    requests and tokens counted."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from audiomcq.models.tiny import build_tokenizer
+
+    tok = build_tokenizer(["Rain falls on a roof", "question choices answer"], 300)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048)  # fmt: skip
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    data = _captions(tmp_path / "items.jsonl", ["Rain falls on a roof", "A dog barks twice"])
+    llm = LLMSpec("transformers", str(tmp_path / "llm"), max_tokens=6, temperature=0.0, concurrency=1)
+    summary = generate_dataset({"synthetic": data}, tmp_path / "out", llm, GenConfig(tries=2))
+    assert summary["samples"] == 0 and summary["reject_reasons"] == {"mcq: invalid_output": 2}
+    assert summary["accounting"]["mcq"]["requests"] == 4 and summary["accounting"]["mcq"]["completion_tokens"] > 0

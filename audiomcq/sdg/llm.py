@@ -1,9 +1,10 @@
 """The LLM behind dataset generation: an OpenAI-compatible chat endpoint (a vLLM or KServe server in the cluster)
 or a local transformers model, with a response cache, a concurrency limit, a request-rate limit and accounting.
 
-Every reply is cached on disk under a key of (model, messages, sampling parameters), so a restarted or repeated
-run pays for nothing twice; the accounting counts requests, cache hits, failures and tokens per step. The
-endpoint's key is read from the environment variable the spec names and never logged.
+Every reply is cached (a local directory or an ``s3://`` prefix) under a key of (model, messages, sampling
+parameters), so a restarted or repeated run pays for nothing twice; the accounting counts requests, cache hits,
+failures and tokens per step. The endpoint's key is read from the environment variable the spec names and never
+logged.
 """
 
 from __future__ import annotations
@@ -66,6 +67,52 @@ class RateLimiter:
         time.sleep(max(0.0, start - now))
 
 
+class ResponseCache:
+    """Replies by request key, in a local directory or under an ``s3://`` prefix (shared by every shard and rerun)."""
+
+    def __init__(self, where: str | Path) -> None:
+        from audiomcq import storage
+
+        self.where = str(where).rstrip("/")
+        self.s3 = storage.is_s3(where)
+        if self.s3:
+            self.bucket, self.prefix = storage.split(self.where)
+            self.client = storage.client()
+
+    def _name(self, key: str) -> str:
+        return f"{key[:2]}/{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if not self.s3:
+            path = Path(self.where) / self._name(key)
+            return json.loads(path.read_text()) if path.is_file() else None
+        from minio.error import S3Error
+
+        try:
+            resp = self.client.get_object(self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"))
+        except S3Error as err:
+            if err.code == "NoSuchKey":
+                return None
+            raise AudioMCQError(f"{self.where}: cache read failed: {err}") from err
+        try:
+            return json.loads(resp.read())
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        if not self.s3:
+            with atomic_writer(Path(self.where) / self._name(key)) as f:
+                json.dump(entry, f)
+            return
+        import io
+
+        data = json.dumps(entry).encode()  # one PUT: an object is either all there or absent
+        self.client.put_object(
+            self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"), io.BytesIO(data), len(data)
+        )
+
+
 class LLM:
     """``chat(step, messages)`` -> reply text, cached; thread-safe; ``accounting`` per step."""
 
@@ -73,7 +120,7 @@ class LLM:
         if spec.backend not in ("openai", "transformers"):
             raise AudioMCQError(f"LLM backend {spec.backend!r} takes no requests (known: openai, transformers)")
         self.spec = spec
-        self.cache = Path(cache_dir) if cache_dir else None
+        self.cache = ResponseCache(cache_dir) if cache_dir else None
         self.limiter = RateLimiter(spec.requests_per_second)
         self.slots = threading.BoundedSemaphore(max(1, spec.concurrency))
         self.lock = threading.Lock()
@@ -97,10 +144,10 @@ class LLM:
     def chat(self, step: str, messages: list[dict[str, str]]) -> str:
         """The reply to ``messages``, from the cache when this exact request was answered before."""
         key = self.key(messages)
-        path = self.cache / key[:2] / f"{key}.json" if self.cache else None
-        if path is not None and path.is_file():
+        hit = self.cache.get(key) if self.cache else None
+        if hit is not None:
             self._count(step, cache_hits=1)
-            return json.loads(path.read_text())["text"]
+            return hit["text"]
         with self.slots:
             self.limiter.wait()
             try:
@@ -110,9 +157,8 @@ class LLM:
                 raise
         self._count(step, requests=1, prompt_tokens=usage.get("prompt_tokens", 0),
                     completion_tokens=usage.get("completion_tokens", 0))  # fmt: skip
-        if path is not None:
-            with atomic_writer(path) as f:
-                json.dump({"text": text, "usage": usage, "spec": asdict(self.spec) | {"api_key_env": None}}, f)
+        if self.cache:
+            self.cache.put(key, {"text": text, "usage": usage, "spec": asdict(self.spec) | {"api_key_env": None}})
         return text
 
     def _count(self, step: str, **counts: int) -> None:
