@@ -17,13 +17,17 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}"
 
 
-def collect(labels_dir: str, metrics_dirs: list[str], run_dirs: list[str], selection_dir: str) -> dict[str, Any]:
+def collect(
+    labels_dir: str, metrics_dirs: list[str], run_dirs: list[str], selection_dir: str, corpus_dir: str | None = None
+) -> dict[str, Any]:
     """Everything the report shows, read from the stage outputs."""
     metrics: dict[str, Any] = {}
     for d in metrics_dirs:
         metrics.update(load_json(Path(d) / "metrics.json"))
     runs = {s["paradigm"]: s for s in (load_json(Path(d) / "summary.json") for d in run_dirs)}
+    sdg = Path(corpus_dir) / "sdg" / "summary.json" if corpus_dir else None
     return {
+        "sdg": load_json(sdg) if sdg is not None and sdg.is_file() else None,
         "filter": load_json(Path(labels_dir) / "train" / "stats.json"),
         "filter_eval": load_json(Path(labels_dir) / "eval" / "stats.json"),
         "metrics": metrics,
@@ -93,6 +97,12 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [f"| {what} | {measured} | {'yes' if ok else '**no**'} |" for what, measured, ok in checks(data)]
     sel = data["selection"]
     lines += ["", f"## Selected: `{sel['selected']}` ({_fmt(sel['accuracy'])}% with audio; rule: {sel['rule']})", ""]
+    if data.get("sdg"):
+        g = data["sdg"]
+        types = ", ".join(f"{t} {v['count']}" for t, v in g["by_type"].items())
+        reasons = ", ".join(f"{r} {n}" for r, n in g["reject_reasons"].items()) or "none"
+        lines += ["## Dataset generation (template backend, loop pool captions)", "",
+                  f"{g['samples']} samples ({types}); rejects: {reasons}.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -178,9 +188,10 @@ def write_report(
     markdown_path: str,
     html_path: str | None = None,
     png_path: str | None = None,
+    corpus_dir: str | None = None,
 ) -> str:
     """Write the Markdown report (and an HTML page with the plot inline, and the PNG); returns the Markdown."""
-    data = collect(labels_dir, metrics_dirs, run_dirs, selection_dir)
+    data = collect(labels_dir, metrics_dirs, run_dirs, selection_dir, corpus_dir)
     text = markdown(data)
     png = plot_png(data)
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)

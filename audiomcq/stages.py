@@ -35,7 +35,10 @@ def _recipe(
 
 
 def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Generate the pre-training pool and the loop's pool with its held-out split."""
+    """Generate the pre-training pool and the loop's pool with its held-out split; also run dataset generation with
+    the template backend over the loop pool's captions (``sdg/``: samples, rejects, summary), so the embedded default
+    exercises that stage too (its samples are reported, not trained on: the demo's numbers stay comparable)."""
+    from audiomcq.sdg.run import generate_dataset
     from audiomcq.synth import generate
 
     out = Path(out_dir)
@@ -43,7 +46,8 @@ def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple
     share = cfg["text_share"]
     pre = generate(out / "pretrain", cfg["pretrain_n"], seed=cfg["seed"] + 1000, eval_n=0, text_share=share)
     loop = generate(out / "loop", cfg["n"], seed=cfg["seed"], eval_n=cfg["eval_n"], text_share=share)
-    return {"pretrain": pre, "loop": loop}
+    sdg = generate_dataset({"synthetic": out / "loop" / "train.jsonl"}, out / "sdg")
+    return {"pretrain": pre, "loop": loop, "sdg": {"samples": sdg["samples"], "rejects": sdg["rejects"]}}
 
 
 def pretrain_stage(

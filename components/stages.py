@@ -78,6 +78,7 @@ def select(results: Input[list[Dataset]], base_results: Input[Dataset], selectio
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def report(
+    corpus: Input[Dataset],
     labels: Input[Dataset],
     results: Input[list[Dataset]],
     base_results: Input[Dataset],
@@ -90,4 +91,4 @@ def report(
     from audiomcq.report import write_report
 
     write_report(labels.path, [base_results.path] + [r.path for r in results], [r.path for r in runs],
-                 selection.path, markdown.path, html.path)  # fmt: skip
+                 selection.path, markdown.path, html.path, corpus_dir=corpus.path)  # fmt: skip

@@ -26,6 +26,7 @@ def post_training(
         run_eval = evaluate(name=paradigm, models=run.outputs["run"], **data, **common)
     chosen = select(results=dsl.Collected(run_eval.outputs["results"]), base_results=base_eval.outputs["results"])
     report(
+        corpus=corpus,
         labels=labels.outputs["labels"],
         results=dsl.Collected(run_eval.outputs["results"]),
         base_results=base_eval.outputs["results"],

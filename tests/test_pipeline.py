@@ -44,6 +44,9 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path):
     run_dir = run_local(tmp_path, "smoke")
     report = (run_dir / "report" / "markdown").read_text()
     assert "## Audio-contribution labels" in report and "| base |" in report
+    assert "## Dataset generation (template backend" in report  # the embedded default runs generation too
+    sdg = json.loads(next(Path(run_dir).rglob("sdg/summary.json")).read_text())
+    assert sdg["samples"] > 0 and sdg["llm"]["backend"] == "template"
     selection = json.loads(next(Path(run_dir).rglob("selection.json")).read_text())
     assert selection["selected"] in {c["name"] for c in selection["candidates"]}
     assert (run_dir / "report" / "html").read_text().startswith("<html>")
