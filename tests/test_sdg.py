@@ -176,3 +176,28 @@ def test_a_local_transformers_llm_is_asked_and_its_bad_json_rejected(tmp_path):
     summary = generate_dataset({"synthetic": data}, tmp_path / "out", llm, GenConfig(tries=2))
     assert summary["samples"] == 0 and summary["reject_reasons"] == {"mcq: invalid_output": 2}
     assert summary["accounting"]["mcq"]["requests"] == 4 and summary["accounting"]["mcq"]["completion_tokens"] > 0
+
+
+def test_the_seven_sources_go_through_the_whole_generation(stub, tmp_path):
+    """Every fixture source (real formats) through the stub LLM: each input row ends as a sample or a reject, the
+    type whitelist holds (TACOS temporal, music sources music, SpeechCraft speech), and the samples validate."""
+    from pathlib import Path
+
+    from audiomcq.sdg.sources import Rejected, read_source
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "sources"
+    names = ["Clotho", "AudioCaps", "MusicCaps", "LP-MusicCaps", "SpeechCraft", "TACOS", "CompA-R"]
+    sources = {name: fixtures / name for name in names}
+    rows = [x for name in names for x in read_source(name, fixtures / name)]
+    llm = LLMSpec("openai", "stub-llm", stub.url, concurrency=4)
+    summary = generate_dataset(sources, tmp_path / "out", llm, GenConfig(chunk_size=8))
+    samples = read_records(tmp_path / "out" / "samples.jsonl")
+    rejects = [r for _, r in iter_json_items(tmp_path / "out" / "rejects.jsonl")]
+    assert len(samples) + len(rejects) == len(rows)
+    assert sum(r["step"] == "input" for r in rejects) == sum(isinstance(x, Rejected) for x in rows) > 0
+    expected = {"TACOS": "temporal", "MusicCaps": "music", "LP-MusicCaps": "music", "SpeechCraft": "speech"}
+    for s in samples:
+        assert not validate(s)
+        assert s.question_type == expected.get(s.source_dataset, s.question_type)
+    assert set(summary["by_source"]) == {s.source_dataset for s in samples}
+    assert {s.source_dataset for s in samples} >= {"TACOS", "CompA-R", "Clotho"}

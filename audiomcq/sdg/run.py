@@ -53,7 +53,8 @@ def source_items(sources: dict[str, str | Path]) -> Iterator[Any]:
 
         for r in read_records(Path(root) / "train.jsonl" if Path(root).is_dir() else root):
             yield SourceItem(source="synthetic", id=r.id, audio_path=r.audio_path or "",
-                             caption=r.extra.get("caption"), meta={"family": r.extra.get("family")})  # fmt: skip
+                             caption=r.extra.get("caption"),
+                             meta={"family": r.extra.get("family"), "question_type": r.question_type})  # fmt: skip
 
 
 def generate_dataset(

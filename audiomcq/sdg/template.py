@@ -18,7 +18,7 @@ from audiomcq.sdg.steps import GRADES, Draft, Reject, kind_of, validate
 def template_draft(item: Any, pool: Sequence[Any], seed: int = 0) -> Draft:
     """A draft for ``item``; ``pool`` (the items of its chunk) supplies distractors. Raises Reject."""
     rng = random.Random(f"{seed}:{item.id}")
-    kind = kind_of(item.source)
+    kind = item.meta.get("question_type") or kind_of(item.source)  # our corpus knows each clip's domain
     if item.segments:
         event = item.segments[0]
         question = f"When does this event start: {event['text']}?"
