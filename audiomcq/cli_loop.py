@@ -81,6 +81,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("action", choices=["compile", "run"])
     p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
+    p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
     p.add_argument("--recipe", default="demo")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_pipeline)
@@ -194,7 +195,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from pipelines.run import compile_all, run_local
 
     if args.action == "compile":
-        for path in compile_all(args.out):
+        for path in compile_all(args.out, manifests=args.manifests):
             print(f"compiled {path}")
         return 0
     if not args.local:

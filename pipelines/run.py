@@ -8,20 +8,31 @@ from pathlib import Path
 
 from kfp import compiler
 
-from pipelines.post_training import post_training
+from pipelines import post_training
 
-PIPELINES = {"audiomcq-post-training": post_training}
+PIPELINES = {"audiomcq-post-training": post_training.build}
 
 
-def compile_all(out_dir: str | Path) -> list[Path]:
-    """Write ``<name>.yaml`` for every pipeline; the output is deterministic for a given kfp version."""
+def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
+    """Write ``<name>.yaml`` for every pipeline (and, with ``manifests``, ``<name>.k8s.yaml``: the
+    ``Pipeline``/``PipelineVersion`` custom resources for a cluster that takes pipelines as Kubernetes objects).
+    The output is deterministic for a given kfp version and placement settings."""
+    from kfp.compiler import KubernetesManifestOptions
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, pipeline in PIPELINES.items():
+    for name, build in PIPELINES.items():
         path = out / f"{name}.yaml"
-        compiler.Compiler().compile(pipeline, str(path))
+        compiler.Compiler().compile(build(), str(path))
         paths.append(path)
+        if manifests:
+            options = KubernetesManifestOptions(pipeline_name=name, pipeline_version_name=f"{name}-v1",
+                                                include_pipeline_manifest=True)  # fmt: skip
+            crs = out / f"{name}.k8s.yaml"
+            compiler.Compiler().compile(build(), str(crs), kubernetes_manifest_format=True,
+                                        kubernetes_manifest_options=options)  # fmt: skip
+            paths.append(crs)
     return paths
 
 
@@ -39,9 +50,11 @@ def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | Non
     # kfp.local indents print() by swapping builtins.print per task; ParallelFor threads restore it out of order,
     # leaving an indenting print behind for the rest of the process. Put the real one back.
     real_print = builtins.print
+    os.environ["AUDIOMCQ_PIPELINE_LOCAL"] = "1"  # placement: no preemption retries in a local run
     try:
-        post_training(recipe=recipe, overrides=list(overrides or []))
+        post_training.build()(recipe=recipe, overrides=list(overrides or []))
     finally:
         builtins.print = real_print
+        del os.environ["AUDIOMCQ_PIPELINE_LOCAL"]
     (run_dir,) = set(root.glob("audiomcq-post-training-*")) - before
     return run_dir

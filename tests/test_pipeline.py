@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,81 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path):
     selection = json.loads(next(Path(run_dir).rglob("selection.json")).read_text())
     assert selection["selected"] in {c["name"] for c in selection["candidates"]}
     assert (run_dir / "report" / "html").read_text().startswith("<html>")
+
+
+def _compiled(tmp_path):
+    from pipelines.run import compile_all
+
+    (path,) = compile_all(tmp_path)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    tasks = {}
+    for dag in [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]:
+        tasks.update(dag["tasks"])
+    executors = {name: spec["components"][t["componentRef"]["name"]].get("executorLabel") for name, t in tasks.items()}
+    return path.read_text(), spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"], tasks, executors
+
+
+def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
+    """GPU requests, the GPU pool's selector and toleration, Secrets by name only, retries for preemptible GPU
+    stages only, caching per stage, timeouts and resources everywhere."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-never-compiled")
+    monkeypatch.setenv("AUDIOMCQ_GPU_NODE_SELECTOR", "pool=h100")
+    text, spec, k8s, tasks, executors = _compiled(tmp_path)
+    assert "s3cr3t-value-never-compiled" not in text
+    gpu = {
+        "post-train": "8",
+        "acf-filter": "1",
+        "evaluate": "1",
+        "evaluate-2": "1",
+        "pretrain": "1",
+        "pretrain-2": "1",
+    }
+    for name, task in tasks.items():
+        if name.startswith("for-loop"):
+            continue
+        executor = executors[name]
+        resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]
+        placement = k8s[executor]
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryLimit"], name
+        assert int(placement["activeDeadlineSeconds"]) > 0, name
+        secrets = {s["secretName"]: {e["envVar"] for e in s["keyToEnv"]} for s in placement["secretAsEnv"]}
+        assert secrets["audiomcq-s3"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+        if name in gpu:
+            assert resources["accelerator"]["resourceCount"] == gpu[name], name
+            assert placement["nodeSelector"]["labels"] == {"pool": "h100"}, name
+            assert placement["tolerations"] == [
+                {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+            ]
+            assert task["retryPolicy"]["maxRetryCount"] == 2, name
+        else:
+            assert "accelerator" not in resources and "nodeSelector" not in placement, name
+            assert "retryPolicy" not in task, name  # deterministic CPU stages are not retried
+        assert task["cachingOptions"].get("enableCache", False) is (
+            name not in ("post-train", "pretrain", "pretrain-2")
+        ), name
+
+
+def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypatch):
+    (tmp_path / "small.yaml").write_text("train: {gpus: 1, memory: 32Gi}\n")
+    monkeypatch.setenv("AUDIOMCQ_PLACEMENT", str(tmp_path / "small.yaml"))
+    _, spec, _, _, executors = _compiled(tmp_path / "out")
+    resources = spec["deploymentSpec"]["executors"][executors["post-train"]]["container"]["resources"]
+    assert resources["accelerator"]["resourceCount"] == "1" and resources["resourceMemoryLimit"] == "32Gi"
+
+
+def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
+    """CI fails when `audiomcq pipeline compile --out pipelines/compiled --manifests` was not rerun after a change."""
+    for name in ("AUDIOMCQ_PLACEMENT", "AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET",
+                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_CONFIGMAP", "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("AUDIOMCQ_IMAGE_")]:
+        monkeypatch.delenv(name)
+    from pipelines.run import compile_all
+
+    fresh = {p.name: p.read_text() for p in compile_all(tmp_path, manifests=True)}
+    committed = {p.name: p.read_text() for p in (REPO / "pipelines" / "compiled").glob("*.yaml")}
+    assert set(fresh) == set(committed)
+    stale = [name for name in fresh if fresh[name] != committed[name]]
+    assert not stale, (
+        f"stale compiled pipelines {stale}: run `audiomcq pipeline compile --out pipelines/compiled --manifests`"
+    )

@@ -1,0 +1,96 @@
+"""Where and how each stage runs on a cluster, in one table, applied by ``place(task, stage)``.
+
+- Requests and limits for CPU and memory everywhere; GPU stages ask for ``nvidia.com/gpu`` and land on the GPU node
+  pool through a node selector and a toleration whose names are set at compile time:
+  - ``AUDIOMCQ_GPU_NODE_SELECTOR``: ``label=value``; default ``nvidia.com/gpu.present=true``;
+  - ``AUDIOMCQ_GPU_TOLERATION``: a taint key; default ``nvidia.com/gpu``.
+- Retries only where a failure can be transient: GPU stages run on preemptible pools and get retries with
+  backoff. CPU stages are deterministic, so a failure is real and is not retried. Local runs (kfp.local) set no
+  retries: nothing is preempted there.
+- Caching on for stages whose outputs depend only on their inputs; off for training (GPU kernels are not bit-stable
+  and a rerun should train again).
+- Credentials only by *name*: the S3 keys come from the Secret ``AUDIOMCQ_S3_SECRET`` (default ``audiomcq-s3``),
+  the LLM key from ``AUDIOMCQ_LLM_SECRET`` (default ``audiomcq-llm``). The endpoints come from the ConfigMap
+  ``AUDIOMCQ_CONFIGMAP`` (default ``audiomcq-config``). No value is compiled into the YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stage:
+    cpu: str = "1"
+    memory: str = "4Gi"
+    gpus: int = 0
+    retries: int = 0
+    cache: bool = True
+    timeout_s: int = 6 * 3600
+    llm: bool = False  # needs the LLM endpoint's key
+
+    @property
+    def cpu_limit(self) -> str:
+        return str(2 * int(self.cpu))
+
+
+STAGES: dict[str, Stage] = {
+    "synth": Stage(cpu="2", memory="8Gi"),
+    "generate": Stage(cpu="4", memory="8Gi", llm=True, timeout_s=48 * 3600),
+    "merge": Stage(cpu="1", memory="4Gi"),
+    "pretrain": Stage(cpu="4", memory="32Gi", gpus=1, retries=2, cache=False),
+    "filter": Stage(cpu="8", memory="64Gi", gpus=1, retries=2, timeout_s=24 * 3600),
+    "train": Stage(cpu="16", memory="256Gi", gpus=8, retries=2, cache=False, timeout_s=72 * 3600),
+    "eval": Stage(cpu="8", memory="64Gi", gpus=1, retries=2),
+    "select": Stage(cpu="1", memory="2Gi"),
+    "report": Stage(cpu="1", memory="2Gi"),
+}
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
+               "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY"}  # fmt: skip
+
+
+def stage(name: str) -> Stage:
+    """A stage's settings, with overrides from the YAML file ``AUDIOMCQ_PLACEMENT`` names (compile time), e.g.
+    ``train: {gpus: 1, memory: 32Gi}`` for a small model."""
+    import dataclasses
+
+    path = os.environ.get("AUDIOMCQ_PLACEMENT")
+    if not path:
+        return STAGES[name]
+    import yaml
+
+    overrides = (yaml.safe_load(open(path)) or {}).get(name, {})  # noqa: SIM115 - read once at compile time
+    return dataclasses.replace(STAGES[name], **overrides)
+
+
+def _pool() -> tuple[str, str, str]:
+    label, _, value = os.environ.get("AUDIOMCQ_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
+    return label, value, os.environ.get("AUDIOMCQ_GPU_TOLERATION", "nvidia.com/gpu")
+
+
+def place(task: Any, name: str) -> Any:
+    """Apply stage ``name``'s settings to a pipeline task; returns the task."""
+    from kfp import kubernetes
+
+    s = stage(name)
+    task.set_cpu_request(s.cpu).set_cpu_limit(s.cpu_limit).set_memory_request(s.memory).set_memory_limit(s.memory)
+    task.set_caching_options(s.cache)
+    if s.gpus:
+        label, value, taint = _pool()
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(s.gpus)
+        kubernetes.add_node_selector(task, label_key=label, label_value=value)
+        kubernetes.add_toleration(task, key=taint, operator="Exists", effect="NoSchedule")
+    if s.retries and not os.environ.get("AUDIOMCQ_PIPELINE_LOCAL"):  # nothing is preempted in a local run
+        task.set_retry(num_retries=s.retries, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="600s")
+    kubernetes.set_timeout(task, s.timeout_s)
+    kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_S3_SECRET", "audiomcq-s3"), S3_KEYS)
+    if s.llm:
+        kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_LLM_SECRET", "audiomcq-llm"),
+                                     {"api_key": "LLM_API_KEY"})  # fmt: skip
+    # optional: a cluster without a Pushgateway (or with default TLS/region) leaves those keys out
+    kubernetes.use_config_map_as_env(task, os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"), CONFIG_KEYS,
+                                     optional=True)  # fmt: skip
+    return task
