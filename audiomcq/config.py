@@ -92,3 +92,12 @@ def _child(node: Any, part: str, key: str) -> Any:
     if isinstance(node, list) and part.isdigit() and int(part) < len(node):
         return node[int(part)]
     raise AudioMCQError(f"unknown recipe key {key!r}")
+
+
+def whole_numbers(cls: type, values: dict) -> dict:
+    """``values`` with integral floats turned back into ints for a dataclass's int fields: JSON structs passed
+    through KFP (protobuf ``Struct``) carry every number as a double, so ``chunk_size: 4`` arrives as ``4.0``."""
+    import dataclasses
+
+    ints = {f.name for f in dataclasses.fields(cls) if f.type in (int, "int")}
+    return {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v for k, v in values.items()}

@@ -1,5 +1,18 @@
 """KFP components: thin shims over ``audiomcq.stages`` (one import, one call each)."""
 
+from components.scaleout import filter_merge, filter_shard, generate_merge, generate_shard
 from components.stages import acf_filter, evaluate, post_train, pretrain, report, select, synth
 
-__all__ = ["acf_filter", "evaluate", "post_train", "pretrain", "report", "select", "synth"]
+__all__ = [
+    "acf_filter",
+    "evaluate",
+    "filter_merge",
+    "filter_shard",
+    "generate_merge",
+    "generate_shard",
+    "post_train",
+    "pretrain",
+    "report",
+    "select",
+    "synth",
+]

@@ -8,9 +8,13 @@ from pathlib import Path
 
 from kfp import compiler
 
-from pipelines import post_training
+from pipelines import post_training, scaleout
 
-PIPELINES = {"audiomcq-post-training": post_training.build}
+PIPELINES = {
+    "audiomcq-post-training": post_training.build,
+    "audiomcq-filter": scaleout.build_filter,
+    "audiomcq-sdg": scaleout.build_sdg,
+}
 
 
 def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
@@ -36,8 +40,10 @@ def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
     return paths
 
 
-def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | None = None) -> Path:
-    """Run ``audiomcq-post-training`` with kfp.local's SubprocessRunner; returns the run's directory."""
+def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | None = None,
+              pipeline: str = "audiomcq-post-training", **params: object) -> Path:  # fmt: skip
+    """Run a pipeline with kfp.local's SubprocessRunner; returns the run's directory. ``audiomcq-post-training``
+    takes the recipe and overrides; the others take their own parameters (``params``)."""
     from kfp import local
 
     # Independent tasks run side by side here (two at a time); one math thread each keeps them from fighting over
@@ -45,16 +51,18 @@ def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | Non
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    before = set(root.glob("audiomcq-post-training-*"))
+    before = set(root.glob(f"{pipeline}-*"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    if pipeline == "audiomcq-post-training":
+        params = {"recipe": recipe, "overrides": list(overrides or []), **params}
     # kfp.local indents print() by swapping builtins.print per task; ParallelFor threads restore it out of order,
     # leaving an indenting print behind for the rest of the process. Put the real one back.
     real_print = builtins.print
     os.environ["AUDIOMCQ_PIPELINE_LOCAL"] = "1"  # placement: no preemption retries in a local run
     try:
-        post_training.build()(recipe=recipe, overrides=list(overrides or []))
+        PIPELINES[pipeline]()(**params)
     finally:
         builtins.print = real_print
         del os.environ["AUDIOMCQ_PIPELINE_LOCAL"]
-    (run_dir,) = set(root.glob("audiomcq-post-training-*")) - before
+    (run_dir,) = set(root.glob(f"{pipeline}-*")) - before
     return run_dir

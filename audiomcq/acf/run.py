@@ -51,7 +51,9 @@ class FilterConfig:
         unknown = set(cfg) - set(cls.__dataclass_fields__)
         if unknown:
             raise AudioMCQError(f"unknown filter setting(s) {sorted(unknown)}")
-        merged = {**cfg, **override}
+        from audiomcq.config import whole_numbers
+
+        merged = whole_numbers(cls, {**cfg, **override})
         for key in ("probes", "shard"):
             if key in merged:
                 merged[key] = tuple(merged[key])

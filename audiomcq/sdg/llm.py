@@ -46,7 +46,9 @@ class LLMSpec:
         unknown = set(cfg) - set(cls.__dataclass_fields__)
         if unknown:
             raise AudioMCQError(f"unknown llm setting(s) {sorted(unknown)}")
-        return cls(**cfg)
+        from audiomcq.config import whole_numbers
+
+        return cls(**whole_numbers(cls, cfg))
 
 
 class RateLimiter:

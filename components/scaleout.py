@@ -1,0 +1,42 @@
+"""Components of the fan-out pipelines: a shard and its merge. Logic lives in ``audiomcq.stages_scaleout``."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import image
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def filter_shard(data: str, models: list, audio_root: str, settings: dict, shard: int, shards: list,
+                 labels: Output[Dataset]):  # fmt: skip
+    """ACF over one shard with every filter model (audiomcq.stages_scaleout.filter_shard)."""
+    from audiomcq.stages_scaleout import filter_shard
+
+    stats = filter_shard(data, models, audio_root, labels.path, settings, shard, len(shards))
+    labels.metadata.update({"weak": stats["weak"], "strong": stats["strong"]})
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def filter_merge(shards: Input[list[Dataset]], publish: str, labels: Output[Dataset]):
+    """Merge the shards in order; publish to S3 (audiomcq.stages_scaleout.filter_merge)."""
+    from audiomcq.stages_scaleout import filter_merge
+
+    labels.metadata["uri"] = filter_merge([s.path for s in shards], labels.path, publish)["uri"]
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def generate_shard(sources: dict, settings: dict, benchmarks: dict, cache: str, shard: int, shards: list,
+                   samples: Output[Dataset]):  # fmt: skip
+    """Dataset generation over one shard (audiomcq.stages_scaleout.generate_shard)."""
+    from audiomcq.stages_scaleout import generate_shard
+
+    summary = generate_shard(sources, samples.path, settings, shard, len(shards), benchmarks, cache)
+    samples.metadata.update({"samples": summary["samples"], "rejects": summary["rejects"]})
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def generate_merge(shards: Input[list[Dataset]], publish: str, samples: Output[Dataset]):
+    """Concatenate the shards; publish to S3 (audiomcq.stages_scaleout.generate_merge)."""
+    from audiomcq.stages_scaleout import generate_merge
+
+    samples.metadata["uri"] = generate_merge([s.path for s in shards], samples.path, publish)["uri"]

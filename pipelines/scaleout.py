@@ -1,0 +1,51 @@
+"""``audiomcq-filter`` and ``audiomcq-sdg``: a ParallelFor over shards, then an in-order merge published to S3."""
+
+from typing import Any
+
+from kfp import dsl
+
+from components import filter_merge, filter_shard, generate_merge, generate_shard
+from pipelines.placement import place
+
+
+def fan_out(shard_op: Any, merge_op: Any, stage: str, output: str, inputs: dict, shards: Any, publish: Any) -> Any:
+    """One ``shard_op`` task per shard (placed as ``stage``), then ``merge_op`` over their ``output`` artifacts."""
+    with dsl.ParallelFor(shards) as shard:
+        part = place(shard_op(**inputs, shard=shard, shards=shards), stage)
+    return place(merge_op(shards=dsl.Collected(part.outputs[output]), publish=publish), "merge")
+
+
+def build_filter() -> Any:
+    """Audio-contribution filtering of a record file (local path or s3://), fanned out over shards."""
+
+    @dsl.pipeline(name="audiomcq-filter", description="ACF over shards with K filter models, merged in order.")
+    def audiomcq_filter(
+        data: str,
+        models: list,
+        audio_root: str = "",
+        settings: dict = {"min_correct": 2, "probes": ["silence:30"]},  # noqa: B006 - keys sorted: kfp may sort them
+        shards: list = [0, 1, 2, 3],  # noqa: B006
+        publish: str = "",
+    ) -> None:
+        inputs = {"data": data, "models": models, "audio_root": audio_root, "settings": settings}
+        fan_out(filter_shard, filter_merge, "filter", "labels", inputs, shards, publish)
+
+    return audiomcq_filter
+
+
+def build_sdg() -> Any:
+    """Dataset generation from caption sources, fanned out over shards."""
+
+    @dsl.pipeline(name="audiomcq-sdg", description="AudioMCQ-style generation over shards, merged in order.")
+    def audiomcq_sdg(
+        sources: dict,
+        settings: dict = {"llm": {"backend": "template"}},  # noqa: B006 - compiled default
+        benchmarks: dict = {},  # noqa: B006
+        cache: str = "",
+        shards: list = [0, 1, 2, 3],  # noqa: B006
+        publish: str = "",
+    ) -> None:
+        inputs = {"sources": sources, "settings": settings, "benchmarks": benchmarks, "cache": cache}
+        fan_out(generate_shard, generate_merge, "generate", "samples", inputs, shards, publish)
+
+    return audiomcq_sdg
