@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -125,3 +129,55 @@ def s3(monkeypatch):
     client.make_bucket("data")
     yield client
     server.stop()
+
+
+@pytest.fixture
+def pushgateway():
+    """A real Prometheus Pushgateway on 127.0.0.1: (``host:port``, base URL)."""
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway is not installed (.ci/run installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}", url
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture
+def prometheus(pushgateway, tmp_path):
+    """A real Prometheus on 127.0.0.1 scraping the pushgateway every second: (base URL, pushgateway address)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (.ci/run installs it)")
+    address, _ = pushgateway
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs: [{job_name: pushgateway, honor_labels: true, "
+        f"static_configs: [{{targets: ['{address}']}}]}}]\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url, address
+    proc.terminate()
+    proc.wait()

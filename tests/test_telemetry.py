@@ -1,34 +1,7 @@
 """Training telemetry reaches the run directory, each checkpoint, and a real Prometheus Pushgateway."""
 
 import json
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
-
-import pytest
-
-
-@pytest.fixture
-def pushgateway():
-    binary = shutil.which("prometheus-pushgateway")
-    if binary is None:
-        pytest.skip("prometheus-pushgateway is not installed (.ci/run installs it)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}", url
-    proc.terminate()
-    proc.wait()
 
 
 def test_sft_steps_are_logged_snapshotted_and_pushed(pushgateway, tiny_omni, synth_corpus, tmp_path, monkeypatch):
@@ -49,3 +22,36 @@ def test_sft_steps_are_logged_snapshotted_and_pushed(pushgateway, tiny_omni, syn
     exposed = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     assert 'audiomcq_train_loss{instance="",job="audiomcq-train",run="run-sft"}' in exposed
     assert "audiomcq_train_tokens_per_second{" in exposed
+
+
+def _query(url: str, expr: str, timeout: float = 20.0) -> list:
+    """The result of a Prometheus instant query, waiting for the series to be scraped."""
+    import time as clock
+    import urllib.parse
+
+    deadline = clock.monotonic() + timeout
+    while True:
+        body = urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(expr)}", timeout=5).read()
+        result = json.loads(body)["data"]["result"]
+        if result or clock.monotonic() > deadline:
+            return result
+        clock.sleep(0.5)
+
+
+def test_filter_and_generation_progress_reach_prometheus(prometheus, tiny_omni, synth_corpus, tmp_path, monkeypatch):
+    """Batch stages push records done and throughput to the Pushgateway; Prometheus scrapes and answers queries."""
+    from audiomcq.acf import FilterConfig, run_filter
+    from audiomcq.sdg.run import generate_dataset
+
+    url, address = prometheus
+    monkeypatch.setenv("AUDIOMCQ_PUSHGATEWAY", address)
+    run_filter(synth_corpus / "eval.jsonl", [str(tiny_omni)], synth_corpus, tmp_path / "acf",
+               FilterConfig(probes=("silence:1",), min_correct=1, chunk_size=8))  # fmt: skip
+    generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "sdg")
+    done = _query(url, 'audiomcq_filter_records_done{job="audiomcq-filter"}')
+    assert done and float(done[0]["value"][1]) == 16 and done[0]["metric"]["shard"] == "0of1"
+    assert float(_query(url, "audiomcq_filter_records_per_second")[0]["value"][1]) > 0
+    samples = _query(url, 'audiomcq_generate_samples{job="audiomcq-generate"}')
+    assert samples and float(samples[0]["value"][1]) == len(
+        (tmp_path / "sdg" / "samples.jsonl").read_text().splitlines()
+    )

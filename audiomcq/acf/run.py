@@ -140,8 +140,14 @@ def _answer_all(
     work: Path,
     config: FilterConfig,
 ) -> None:
+    import time
+
+    from audiomcq.metrics import push
+
     engine = None  # loaded on the first chunk that is not done yet, so a finished model costs nothing on resume
-    done = skipped = 0
+    done = skipped = records = 0
+    start = time.perf_counter()
+    group = {"model": name, "shard": f"{config.shard[0]}of{config.shard[1]}"}
     for i, chunk in enumerate(_chunks(data, config)):
         part = work / f"part-{i:06d}.jsonl"
         if part.is_file():
@@ -158,7 +164,9 @@ def _answer_all(
         with atomic_writer(part) as f:
             for record, cell, wave in zip(chunk, cells, clips.waves, strict=True):
                 f.write(json_line({"id": record.id, "audio_missing": wave is None, "probes": cell}) + "\n")
-        done += 1
+        done, records = done + 1, records + len(chunk)
+        push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
+             "records_per_second": records / (time.perf_counter() - start)}, prefix="audiomcq_filter")  # fmt: skip
     log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from typing import Any
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
+from audiomcq.metrics import push
 from audiomcq.sdg.decontam import Decontaminator, normalise
 from audiomcq.sdg.llm import LLM, LLMSpec
 from audiomcq.sdg.steps import PROMPT_VERSION, Draft, Reject, run_steps
@@ -72,6 +74,8 @@ def generate_dataset(
     out, llm = Path(out_dir), llm or LLMSpec()
     client = None if llm.backend == "template" else LLM(llm, cache_dir or out / "cache")
     mine = (item for p, item in enumerate(source_items(sources)) if p % count == index)
+    done: Counter[str] = Counter()
+    start = time.perf_counter()
     for i in itertools.count():
         chunk = list(itertools.islice(mine, config.chunk_size))
         if not chunk:
@@ -81,6 +85,9 @@ def generate_dataset(
             rows = _chunk_rows(chunk, client, llm, config)
             with atomic_writer(part) as f:
                 f.writelines(json_line(row) + "\n" for row in rows)
+            done.update(row["kind"] + "s" for row in rows)
+            rate = {"items_per_second": sum(done.values()) / (time.perf_counter() - start)}
+            push("audiomcq-generate", {"shard": f"{index}of{count}"}, {**done, **rate}, prefix="audiomcq_generate")
     return _merge(out, llm, client, benchmarks or {}, config)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,12 @@ SHOWN = (
 )
 
 
-def metric_name(key: str) -> str:
-    """``rewards/accuracy_reward/mean`` -> ``audiomcq_train_rewards_accuracy_reward_mean``."""
-    return "audiomcq_train_" + re.sub(r"[^a-zA-Z0-9_]", "_", key).strip("_")
-
-
 class Telemetry(TrainerCallback):
     """Writes, logs and pushes each logged step; snapshots the metrics since the last save into the checkpoint."""
 
     def __init__(self, run: str) -> None:
         self.run = run
-        self.gateway = os.environ.get("AUDIOMCQ_PUSHGATEWAY")
+        self.gateway = os.environ.get("AUDIOMCQ_PUSHGATEWAY")  # read once: no per-step lookups when unset
         self.since_save: list[dict[str, Any]] = []
         self._started = 0.0
         self._step_seconds: float | None = None
@@ -78,13 +72,6 @@ class Telemetry(TrainerCallback):
             self.since_save = []
 
     def _push(self, entry: dict[str, Any]) -> None:
-        from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+        from audiomcq.metrics import push
 
-        registry = CollectorRegistry()
-        for key, value in entry.items():
-            Gauge(metric_name(key), f"trainer log value {key}", registry=registry).set(value)
-        try:
-            # POST (pushadd): a log entry without a metric, like the final summary, leaves its last value standing.
-            pushadd_to_gateway(self.gateway, job="audiomcq-train", grouping_key={"run": self.run}, registry=registry)
-        except OSError as err:  # telemetry must never stop training; say so once per failure
-            log.warning("pushgateway %s unreachable: %s", self.gateway, err)
+        push("audiomcq-train", {"run": self.run}, entry, prefix="audiomcq_train")
