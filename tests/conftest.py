@@ -17,6 +17,23 @@ SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now, for a throwaway server on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, tries: int = 150) -> None:
+    """Poll ``url`` until it answers (servers started by fixtures take a moment)."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def mmau_file() -> Path:
     """The real MMAU test-mini metadata (1,000 items)."""
@@ -114,9 +131,7 @@ def s3(monkeypatch):
 
     from audiomcq import storage
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     # Throwaway values for a throwaway local server.
@@ -137,17 +152,10 @@ def pushgateway():
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
         pytest.skip("prometheus-pushgateway is not installed (.ci/run installs it)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_ready(f"{url}/-/ready")
     yield f"127.0.0.1:{port}", url
     proc.terminate()
     proc.wait()
@@ -166,18 +174,11 @@ def prometheus(pushgateway, tmp_path):
         "scrape_configs: [{job_name: pushgateway, honor_labels: true, "
         f"static_configs: [{{targets: ['{address}']}}]}}]\n"
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_ready(f"{url}/-/ready")
     yield url, address
     proc.terminate()
     proc.wait()
