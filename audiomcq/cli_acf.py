@@ -59,6 +59,10 @@ def add_filter_commands(sub: Any) -> None:
     bf.add_argument("--samples", type=int, default=32)
     bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
     bf.set_defaults(func=cmd_bench_filter)
+    bp = bsub.add_parser("pipeline", help="orchestration overhead of a local audiomcq-post-training run")
+    bp.add_argument("--work", type=Path, default=Path("out/bench-pipeline"))
+    bp.add_argument("--recipe", default="demo")
+    bp.set_defaults(func=cmd_bench_pipeline)
     be = bsub.add_parser("eval", help="the evaluation harness vs a per-sample generate loop (tiny model)")
     be.add_argument("--work", type=Path, default=Path("out/bench-eval"))
     be.add_argument("--items", type=int, default=64)
@@ -181,4 +185,18 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
         print(f"{dtype}: harness {c['harness_s'] * per:.1f} ms per item; per-sample loop {c['loop_s'] * per:.1f} ms")
         print(f"  batched harness vs per-sample loop, both {dtype}: {c['speedup']:.2f} (target >= 8x)")
     print(f"  each in its fastest dtype: {r['best_vs_best_speedup']:.2f}")
+    return 0
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    """Print the pipeline overhead against its target."""
+    import shutil
+
+    from audiomcq.bench_pipeline import bench_pipeline
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    r = bench_pipeline(args.work, args.recipe)
+    print(f"{r['recipe']}: {r['tasks']} tasks, wall {r['wall_s']:.0f} s, stages computing {r['busy_s']:.0f} s "
+          f"(task compute {r['task_compute_s']:.0f} s, overlapped)")  # fmt: skip
+    print(f"  orchestration overhead: {r['overhead_s']:.1f} s = {r['overhead_pct']:.1f}% of compute (target <= 5%)")
     return 0

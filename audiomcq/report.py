@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.jsonio import load_json
+from audiomcq.timing import timed
 
 STAGES = ("base", "sft", "grpo")
 
@@ -180,6 +181,7 @@ def plot_png(data: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+@timed
 def write_report(
     labels_dir: str,
     metrics_dirs: list[str],

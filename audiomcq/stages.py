@@ -17,6 +17,7 @@ from typing import Any
 
 from audiomcq.config import load_recipe
 from audiomcq.jsonio import load_json, write_json
+from audiomcq.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def _recipe(
     return resolved
 
 
+@timed
 def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Generate the pre-training pool and the loop's pool with its held-out split; also run dataset generation with
     the template backend over the loop pool's captions (``sdg/``: samples, rejects, summary), so the embedded default
@@ -50,6 +52,7 @@ def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple
     return {"pretrain": pre, "loop": loop, "sdg": {"samples": sdg["samples"], "rejects": sdg["rejects"]}}
 
 
+@timed
 def pretrain_stage(
     corpus_dir: str, out_dir: str, role: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -75,6 +78,7 @@ def pretrain_stage(
     return result
 
 
+@timed
 def filter_stage(
     corpus_dir: str,
     filter_dirs: list[str],
@@ -93,6 +97,7 @@ def filter_stage(
     }
 
 
+@timed
 def post_train_stage(
     base_dir: str,
     corpus_dir: str,
@@ -204,6 +209,7 @@ def evaluate_stage(
     return results
 
 
+@timed
 def select_stage(metrics_dirs: list[str], out_dir: str) -> dict[str, Any]:
     """Pick the best checkpoint: highest accuracy with audio on the held-out split; ties go to the higher accuracy
     on its strong-AC subset, then to the earlier stage name in sorted order."""
@@ -229,6 +235,7 @@ def select_stage(metrics_dirs: list[str], out_dir: str) -> dict[str, Any]:
     return selection
 
 
+@timed
 def evaluate_named(
     name: str,
     models_path: str,

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from audiomcq.timing import timed
 
+
+@timed
 def filter_shard(data: str, models: list[str], audio_root: str, out_dir: str, settings: dict[str, Any],
                  shard: int, count: int) -> dict[str, Any]:  # fmt: skip
     """Label shard ``shard`` of ``count`` with every filter model (``settings``: FilterConfig fields)."""
@@ -21,6 +24,7 @@ def filter_shard(data: str, models: list[str], audio_root: str, out_dir: str, se
     return run_filter_uri(data, models, audio_root or None, out_dir, config, Path(out_dir) / "scratch")
 
 
+@timed
 def filter_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> dict[str, Any]:
     """One labelled set from the shards (in shard order); uploaded to ``publish`` when it is an ``s3://`` prefix."""
     from audiomcq.acf.run import merge_shards
@@ -31,6 +35,7 @@ def filter_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> dict
     return {**stats, "uri": _publish(out_dir, publish)}
 
 
+@timed
 def generate_shard(sources: dict[str, str], out_dir: str, settings: dict[str, Any], shard: int, count: int,
                    benchmarks: dict[str, str] | None = None, cache: str = "") -> dict[str, Any]:  # fmt: skip
     """Dataset generation over shard ``shard`` of ``count`` (``settings``: LLMSpec fields under ``llm``)."""
@@ -43,6 +48,7 @@ def generate_shard(sources: dict[str, str], out_dir: str, settings: dict[str, An
     return generate_dataset(sources, out_dir, llm, config, benchmarks, cache or None)
 
 
+@timed
 def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> dict[str, Any]:
     """Concatenate the shards' samples and rejects (shard order) and sum their counts."""
     from collections import Counter

@@ -43,9 +43,12 @@ def test_components_are_thin_shims(module):
 
 @pytest.mark.slow
 def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path):
-    from pipelines.run import run_local
+    from audiomcq.bench_pipeline import bench_pipeline
 
-    run_dir = run_local(tmp_path, "smoke")
+    bench = bench_pipeline(tmp_path, "smoke")  # the local run, with stage timings on
+    (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
+    assert bench["tasks"] == 13 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
+    assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
     report = (run_dir / "report" / "markdown").read_text()
     assert "## Audio-contribution labels" in report and "| base |" in report
     assert "## Dataset generation (template backend" in report  # the embedded default runs generation too
@@ -163,3 +166,10 @@ def storage_complete(uri):
     from audiomcq import storage
 
     return storage.is_complete(uri)
+
+
+def test_busy_time_is_the_union_of_stage_intervals():
+    from audiomcq.timing import busy_seconds
+
+    assert busy_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.8)]) == 4.0
+    assert busy_seconds([]) == 0.0
