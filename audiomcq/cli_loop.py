@@ -78,7 +78,11 @@ def add_loop_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("pipeline", help="compile the KFP pipelines, or run one locally with kfp.local")
-    p.add_argument("action", choices=["compile", "run"])
+    p.add_argument("action", choices=["compile", "run", "submit"])
+    p.add_argument("--name", default="audiomcq-post-training", help="run/submit: which pipeline")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="submit: a pipeline argument")
+    p.add_argument("--experiment", default="audiomcq", help="submit: KFP experiment")
+    p.add_argument("--run-name", help="submit: run name")
     p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
     p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
@@ -198,8 +202,15 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         for path in compile_all(args.out, manifests=args.manifests):
             print(f"compiled {path}")
         return 0
+    if args.action == "submit":
+        from audiomcq.cli_eval import _pairs
+        from pipelines.run import submit
+
+        params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param").items()}
+        print(f"submitted: run {submit(args.name, params, args.experiment, args.run_name)}")
+        return 0
     if not args.local:
-        print("audiomcq: error: only --local runs are possible from here; upload the compiled YAML to a KFP cluster")
+        print("audiomcq: error: `pipeline run` is local only (--local); use `pipeline submit` for a KFP cluster")
         return 2
     run_dir = run_local(args.out, args.recipe, args.overrides)
     print(f"pipeline: finished -> {run_dir}")
@@ -222,3 +233,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"served answer (KServe V1): {q['question']} {q['choices']}")
     print(f"  audio {q['audio']} ({q['caption']}) -> answer {q['answer']!r}, truth {q['truth']!r}")
     return 0
+
+
+def _json_or_text(value: str) -> Any:
+    """A pipeline argument: JSON when it parses (lists, dicts, numbers), else the string itself."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value

@@ -66,3 +66,31 @@ def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | Non
         del os.environ["AUDIOMCQ_PIPELINE_LOCAL"]
     (run_dir,) = set(root.glob(f"{pipeline}-*")) - before
     return run_dir
+
+
+def submit(name: str, arguments: dict[str, object], experiment: str, run_name: str | None = None,
+           token_env: str = "KFP_TOKEN") -> str:  # fmt: skip
+    """Compile ``name`` and start a run on the KFP API at ``KFP_ENDPOINT`` (namespace ``KFP_NAMESPACE``; bearer
+    token from the variable ``token_env`` names, never printed); returns the run id."""
+    import tempfile
+
+    import kfp
+
+    from audiomcq.errors import AudioMCQError
+
+    if name not in PIPELINES:
+        raise AudioMCQError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    host = os.environ.get("KFP_ENDPOINT")
+    if not host:
+        raise AudioMCQError("KFP_ENDPOINT is not set (the KFP API, e.g. https://kubeflow.example.com/pipeline)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.yaml"
+        compiler.Compiler().compile(PIPELINES[name](), str(path))
+        try:
+            client = kfp.Client(host=host, existing_token=os.environ.get(token_env) or None,
+                                namespace=os.environ.get("KFP_NAMESPACE", "kubeflow"))  # fmt: skip
+            run = client.create_run_from_pipeline_package(str(path), arguments=arguments, run_name=run_name,
+                                                          experiment_name=experiment)  # fmt: skip
+        except Exception as err:  # the client raises urllib3/ApiException/ValueError; name the endpoint once
+            raise AudioMCQError(f"{host}: could not start {name}: {type(err).__name__}: {str(err)[:300]}") from err
+    return run.run_id
