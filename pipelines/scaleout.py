@@ -23,7 +23,8 @@ def build_filter() -> Any:
         data: str,
         models: list,
         audio_root: str = "",
-        settings: dict = {"min_correct": 2, "probes": ["silence:30"]},  # noqa: B006 - keys sorted: kfp may sort them
+        settings: dict = {},  # noqa: B006 - FilterConfig fields; empty = the paper's (silence:30, 2 of K). One-key
+        # defaults only: kfp renders multi-key dicts in a per-process order, which would make the YAML unstable.
         shards: list = [0, 1, 2, 3],  # noqa: B006
         publish: str = "",
     ) -> None:
