@@ -48,6 +48,14 @@ def add_loop_commands(sub: Any) -> None:
     scale.add_argument("--master-addr", default="127.0.0.1")
     scale.add_argument("--master-port", type=int, default=29500)
     scale.add_argument("--launcher", choices=["torchrun", "accelerate"], default="torchrun")
+    scale.add_argument(
+        "--emit-trainjob",
+        type=Path,
+        metavar="FILE",
+        help="write a Kubeflow TrainJob running this command on --nnodes nodes instead of running",
+    )
+    scale.add_argument("--image", default="audiomcq-train:dev", help="--emit-trainjob: the train image")
+    scale.add_argument("--namespace", default="audiomcq", help="--emit-trainjob: namespace")
     p.set_defaults(func=cmd_train)
 
     add_eval_commands(sub)
@@ -122,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     geometry = launch.Launch(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
                              args.launcher)  # fmt: skip
+    if args.emit_trainjob:
+        return _emit_trainjob(args)
     if geometry.distributed and not launch.inside_launch():
         return launch.relaunch(geometry, args.argv)
     if args.method == "run":
@@ -241,3 +251,28 @@ def _json_or_text(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
+
+
+LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--launcher",
+                "--emit-trainjob", "--image", "--namespace")  # fmt: skip
+
+
+def _emit_trainjob(args: argparse.Namespace) -> int:
+    """Write the TrainJob for this ``train`` command (its own arguments, minus the launch flags)."""
+    import yaml
+
+    from audiomcq.trainjob import Cluster, render
+
+    argv, kept, skip = args.argv[args.argv.index("train") + 1 :], [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token.split("=", 1)[0] in LAUNCH_FLAGS:
+            skip = "=" not in token
+        else:
+            kept.append(token)
+    name = f"audiomcq-{args.method}-{Path(str(args.out)).name}".lower().replace("_", "-")[:63].rstrip("-")
+    cluster = Cluster(namespace=args.namespace, image=args.image, nodes=args.nnodes, gpus_per_node=args.nproc_per_node)
+    args.emit_trainjob.write_text(yaml.safe_dump(render(name, kept, cluster), sort_keys=False))
+    print(f"TrainJob {name}: {args.nnodes} node(s) x {args.nproc_per_node} GPU(s) -> {args.emit_trainjob}")
+    return 0

@@ -1,0 +1,77 @@
+"""A Kubeflow Trainer ``TrainJob`` for a multi-node ``audiomcq train`` run, rendered as a plain object.
+
+The trainer container runs the same ``audiomcq train`` command a single node would, with ``--nnodes`` and
+``--nproc-per-node``; the runtime (a ``ClusterTrainingRuntime`` such as ``torch-distributed``) sets torchrun's
+``PET_*`` variables (node rank, master address), which the relaunch under torchrun reads. S3 credentials come from
+a Secret by name, endpoints from a ConfigMap, as in the pipelines. Nothing here talks to a cluster: the object is
+validated against the TrainJob CRD in tests and applied by whoever holds the credentials (``kubectl apply``, the
+Kubeflow SDK, or a pipeline step).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+
+API = "trainer.kubeflow.org/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the job runs and how big each node is."""
+
+    namespace: str = "audiomcq"
+    image: str = "audiomcq-train:dev"
+    runtime: str = "torch-distributed"
+    nodes: int = 2
+    gpus_per_node: int = 8
+    cpu_per_node: str = "64"
+    memory_per_node: str = "1000Gi"
+    s3_secret: str = "audiomcq-s3"
+    config_map: str = "audiomcq-config"
+    deadline_s: int = 72 * 3600
+
+
+def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -> dict[str, Any]:
+    """The TrainJob running ``audiomcq train <train_args>`` on ``cluster.nodes`` nodes."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        raise AudioMCQError(f"TrainJob name {name!r} must be a DNS label (lower case, digits, '-', <= 63)")
+    if cluster.nodes < 1 or cluster.gpus_per_node < 1:
+        raise AudioMCQError("a TrainJob needs at least one node and one GPU per node")
+    args = [*train_args, f"--nnodes={cluster.nodes}", f"--nproc-per-node={cluster.gpus_per_node}"]
+    secret_env = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": cluster.s3_secret, "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    config_env = [
+        {"name": env, "valueFrom": {"configMapKeyRef": {"name": cluster.config_map, "key": key, "optional": True}}}
+        for key, env in (("s3_endpoint", "AUDIOMCQ_S3_ENDPOINT"), ("pushgateway", "AUDIOMCQ_PUSHGATEWAY"))
+    ]
+    resources = {
+        "cpu": cluster.cpu_per_node,
+        "memory": cluster.memory_per_node,
+        "nvidia.com/gpu": cluster.gpus_per_node,
+    }
+    return {
+        "apiVersion": API,
+        "kind": "TrainJob",
+        "metadata": {"name": name, "namespace": cluster.namespace,
+                     "labels": {"app.kubernetes.io/part-of": "audiomcq", "audiomcq/stage": "train"}},
+        "spec": {
+            "runtimeRef": {"name": cluster.runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API.split("/")[0]},
+            "activeDeadlineSeconds": cluster.deadline_s,
+            "trainer": {
+                "image": cluster.image,
+                "command": ["audiomcq", "train"],
+                "args": args,
+                "numNodes": cluster.nodes,
+                "numProcPerNode": cluster.gpus_per_node,
+                "resourcesPerNode": {"requests": resources, "limits": resources},
+                "env": secret_env + config_env,
+            },
+        },
+    }  # fmt: skip
