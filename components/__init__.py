@@ -1,10 +1,19 @@
 """KFP components: thin shims over ``audiomcq.stages`` (one import, one call each)."""
 
-from components.scaleout import filter_merge, filter_shard, generate_merge, generate_shard
+from components.scaleout import (
+    eval_report,
+    eval_task,
+    filter_merge,
+    filter_shard,
+    generate_merge,
+    generate_shard,
+)
 from components.stages import acf_filter, evaluate, post_train, pretrain, report, select, synth
 
 __all__ = [
     "acf_filter",
+    "eval_report",
+    "eval_task",
     "evaluate",
     "filter_merge",
     "filter_shard",

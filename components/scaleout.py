@@ -1,7 +1,7 @@
 """Components of the fan-out pipelines: a shard and its merge. Logic lives in ``audiomcq.stages_scaleout``."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Output
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
 from components.images import image
 
@@ -40,3 +40,20 @@ def generate_merge(shards: Input[list[Dataset]], publish: str, samples: Output[D
     from audiomcq.stages_scaleout import generate_merge
 
     samples.metadata["uri"] = generate_merge([s.path for s in shards], samples.path, publish)["uri"]
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def eval_task(model: str, task: dict, settings: dict, results: Output[Dataset], metrics: Output[Metrics]):
+    """One benchmark task, scored like the official script (audiomcq.stages_scaleout.eval_task)."""
+    from audiomcq.stages_scaleout import eval_task
+
+    for key, value in eval_task(model, task, results.path, settings).items():
+        metrics.log_metric(key, value)
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def eval_report(results: Input[list[Dataset]], markdown: Output[Markdown]):
+    """The evaluation table over all tasks, for the KFP UI (audiomcq.stages_scaleout.eval_report)."""
+    from audiomcq.stages_scaleout import eval_report
+
+    eval_report([r.path for r in results], markdown.path)

@@ -14,6 +14,7 @@ PIPELINES = {
     "audiomcq-post-training": post_training.build,
     "audiomcq-filter": scaleout.build_filter,
     "audiomcq-sdg": scaleout.build_sdg,
+    "audiomcq-evaluate": scaleout.build_evaluate,
 }
 
 

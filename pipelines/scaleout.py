@@ -1,10 +1,11 @@
-"""``audiomcq-filter`` and ``audiomcq-sdg``: a ParallelFor over shards, then an in-order merge published to S3."""
+"""``audiomcq-filter`` and ``audiomcq-sdg`` (a ParallelFor over shards, then an in-order merge published to S3), and
+``audiomcq-evaluate`` (a ParallelFor over benchmark tasks, then one table)."""
 
 from typing import Any
 
 from kfp import dsl
 
-from components import filter_merge, filter_shard, generate_merge, generate_shard
+from components import eval_report, eval_task, filter_merge, filter_shard, generate_merge, generate_shard
 from pipelines.placement import place
 
 
@@ -50,3 +51,19 @@ def build_sdg() -> Any:
         fan_out(generate_shard, generate_merge, "generate", "samples", inputs, shards, publish)
 
     return audiomcq_sdg
+
+
+def build_evaluate() -> Any:
+    """A model on benchmark tasks, one task per parallel branch."""
+
+    @dsl.pipeline(name="audiomcq-evaluate", description="Benchmarks scored like the official scripts, in parallel.")
+    def audiomcq_evaluate(
+        model: str,
+        tasks: list,  # [{"name": "mmau-test-mini", "data": "s3://…/mmau-test-mini.json", "audio_root": "s3://…"}]
+        settings: dict = {},  # noqa: B006 - EvalConfig fields; empty = greedy, 256 new tokens, silent control on
+    ) -> None:
+        with dsl.ParallelFor(tasks) as task:
+            result = place(eval_task(model=model, task=task, settings=settings), "eval")
+        place(eval_report(results=dsl.Collected(result.outputs["results"])), "report")
+
+    return audiomcq_evaluate

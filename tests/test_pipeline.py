@@ -18,7 +18,8 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     from pipelines.run import compile_all
 
     paths = compile_all(tmp_path)
-    assert [p.name for p in paths] == ["audiomcq-post-training.yaml", "audiomcq-filter.yaml", "audiomcq-sdg.yaml"]
+    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate"]
+    assert [p.name for p in paths] == [f"{n}.yaml" for n in names]
     path = paths[0]
     spec = next(yaml.safe_load_all(path.read_text()))
     assert spec["pipelineInfo"]["name"] == "audiomcq-post-training"
@@ -226,3 +227,25 @@ def test_submit_starts_a_run_on_a_kfp_api(tmp_path, monkeypatch):
     params = run["runtime_config"]["parameters"]
     assert params["data"] == "s3://d/records.jsonl" and params["models"] == ["s3://m/f1", "s3://m/f2"]
     assert all(auth == "Bearer throwaway-token" for _, _, auth, _ in seen)
+
+
+@pytest.mark.slow
+def test_evaluate_pipeline_runs_tasks_in_parallel_branches(tiny_omni, synth_corpus, mmau_file, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from pipelines.run import run_local
+
+    items = json.loads(mmau_file.read_text())[:6]
+    (tmp_path / "mmau.json").write_text(json.dumps(items))
+    for item in items:  # generated clips at the metadata's own paths
+        path = tmp_path / "audio" / item["audio_id"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.zeros(4000, np.float32), 16000)
+    mmau = {"name": "mmau-test-mini", "data": str(tmp_path / "mmau.json"), "audio_root": str(tmp_path / "audio")}
+    tasks = [{"name": "synthetic", "data": str(synth_corpus / "eval.jsonl"), "audio_root": str(synth_corpus)}, mmau]
+    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-evaluate", model=str(tiny_omni), tasks=tasks,
+                        settings={"max_new_tokens": 4, "silent_control": False})  # fmt: skip
+    table = next(run_dir.rglob("eval-report/markdown")).read_text()
+    assert "| synthetic | 16 |" in table and "| mmau-test-mini | 6 |" in table
+    assert len(list(run_dir.rglob("predictions-audio.json*"))) == 2
