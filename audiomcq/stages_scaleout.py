@@ -111,3 +111,20 @@ def eval_report(result_dirs: list[str], markdown_path: str) -> str:
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).write_text(text)
     return text
+
+
+@timed
+def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
+                   paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
+    """One paradigm (allocation, SFT, GRPO) from an ACF-labelled pool; inputs may be ``s3://``; with an ``s3://``
+    ``publish`` the run (checkpoints included) lives there. Returns where the run is."""
+    from audiomcq import storage
+    from audiomcq.stages import post_train
+
+    scratch = Path(out_dir) / ".inputs"
+    local = {k: str(storage.fetch(v, scratch / k)) if v else "" for k, v in (("labelled", labelled),
+                                                                             ("selection", selection))}  # fmt: skip
+    run = publish if storage.is_s3(publish) else out_dir
+    post_train(storage.local_model(model), local["labelled"], storage.local_tree(audio_root), run, recipe,
+               overrides, paradigm=paradigm, selection=local["selection"] or None)  # fmt: skip
+    return run

@@ -7,6 +7,8 @@ from components.scaleout import (
     filter_shard,
     generate_merge,
     generate_shard,
+    select_checkpoint,
+    train_paradigm,
 )
 from components.stages import acf_filter, evaluate, post_train, pretrain, report, select, synth
 
@@ -23,5 +25,7 @@ __all__ = [
     "pretrain",
     "report",
     "select",
+    "select_checkpoint",
     "synth",
+    "train_paradigm",
 ]

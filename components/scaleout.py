@@ -1,7 +1,7 @@
 """Components of the fan-out pipelines: a shard and its merge. Logic lives in ``audiomcq.stages_scaleout``."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.images import image
 
@@ -57,3 +57,23 @@ def eval_report(results: Input[list[Dataset]], markdown: Output[Markdown]):
     from audiomcq.stages_scaleout import eval_report
 
     eval_report([r.path for r in results], markdown.path)
+
+
+@dsl.component(base_image=image("train"), install_kfp_package=False)
+def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, overrides: list, paradigm: str,
+                   selection: str, publish: str, run: Output[Model]):  # fmt: skip
+    """SFT then GRPO for one paradigm (audiomcq.stages_scaleout.train_paradigm); the run's location in metadata."""
+    from audiomcq.stages_scaleout import train_paradigm
+
+    run.metadata["uri"] = train_paradigm(model, labelled, audio_root, run.path, recipe, overrides, paradigm,
+                                         selection, publish)  # fmt: skip
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def select_checkpoint(run: Input[Model], audio_root: str, max_new_tokens: int, selection: Output[Dataset]) -> str:
+    """Every complete checkpoint on the run's selection set; the best (audiomcq.evaluation.select.select_run)."""
+    from audiomcq.evaluation.select import select_run
+
+    return select_run(run.metadata["uri"], audio_root, selection.path, max_new_tokens=max_new_tokens)["selected"][
+        "path"
+    ]

@@ -15,6 +15,7 @@ PIPELINES = {
     "audiomcq-filter": scaleout.build_filter,
     "audiomcq-sdg": scaleout.build_sdg,
     "audiomcq-evaluate": scaleout.build_evaluate,
+    "audiomcq-train": scaleout.build_train,
 }
 
 
@@ -41,10 +42,10 @@ def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
     return paths
 
 
-def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | None = None,
+def run_local(root: str | Path, recipe: str | None = None, overrides: list[str] | None = None,
               pipeline: str = "audiomcq-post-training", **params: object) -> Path:  # fmt: skip
-    """Run a pipeline with kfp.local's SubprocessRunner; returns the run's directory. ``audiomcq-post-training``
-    takes the recipe and overrides; the others take their own parameters (``params``)."""
+    """Run a pipeline with kfp.local's SubprocessRunner; returns the run's directory. ``recipe`` (default ``demo``
+    for ``audiomcq-post-training``) and ``overrides`` are passed when given; other parameters go in ``params``."""
     from kfp import local
 
     # Independent tasks run side by side here (two at a time); one math thread each keeps them from fighting over
@@ -55,7 +56,11 @@ def run_local(root: str | Path, recipe: str = "demo", overrides: list[str] | Non
     before = set(root.glob(f"{pipeline}-*"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     if pipeline == "audiomcq-post-training":
-        params = {"recipe": recipe, "overrides": list(overrides or []), **params}
+        recipe = recipe or "demo"
+    if recipe is not None:
+        params["recipe"] = recipe
+    if overrides is not None:
+        params["overrides"] = list(overrides)
     # kfp.local indents print() by swapping builtins.print per task; ParallelFor threads restore it out of order,
     # leaving an indenting print behind for the rest of the process. Put the real one back.
     real_print = builtins.print

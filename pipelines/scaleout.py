@@ -5,7 +5,16 @@ from typing import Any
 
 from kfp import dsl
 
-from components import eval_report, eval_task, filter_merge, filter_shard, generate_merge, generate_shard
+from components import (
+    eval_report,
+    eval_task,
+    filter_merge,
+    filter_shard,
+    generate_merge,
+    generate_shard,
+    select_checkpoint,
+    train_paradigm,
+)
 from pipelines.placement import place
 
 
@@ -67,3 +76,27 @@ def build_evaluate() -> Any:
         place(eval_report(results=dsl.Collected(result.outputs["results"])), "report")
 
     return audiomcq_evaluate
+
+
+def build_train() -> Any:
+    """One paradigm from an ACF-labelled pool: SFT, GRPO, then checkpoint selection on the held-out set."""
+
+    @dsl.pipeline(name="audiomcq-train", description="One paradigm: allocation, SFT, GRPO, checkpoint selection.")
+    def audiomcq_train(
+        model: str,
+        labelled: str,
+        audio_root: str,
+        selection: str,
+        paradigm: str = "weak_to_strong",
+        recipe: str = "weak_to_strong",
+        overrides: list = [],  # noqa: B006 - compiled default
+        publish: str = "",
+        max_new_tokens: int = 256,
+    ) -> str:
+        run = place(train_paradigm(model=model, labelled=labelled, audio_root=audio_root, recipe=recipe,
+                                   overrides=overrides, paradigm=paradigm, selection=selection, publish=publish),
+                    "train")  # fmt: skip
+        chosen = select_checkpoint(run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens)
+        return place(chosen, "eval").outputs["Output"]
+
+    return audiomcq_train

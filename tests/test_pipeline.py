@@ -18,7 +18,7 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     from pipelines.run import compile_all
 
     paths = compile_all(tmp_path)
-    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate"]
+    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate", "audiomcq-train"]
     assert [p.name for p in paths] == [f"{n}.yaml" for n in names]
     path = paths[0]
     spec = next(yaml.safe_load_all(path.read_text()))
@@ -249,3 +249,28 @@ def test_evaluate_pipeline_runs_tasks_in_parallel_branches(tiny_omni, synth_corp
     table = next(run_dir.rglob("eval-report/markdown")).read_text()
     assert "| synthetic | 16 |" in table and "| mmau-test-mini | 6 |" in table
     assert len(list(run_dir.rglob("predictions-audio.json*"))) == 2
+
+
+@pytest.mark.slow
+def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, synth_corpus, tmp_path):
+    from audiomcq.data.io import read_records, write_records
+    from pipelines.run import run_local
+
+    for split in ("train", "eval"):
+        records = read_records(synth_corpus / f"{split}.jsonl")
+        for r in records:  # labelled as a perfect filter would
+            r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
+        write_records(tmp_path / f"{split}.jsonl", records)
+    sets = ["allocation.sft_fraction=0.25", "allocation.augment=1", "grpo.trainer_args.num_generations=2",
+            "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0"]  # fmt: skip
+    for stage in ("sft", "grpo"):
+        sets += [f"{stage}.trainer_args.{k}" for k in ("bf16=false", "deepspeed=null", "max_steps=2",
+                                                        "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
+    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-train", model=str(tiny_omni),
+                        labelled=str(tmp_path / "train.jsonl"), audio_root=str(synth_corpus),
+                        selection=str(tmp_path / "eval.jsonl"), paradigm="mixed_to_strong",
+                        recipe="mixed_to_strong", overrides=sets, max_new_tokens=4)  # fmt: skip
+    selection = json.loads(next(run_dir.rglob("selection.json")).read_text())
+    stages = {(c["stage"], c["step"]) for c in selection["candidates"]}
+    assert stages == {("sft", 1), ("sft", 2), ("grpo", 1), ("grpo", 2)}
+    assert selection["selected"]["path"] in {c["path"] for c in selection["candidates"]}
