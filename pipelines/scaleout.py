@@ -5,16 +5,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import (
-    eval_report,
-    eval_task,
-    filter_merge,
-    filter_shard,
-    generate_merge,
-    generate_shard,
-    select_checkpoint,
-    train_paradigm,
-)
+from components import scaleout as ops
 from pipelines.placement import place
 
 
@@ -39,7 +30,7 @@ def build_filter() -> Any:
         publish: str = "",
     ) -> None:
         inputs = {"data": data, "models": models, "audio_root": audio_root, "settings": settings}
-        fan_out(filter_shard, filter_merge, "filter", "labels", inputs, shards, publish)
+        fan_out(ops.filter_shard, ops.filter_merge, "filter", "labels", inputs, shards, publish)
 
     return audiomcq_filter
 
@@ -57,7 +48,7 @@ def build_sdg() -> Any:
         publish: str = "",
     ) -> None:
         inputs = {"sources": sources, "settings": settings, "benchmarks": benchmarks, "cache": cache}
-        fan_out(generate_shard, generate_merge, "generate", "samples", inputs, shards, publish)
+        fan_out(ops.generate_shard, ops.generate_merge, "generate", "samples", inputs, shards, publish)
 
     return audiomcq_sdg
 
@@ -72,8 +63,8 @@ def build_evaluate() -> Any:
         settings: dict = {},  # noqa: B006 - EvalConfig fields; empty = greedy, 256 new tokens, silent control on
     ) -> None:
         with dsl.ParallelFor(tasks) as task:
-            result = place(eval_task(model=model, task=task, settings=settings), "eval")
-        place(eval_report(results=dsl.Collected(result.outputs["results"])), "report")
+            result = place(ops.eval_task(model=model, task=task, settings=settings), "eval")
+        place(ops.eval_report(results=dsl.Collected(result.outputs["results"])), "report")
 
     return audiomcq_evaluate
 
@@ -93,10 +84,10 @@ def build_train() -> Any:
         publish: str = "",
         max_new_tokens: int = 256,
     ) -> str:
-        run = place(train_paradigm(model=model, labelled=labelled, audio_root=audio_root, recipe=recipe,
+        run = place(ops.train_paradigm(model=model, labelled=labelled, audio_root=audio_root, recipe=recipe,
                                    overrides=overrides, paradigm=paradigm, selection=selection, publish=publish),
                     "train")  # fmt: skip
-        chosen = select_checkpoint(run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens)
+        chosen = ops.select_checkpoint(run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens)
         return place(chosen, "eval").outputs["Output"]
 
     return audiomcq_train
