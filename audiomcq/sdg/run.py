@@ -143,8 +143,10 @@ def _merge(out: Path, llm: LLMSpec, client: LLM | None, benchmarks: dict[str, st
                 kind = row.pop("kind")
                 if kind == "sample":
                     key = normalise(row["question"]) + "|" + "|".join(sorted(normalise(c) for c in row["choices"]))
-                    problems = validate(MCQRecord.from_dict(row))
-                    hit = decon.check(row)
+                    # In order, each check only for what passed the one before, so the decontamination report
+                    # lists only samples removed for contamination.
+                    problems = [] if key in seen else validate(MCQRecord.from_dict(row))
+                    hit = None if key in seen or problems else decon.check(row)
                     if key in seen:
                         row = {"id": row["id"], "source": row["source_dataset"], "step": "dedup",
                                "reason": f"near_duplicate: same question and options as {seen[key]}"}  # fmt: skip

@@ -56,12 +56,15 @@ def prompt_audio(prompts: Sequence[Any]) -> list[tuple[Any, int] | None]:
     from audiomcq.synth.audio import SR, read_wav
 
     out: list[tuple[Any, int] | None] = []
+    loaded: dict[str, Any] = {}  # trl repeats each prompt G times: read each file once per batch
     for messages in prompts:
         blocks = [b for m in messages if isinstance(m.get("content"), list) for b in m["content"]]
         paths = [b.get("audio") for b in blocks if b.get("type") == "audio" and b.get("audio") is not None]
         if len(paths) > 1:
             raise AudioMCQError(f"a GRPO prompt has {len(paths)} audio blocks; rollouts support one")
-        out.append((read_wav(paths[0]), SR) if paths else None)
+        if paths and paths[0] not in loaded:
+            loaded[paths[0]] = read_wav(paths[0])
+        out.append((loaded[paths[0]], SR) if paths else None)
     return out
 
 
