@@ -182,3 +182,23 @@ def prometheus(pushgateway, tmp_path):
     yield url, address
     proc.terminate()
     proc.wait()
+
+
+# --- a local Kubernetes API server (tests/kube_api.py) ---------------------------------------------------------------
+@pytest.fixture
+def kube_api(tmp_path, monkeypatch):
+    """A fake Kubernetes API server on 127.0.0.1; the environment points ``audiomcq.k8s`` at it (host + token file).
+
+    ``kube_api.on(plural, fn)`` plays a controller, ``kube_api.objects`` / ``.get()`` / ``.add()`` give direct
+    access, ``kube_api.kubeconfig(path)`` writes a kubeconfig for SDKs that load one."""
+    from kube_api import KubeAPIServer
+
+    server = KubeAPIServer(token="throwaway-test-token").start()
+    token_file = tmp_path / "kube-token"
+    token_file.write_text(server.token)
+    monkeypatch.setenv("AUDIOMCQ_KUBE_HOST", server.url)
+    monkeypatch.setenv("AUDIOMCQ_KUBE_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AUDIOMCQ_KUBE_NAMESPACE", "default")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield server
+    server.stop()
