@@ -1,4 +1,5 @@
-"""Stage functions of the fan-out pipelines (``audiomcq-filter``, ``audiomcq-sdg``): one shard, then the merge.
+"""Stage functions of the fan-out pipelines (``audiomcq-filter``: models x shards cells, then the labels;
+``audiomcq-sdg``: one shard, then the merge; ``audiomcq-evaluate``; ``audiomcq-train``).
 
 Inputs may be ``s3://`` URIs (streamed or synced to local disk); each shard writes its output to the task's
 artifact directory; the merge combines the shards in order and, when ``publish`` names an ``s3://`` prefix, uploads
@@ -13,26 +14,36 @@ from typing import Any
 from audiomcq.timing import timed
 
 
+def filter_cells(models: list[Any], shards: list[int]) -> list[dict[str, int]]:
+    """The models x shards fan-out of ``audiomcq-filter``: one cell per (filter model, shard)."""
+    return [{"model": m, "shard": int(s), "shards": len(shards)} for m in range(len(models)) for s in shards]
+
+
 @timed
-def filter_shard(data: str, models: list[str], audio_root: str, out_dir: str, settings: dict[str, Any],
-                 shard: int, count: int) -> dict[str, Any]:  # fmt: skip
-    """Label shard ``shard`` of ``count`` with every filter model (``settings``: FilterConfig fields)."""
+def filter_answer(data: str, models: list[Any], audio_root: str, settings: dict[str, Any], cell: dict[str, int],
+                  out_dir: str) -> dict[str, Any]:  # fmt: skip
+    """One cell: filter model ``cell["model"]`` answers shard ``cell["shard"]`` under every probe (``settings``:
+    FilterConfig fields). kfp's local runner passes whole fan-out items, so the cell comes as one dict."""
     from audiomcq.acf import FilterConfig
-    from audiomcq.acf.run import run_filter_uri
+    from audiomcq.acf.run import answer_with
 
-    config = FilterConfig.from_dict(settings, shard=(shard, count))
-    return run_filter_uri(data, models, audio_root or None, out_dir, config, Path(out_dir) / "scratch")
+    config = FilterConfig.from_dict(settings, shard=(int(cell["shard"]), int(cell["shards"])))
+    return answer_with(data, models, int(cell["model"]), audio_root or None, out_dir, config)
 
 
 @timed
-def filter_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> dict[str, Any]:
-    """One labelled set from the shards (in shard order); uploaded to ``publish`` when it is an ``s3://`` prefix."""
-    from audiomcq.acf.run import merge_shards
-    from audiomcq.jsonio import load_json
+def filter_label(data: str, models: list[Any], answer_dirs: list[str], settings: dict[str, Any], shards: int,
+                 out_dir: str, publish: str = "", markdown_path: str = "") -> dict[str, Any]:  # fmt: skip
+    """Labels from every cell's answers, in input order; published to ``publish`` when it is an ``s3://`` prefix;
+    the statistics as Markdown for the KFP UI."""
+    from audiomcq.acf import FilterConfig
+    from audiomcq.acf.run import label_answers
+    from audiomcq.views import filter_markdown
 
-    ordered = sorted(shard_dirs, key=lambda d: load_json(Path(d) / "stats.json")["shard"][0])  # fan-ins may reorder
-    stats = merge_shards(ordered, out_dir)
-    return {**stats, "uri": _publish(out_dir, publish)}
+    stats = label_answers(data, models, answer_dirs, out_dir, FilterConfig.from_dict(settings), shards)
+    if markdown_path:
+        filter_markdown(stats, markdown_path)
+    return {**stats, "uri": _publish(out_dir, publish, exclude=("shards", "scratch"))}
 
 
 @timed
@@ -49,14 +60,19 @@ def generate_shard(sources: dict[str, str], out_dir: str, settings: dict[str, An
 
 
 @timed
-def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> dict[str, Any]:
-    """Concatenate the shards' samples and rejects (shard order) and sum their counts."""
+def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "", markdown_path: str = "") -> dict[str, Any]:
+    """Concatenate the shards' samples and rejects (shard order), sum their counts and type/source mix (shares
+    recomputed over the whole), and write the summary as Markdown for the KFP UI."""
     from collections import Counter
 
     from audiomcq.jsonio import atomic_writer, load_json, write_json
+    from audiomcq.views import generate_markdown
 
     out = Path(out_dir)
     totals: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    mix: dict[str, Counter[str]] = {"by_type": Counter(), "by_source": Counter()}
+    paper: dict[str, dict[str, Any]] = {"by_type": {}, "by_source": {}}
     for name in ("samples.jsonl", "rejects.jsonl"):
         with atomic_writer(out / name) as f:
             for d in shard_dirs:
@@ -64,18 +80,27 @@ def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "") -> di
     for d in shard_dirs:
         summary = load_json(Path(d) / "summary.json")
         totals.update({"samples": summary["samples"], "rejects": summary["rejects"]})
-        totals.update({f"reject: {k}": v for k, v in summary["reject_reasons"].items()})
-    merged = {**totals, "shards": len(shard_dirs)}
+        reasons.update(summary["reject_reasons"])
+        for key, counts in mix.items():
+            for group, row in summary.get(key, {}).items():
+                counts[group] += row["count"]
+                paper[key][group] = row.get("paper_share")
+    n = totals["samples"] or 1
+    merged = {**totals, "shards": len(shard_dirs), "reject_reasons": dict(sorted(reasons.items())),
+              **{key: {g: {"count": c, "share": 100.0 * c / n, "paper_share": paper[key][g]}
+                       for g, c in sorted(counts.items())} for key, counts in mix.items()}}  # fmt: skip
     write_json(out / "summary.json", merged)
+    if markdown_path:
+        generate_markdown(merged, markdown_path)
     return {**merged, "uri": _publish(out_dir, publish)}
 
 
-def _publish(out_dir: str, uri: str) -> str:
+def _publish(out_dir: str, uri: str, exclude: tuple[str, ...] = ()) -> str:
     from audiomcq import storage
 
     if not storage.is_s3(uri):
         return ""
-    storage.publish(out_dir, uri)
+    storage.publish(out_dir, uri, exclude=exclude)
     return uri
 
 
@@ -128,3 +153,20 @@ def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, rec
     post_train(storage.local_model(model), local["labelled"], storage.local_tree(audio_root), run, recipe,
                overrides, paradigm=paradigm, selection=local["selection"] or None)  # fmt: skip
     return run
+
+
+@timed
+def select_checkpoint(run: str, audio_root: str, out_dir: str, max_new_tokens: int, markdown_path: str,
+                      html_path: str) -> str:  # fmt: skip
+    """The run's best checkpoint on its selection set (``select --run``), with the table and curves for the UI.
+    Returns where the checkpoint lives: under the run's ``s3://`` prefix for a run in S3, not this pod's cache."""
+    from audiomcq import storage
+    from audiomcq.evaluation.select import select_run
+    from audiomcq.views import selection_views
+
+    selection = select_run(run, audio_root, out_dir, max_new_tokens=max_new_tokens)
+    selection_views(selection, markdown_path, html_path)
+    path = selection["selected"]["path"]
+    if storage.is_s3(run):
+        path = f"{run.rstrip('/')}/{Path(path).relative_to(storage.local_tree(run)).as_posix()}"
+    return path

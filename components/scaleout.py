@@ -1,27 +1,37 @@
-"""Components of the fan-out pipelines: a shard and its merge. Logic lives in ``audiomcq.stages_scaleout``."""
+"""Components of the fan-out pipelines (cells or shards, then their merge), evaluation and one-paradigm training.
+Logic lives in ``audiomcq.stages_scaleout``."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.images import image
 
 
-@dsl.component(base_image=image("infer"), install_kfp_package=False)
-def filter_shard(data: str, models: list, audio_root: str, settings: dict, shard: int, shards: list,
-                 labels: Output[Dataset]):  # fmt: skip
-    """ACF over one shard with every filter model (audiomcq.stages_scaleout.filter_shard)."""
-    from audiomcq.stages_scaleout import filter_shard
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def filter_cells(models: list, shards: list) -> list:
+    """The models x shards fan-out (audiomcq.stages_scaleout.filter_cells)."""
+    from audiomcq.stages_scaleout import filter_cells
 
-    stats = filter_shard(data, models, audio_root, labels.path, settings, shard, len(shards))
-    labels.metadata.update({"weak": stats["weak"], "strong": stats["strong"]})
+    return filter_cells(models, shards)
+
+
+@dsl.component(base_image=image("infer"), install_kfp_package=False)
+def filter_answer(data: str, models: list, audio_root: str, settings: dict, cell: dict, answers: Output[Dataset]):
+    """One filter model on one shard, in silence (audiomcq.stages_scaleout.filter_answer)."""
+    from audiomcq.stages_scaleout import filter_answer
+
+    answers.metadata.update(filter_answer(data, models, audio_root, settings, cell, answers.path))
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def filter_merge(shards: Input[list[Dataset]], publish: str, labels: Output[Dataset]):
-    """Merge the shards in order; publish to S3 (audiomcq.stages_scaleout.filter_merge)."""
-    from audiomcq.stages_scaleout import filter_merge
+def filter_label(data: str, models: list, settings: dict, shards: list, answers: Input[list[Dataset]], publish: str,
+                 labels: Output[Dataset], summary: Output[Markdown]):  # fmt: skip
+    """Labels from every cell, in input order; published to S3 (audiomcq.stages_scaleout.filter_label)."""
+    from audiomcq.stages_scaleout import filter_label
 
-    labels.metadata["uri"] = filter_merge([s.path for s in shards], labels.path, publish)["uri"]
+    stats = filter_label(data, models, [a.path for a in answers], settings, len(shards), labels.path, publish,
+                         summary.path)  # fmt: skip
+    labels.metadata.update({"uri": stats["uri"], "weak": stats["weak"], "strong": stats["strong"]})
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
@@ -35,11 +45,11 @@ def generate_shard(sources: dict, settings: dict, benchmarks: dict, cache: str, 
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def generate_merge(shards: Input[list[Dataset]], publish: str, samples: Output[Dataset]):
+def generate_merge(shards: Input[list[Dataset]], publish: str, samples: Output[Dataset], summary: Output[Markdown]):
     """Concatenate the shards; publish to S3 (audiomcq.stages_scaleout.generate_merge)."""
     from audiomcq.stages_scaleout import generate_merge
 
-    samples.metadata["uri"] = generate_merge([s.path for s in shards], samples.path, publish)["uri"]
+    samples.metadata["uri"] = generate_merge([s.path for s in shards], samples.path, publish, summary.path)["uri"]
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
@@ -70,10 +80,9 @@ def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, over
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
-def select_checkpoint(run: Input[Model], audio_root: str, max_new_tokens: int, selection: Output[Dataset]) -> str:
-    """Every complete checkpoint on the run's selection set; the best (audiomcq.evaluation.select.select_run)."""
-    from audiomcq.evaluation.select import select_run
+def select_checkpoint(run: Input[Model], audio_root: str, max_new_tokens: int, selection: Output[Dataset],
+                      table: Output[Markdown], curves: Output[HTML]) -> str:  # fmt: skip
+    """Every complete checkpoint on the run's selection set; the best (audiomcq.stages_scaleout.select_checkpoint)."""
+    from audiomcq.stages_scaleout import select_checkpoint
 
-    return select_run(run.metadata["uri"], audio_root, selection.path, max_new_tokens=max_new_tokens)["selected"][
-        "path"
-    ]
+    return select_checkpoint(run.metadata["uri"], audio_root, selection.path, max_new_tokens, table.path, curves.path)

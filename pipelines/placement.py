@@ -39,6 +39,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "synth": Stage(cpu="2", memory="8Gi"),
     "generate": Stage(cpu="4", memory="8Gi", llm=True, timeout_s=48 * 3600),
+    "plan": Stage(cpu="1", memory="1Gi"),
     "merge": Stage(cpu="1", memory="4Gi"),
     "pretrain": Stage(cpu="4", memory="32Gi", gpus=1, retries=2, cache=False),
     "filter": Stage(cpu="8", memory="64Gi", gpus=1, retries=2, timeout_s=24 * 3600),

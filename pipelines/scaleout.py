@@ -17,9 +17,10 @@ def fan_out(shard_op: Any, merge_op: Any, stage: str, output: str, inputs: dict,
 
 
 def build_filter() -> Any:
-    """Audio-contribution filtering of a record file (local path or s3://), fanned out over shards."""
+    """Audio-contribution filtering of a record file (local path or s3://): one task per (filter model, shard), so
+    K models on N shards run K x N ways in parallel; the labels then follow the paper's rule over the K models."""
 
-    @dsl.pipeline(name="audiomcq-filter", description="ACF over shards with K filter models, merged in order.")
+    @dsl.pipeline(name="audiomcq-filter", description="ACF fanned out over filter models x shards, labelled in order.")
     def audiomcq_filter(
         data: str,
         models: list,
@@ -29,8 +30,12 @@ def build_filter() -> Any:
         shards: list = [0, 1, 2, 3],  # noqa: B006
         publish: str = "",
     ) -> None:
-        inputs = {"data": data, "models": models, "audio_root": audio_root, "settings": settings}
-        fan_out(ops.filter_shard, ops.filter_merge, "filter", "labels", inputs, shards, publish)
+        inputs = {"data": data, "models": models, "settings": settings}
+        cells = place(ops.filter_cells(models=models, shards=shards), "plan")
+        with dsl.ParallelFor(cells.output) as cell:
+            answer = place(ops.filter_answer(**inputs, audio_root=audio_root, cell=cell), "filter")
+        answers = dsl.Collected(answer.outputs["answers"])
+        place(ops.filter_label(**inputs, shards=shards, answers=answers, publish=publish), "merge")
 
     return audiomcq_filter
 

@@ -162,6 +162,33 @@ def test_shards_merge_back_into_input_order(filtered, synth_corpus, tiny_omni, t
         merge_shards([shards[1], shards[0], shards[2]], tmp_path / "bad")
 
 
+def test_model_by_shard_cells_label_exactly_like_one_run(synth_corpus, tiny_omni, tmp_path):
+    """The pipeline's unit of work: each (model, shard) cell answers alone; the labels from all cells equal those of
+    sharded runs with every model, merged, byte for byte (with the mismatch probe too, whose donors are drawn per
+    shard); a missing or repeated cell is refused by name."""
+    from audiomcq.acf.run import answer_with, label_answers
+    from audiomcq.errors import AudioMCQError
+
+    data = str(synth_corpus / "eval.jsonl")
+    models = [{"path": str(tiny_omni), "name": "a"}, {"path": str(tiny_omni), "name": "b", "batch_size": 3}]
+    settings = {"probes": ("silence:2", "mismatch:1"), "chunk_size": 4}
+    cells = []
+    for s in range(2):
+        for m in range(2):
+            cells.append(tmp_path / f"cell-{m}-{s}")
+            answer_with(data, models, m, str(synth_corpus), cells[-1], FilterConfig(**settings, shard=(s, 2)))
+    label_answers(data, models, cells, tmp_path / "labels", FilterConfig(**settings), 2)
+    for s in range(2):
+        run_filter(data, models, synth_corpus, tmp_path / f"shard{s}", FilterConfig(**settings, shard=(s, 2)))
+    merge_shards([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "one")
+    for name in ("labelled.jsonl", "weak.jsonl", "strong.jsonl"):
+        assert (tmp_path / "labels" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    with pytest.raises(AudioMCQError, match=r"b@1"):
+        label_answers(data, models, cells[:3], tmp_path / "bad", FilterConfig(**settings), 2)
+    with pytest.raises(AudioMCQError, match="repeat a cell"):
+        label_answers(data, models, [*cells, cells[0]], tmp_path / "bad", FilterConfig(**settings), 2)
+
+
 def test_benchmark_filter_keeps_every_item_and_reports_zero_audio_contribution(mmau_file, tiny_omni, tmp_path):
     from audiomcq.acf.benchmark import filter_benchmark
     from audiomcq.benchmarks import get_benchmark

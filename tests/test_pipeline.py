@@ -139,9 +139,12 @@ def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(s3, tiny_omni, synth_corpus, tmp_path):
-    """`audiomcq-filter` over 2 shards reads its records from S3 and publishes the merged labels there, equal to a
-    single unsharded run; `audiomcq-sdg` over 2 shards publishes every sample of a single run."""
+def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
+    s3, tiny_omni, tiny_qwen2_audio, synth_corpus, tmp_path, monkeypatch
+):
+    """`audiomcq-filter` with 2 filter models x 2 shards (4 cells, side by side) reads its records from S3 and
+    publishes labels there equal to a single unsharded run; `audiomcq-sdg` over 2 shards publishes every sample of
+    a single run. Both show their summary as Markdown."""
     from audiomcq.acf import FilterConfig, run_filter
     from audiomcq.sdg.run import generate_dataset
     from pipelines.run import run_local
@@ -149,18 +152,32 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(s3, tiny_
     data = (synth_corpus / "eval.jsonl").read_bytes()
     s3.put_object("data", "in/eval.jsonl", __import__("io").BytesIO(data), len(data))
     settings = {"probes": ["silence:2"], "min_correct": 1, "chunk_size": 4}  # silence: independent of sharding
-    run_local(tmp_path / "root", pipeline="audiomcq-filter", data="s3://data/in/eval.jsonl", models=[str(tiny_omni)],
-              audio_root=str(synth_corpus), settings=settings, shards=[0, 1], publish="s3://data/out/acf")  # fmt: skip
-    run_filter(synth_corpus / "eval.jsonl", [str(tiny_omni)], synth_corpus, tmp_path / "single",
+    models = [str(tiny_omni), str(tiny_qwen2_audio)]
+    timings = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("AUDIOMCQ_STAGE_TIMINGS", str(timings))
+    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-filter", data="s3://data/in/eval.jsonl",
+                        models=models, audio_root=str(synth_corpus), settings=settings, shards=[0, 1],
+                        publish="s3://data/out/acf")  # fmt: skip
+    run_filter(synth_corpus / "eval.jsonl", models, synth_corpus, tmp_path / "single",
                FilterConfig.from_dict(settings))  # fmt: skip
     published = s3.get_object("data", "out/acf/labelled.jsonl").read()
     assert published == (tmp_path / "single" / "labelled.jsonl").read_bytes()
     assert storage_complete("s3://data/out/acf")
+    cells = [json.loads(line) for line in timings.read_text().splitlines() if '"filter_answer"' in line]
+    assert len(cells) == 4  # every (model, shard) cell ran as its own task ...
+    first_end = min(c["end"] for c in cells)
+    assert sum(c["start"] < first_end for c in cells) >= 2  # ... and two ran at the same time
+    summary = next(run_dir.rglob("filter-label/summary")).read_text()
+    stats = json.loads((tmp_path / "single" / "stats.json").read_text())
+    assert f"**{stats['weak']} weak / {stats['strong']} strong**" in summary and "filter1" in summary
     run_local(tmp_path / "root", pipeline="audiomcq-sdg", sources={"synthetic": str(synth_corpus / "train.jsonl")},
               shards=[0, 1], publish="s3://data/out/sdg")  # fmt: skip
     single = generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "sdg-single")
-    merged = s3.get_object("data", "out/sdg/summary.json").read()
-    assert json.loads(merged)["samples"] == single["samples"] and json.loads(merged)["shards"] == 2
+    merged = json.loads(s3.get_object("data", "out/sdg/summary.json").read())
+    assert merged["samples"] == single["samples"] and merged["shards"] == 2
+    assert {t: r["count"] for t, r in merged["by_type"].items()} == {
+        t: r["count"] for t, r in single["by_type"].items()
+    }
 
 
 def storage_complete(uri):
@@ -274,3 +291,9 @@ def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, sy
     stages = {(c["stage"], c["step"]) for c in selection["candidates"]}
     assert stages == {("sft", 1), ("sft", 2), ("grpo", 1), ("grpo", 2)}
     assert selection["selected"]["path"] in {c["path"] for c in selection["candidates"]}
+    table = next(run_dir.rglob("select-checkpoint/table")).read_text()  # the KFP UI's views of the choice
+    assert f"{selection['selected']['stage']} step {selection['selected']['step']}" in table
+    assert (
+        table.count("\n| sft |") == 2
+        and "data:image/png;base64," in next(run_dir.rglob("select-checkpoint/curves")).read_text()
+    )

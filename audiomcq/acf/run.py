@@ -63,14 +63,8 @@ class FilterConfig:
         return Sampling(self.max_new_tokens, self.temperature if self.samples > 1 else 0.0, n=self.samples)
 
 
-def run_filter(
-    data: str | Path,
-    models: Sequence[str | dict[str, Any] | EngineSpec],
-    audio_root: str | Path | None,
-    out_dir: str | Path,
-    config: FilterConfig = FilterConfig(),
-) -> dict[str, Any]:
-    """Label ``data`` weak/strong; returns the statistics also written to ``stats.json``."""
+def _plan(models: Sequence[Any], config: FilterConfig) -> tuple[list[EngineSpec], list[str], list[Probe], list[Rule]]:
+    """The engines, their names, the probes and the rule variants of a run (checked, nothing loaded)."""
     specs = [
         m if isinstance(m, EngineSpec) else EngineSpec.from_dict(_with_batch(m, config.batch_size)) for m in models
     ]
@@ -83,10 +77,34 @@ def run_filter(
     rules = rule_variants([p.name for p in probes], config.min_correct)
     if config.label_rule not in {r.name for r in rules}:
         raise AudioMCQError(f"label rule {config.label_rule!r} is not one of {[r.name for r in rules]}")
+    return specs, names, probes, rules
+
+
+def run_filter(
+    data: str | Path,
+    models: Sequence[str | dict[str, Any] | EngineSpec],
+    audio_root: str | Path | None,
+    out_dir: str | Path,
+    config: FilterConfig = FilterConfig(),
+) -> dict[str, Any]:
+    """Label ``data`` weak/strong; returns the statistics also written to ``stats.json``."""
+    specs, names, probes, rules = _plan(models, config)
     out = Path(out_dir)
     for name, spec in zip(names, specs, strict=True):
         _answer_all(data, spec, name, probes, audio_root, out / "work" / name, config)
-    return _merge(data, names, out, rules, config)
+    return _merge(data, {n: out / "work" / n for n in names}, out, rules, config)
+
+
+def _local_inputs(data: str, models: Sequence[Any], audio_root: str | Path | None, scratch: Path) -> tuple:
+    """Local copies of ``s3://`` inputs: the record file streamed, models and audio synced to the cache."""
+    from audiomcq import storage
+
+    models = [
+        storage.local_model(m) if isinstance(m, (str, Path)) else {**m, "path": storage.local_model(m["path"])}
+        for m in models
+    ]
+    audio = storage.local_tree(audio_root) if audio_root is not None else None
+    return storage.fetch(data, scratch / "input"), models, audio
 
 
 def run_filter_uri(
@@ -104,15 +122,57 @@ def run_filter_uri(
 
     scratch = Path(work or Path(".audiomcq-work") / "filter")
     local_out = scratch / "out" if storage.is_s3(out) else Path(out)
-    models = [
-        storage.local_model(m) if isinstance(m, (str, Path)) else {**m, "path": storage.local_model(m["path"])}
-        for m in models
-    ]
-    audio = storage.local_tree(audio_root) if audio_root is not None else None
-    stats = run_filter(storage.fetch(data, scratch / "input"), models, audio, local_out, config)
+    stats = run_filter(*_local_inputs(data, models, audio_root, scratch), local_out, config)
     if storage.is_s3(out):
         storage.publish(local_out, out, exclude=("work",))
     return stats
+
+
+def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | Path | None, out_dir: str | Path,
+                config: FilterConfig) -> dict[str, Any]:  # fmt: skip
+    """Filter model ``index`` alone on ``config.shard``: one cell of a models x shards fan-out. Its answers go to
+    ``out_dir`` (resumable parts + ``answers.json``); ``label_answers`` turns every cell into the labels
+    ``run_filter`` would write."""
+    out = Path(out_dir)
+    local_data, local_models, audio = _local_inputs(data, models, audio_root, out / "scratch")
+    specs, names, probes, _ = _plan(local_models, config)
+    if not 0 <= index < len(specs):
+        raise AudioMCQError(f"filter model index {index} is not in 0..{len(specs) - 1}")
+    _answer_all(local_data, specs[index], names[index], probes, audio, out / "parts", config)
+    meta = {"model": names[index], "index": index, "shard": list(config.shard), "probes": list(config.probes)}
+    write_json(out / "answers.json", meta)
+    return meta
+
+
+def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | Path], out_dir: str | Path,
+                  config: FilterConfig, shards: int) -> dict[str, Any]:  # fmt: skip
+    """Labels from every (model, shard) cell's answers: each shard merged like ``run_filter``, then the shards
+    interleaved back into input order. A missing or repeated cell is an error naming it."""
+    from dataclasses import replace
+
+    from audiomcq import storage
+
+    out = Path(out_dir)
+    _, names, _, rules = _plan(models, config)
+    cells: dict[tuple[int, str], Path] = {}
+    for d in map(Path, answer_dirs):
+        meta = load_json(d / "answers.json")
+        key = (meta["shard"][0], meta["model"])
+        if meta["shard"][1] != shards or key in cells or meta["probes"] != list(config.probes):
+            raise AudioMCQError(
+                f"{d}: answers of {meta['model']} on shard {meta['shard']} with probes {meta['probes']} "
+                f"repeat a cell or do not fit {shards} shards and probes {list(config.probes)}"
+            )
+        cells[key] = d / "parts"
+    missing = [f"{n}@{s}" for s in range(shards) for n in names if (s, n) not in cells]
+    if missing:
+        raise AudioMCQError(f"no answers for model@shard {missing}")
+    local_data = storage.fetch(data, out / "scratch" / "input")
+    parts = []
+    for s in range(shards):
+        parts.append(out / "shards" / str(s))
+        _merge(local_data, {n: cells[(s, n)] for n in names}, parts[-1], rules, replace(config, shard=(s, shards)))
+    return merge_shards(parts, out)
 
 
 def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -178,12 +238,14 @@ def _judge(record: MCQRecord, choices: tuple[str, ...], outputs: list[str]) -> d
     return {"outputs": outputs, "answers": answers, "correct": correct}
 
 
-def _merge(data: str | Path, names: list[str], out: Path, rules: list[Rule], config: FilterConfig) -> dict[str, Any]:
+def _merge(data: str | Path, work: dict[str, Path], out: Path, rules: list[Rule], config: FilterConfig) -> dict:
+    """Stream the input and each model's parts (``work``: name -> folder) side by side into the labelled files."""
     label_rule = next(r for r in rules if r.name == config.label_rule)
+    names = list(work)
 
     def labelled() -> Iterator[MCQRecord]:
         for i, chunk in enumerate(_chunks(data, config)):
-            parts = {n: [row for _, row in iter_jsonl(out / "work" / n / f"part-{i:06d}.jsonl")] for n in names}
+            parts = {n: [row for _, row in iter_jsonl(work[n] / f"part-{i:06d}.jsonl")] for n in names}
             for j, record in enumerate(chunk):
                 acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i)
                 record.audio_contribution = "weak" if acf["votes"][label_rule.name] >= config.min_correct else "strong"
