@@ -73,6 +73,15 @@ def add_filter_commands(sub: Any) -> None:
     bt.add_argument("--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-Omni-3B thinker shape (GPU)")
     bt.add_argument("--peak-tflops", type=float, help="the device's peak (default: detected GPU's dense bf16)")
     bt.set_defaults(func=cmd_bench_train)
+    bs = bsub.add_parser(
+        "serve", help="the model server under concurrent clients: latency and throughput (tiny model)"
+    )
+    bs.add_argument("--work", type=Path, default=Path("out/bench-serve"))
+    bs.add_argument("--clients", type=int, default=32)
+    bs.add_argument("--seconds", type=float, default=30.0)
+    bs.add_argument("--max-batch-size", type=int, default=8, help="the server's micro-batch limit (1: no batching)")
+    bs.add_argument("--max-wait-ms", type=float, default=10.0)
+    bs.set_defaults(func=cmd_bench_serve)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -199,4 +208,19 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     print(f"{r['recipe']}: {r['tasks']} tasks, wall {r['wall_s']:.0f} s, stages computing {r['busy_s']:.0f} s "
           f"(task compute {r['task_compute_s']:.0f} s, overlapped)")  # fmt: skip
     print(f"  orchestration overhead: {r['overhead_s']:.1f} s = {r['overhead_pct']:.1f}% of compute (target <= 5%)")
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """Print the serving benchmark."""
+    import shutil
+
+    from audiomcq.bench_serve import bench_serve
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    r = bench_serve(args.work, args.clients, args.seconds, args.max_batch_size, args.max_wait_ms)
+    print(f"serve: {r['clients']} clients for {r['seconds']:.0f} s, max batch {r['max_batch_size']}: "
+          f"{r['requests']} requests, {r['failures']} failures")  # fmt: skip
+    print(f"  latency p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; throughput {r['throughput_rps']:.1f} req/s; "
+          f"mean batch {r['mean_batch']:.1f}")  # fmt: skip
     return 0

@@ -71,10 +71,13 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("serve", help="serve a checkpoint with KServe (V1 :predict, audio as base64 WAV)")
-    p.add_argument("--model", required=True)
+    from audiomcq.serve import add_arguments as add_serve_arguments
+
+    p = sub.add_parser("serve", help="serve a checkpoint with KServe (V1, V2 and OpenAI-compatible chat routes)")
+    p.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="model directory or s3:// prefix")
     p.add_argument("--name", default="audiomcq")
     p.add_argument("--http-port", type=int, default=8080)
+    add_serve_arguments(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("query", help="ask a served model one audio question")
@@ -87,14 +90,15 @@ def add_loop_commands(sub: Any) -> None:
 
     p = sub.add_parser("pipeline", help="compile the KFP pipelines, or run one locally with kfp.local")
     p.add_argument("action", choices=["compile", "run", "submit"])
+    p.add_argument("pipeline", nargs="?", help="run/submit: which pipeline (or --name)")
     p.add_argument("--name", default="audiomcq-post-training", help="run/submit: which pipeline")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="submit: a pipeline argument")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="run/submit: a pipeline argument")
     p.add_argument("--experiment", default="audiomcq", help="submit: KFP experiment")
     p.add_argument("--run-name", help="submit: run name")
     p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
     p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
-    p.add_argument("--recipe", default="demo")
+    p.add_argument("--recipe", help="run: the recipe parameter (audiomcq-post-training: default demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_pipeline)
 
@@ -183,9 +187,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Block serving a model."""
-    from audiomcq.serve import serve
+    from audiomcq.serve import ServeConfig, serve
 
-    serve(args.model, args.name, args.http_port)
+    serve(args.model_dir, args.name, args.http_port, ServeConfig.from_args(args))
     return 0
 
 
@@ -212,17 +216,19 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         for path in compile_all(args.out, manifests=args.manifests):
             print(f"compiled {path}")
         return 0
+    from audiomcq.cli_eval import _pairs
+
+    name = args.pipeline or args.name
+    params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param").items()}
     if args.action == "submit":
-        from audiomcq.cli_eval import _pairs
         from pipelines.run import submit
 
-        params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param").items()}
-        print(f"submitted: run {submit(args.name, params, args.experiment, args.run_name)}")
+        print(f"submitted: run {submit(name, params, args.experiment, args.run_name)}")
         return 0
     if not args.local:
         print("audiomcq: error: `pipeline run` is local only (--local); use `pipeline submit` for a KFP cluster")
         return 2
-    run_dir = run_local(args.out, args.recipe, args.overrides)
+    run_dir = run_local(args.out, args.recipe, args.overrides or None, pipeline=name, **params)
     print(f"pipeline: finished -> {run_dir}")
     return 0
 

@@ -1,0 +1,103 @@
+"""The model server's settings: batching, generation and input limits, each a CLI flag and an environment variable.
+
+A flag's default comes from ``AUDIOMCQ_SERVE_<NAME>`` (``--max-audio-seconds`` <- ``AUDIOMCQ_SERVE_MAX_AUDIO_SECONDS``)
+so a Deployment can set limits without changing its command; an explicit flag wins. Lists are comma-separated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+
+ENV_PREFIX = "AUDIOMCQ_SERVE_"
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the predictor needs besides the model directory, its name and the port."""
+
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    max_new_tokens: int = 32
+    dtype: str = "auto"
+    max_instances: int = 16
+    max_audio_bytes: int = 10 * 1024 * 1024
+    max_audio_seconds: float = 30.0
+    max_choices: int = 10
+    max_question_chars: int = 2000
+    max_choice_chars: int = 500
+    sample_rates: tuple[int, ...] = ()
+    allow_url_prefixes: tuple[str, ...] = ()
+    url_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        positive = ("max_batch_size", "max_new_tokens", "max_instances", "max_audio_bytes", "max_audio_seconds",
+                    "max_choices", "max_question_chars", "max_choice_chars", "url_timeout_s")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise AudioMCQError(f"serve: {name} must be positive, not {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise AudioMCQError(f"serve: max_wait_ms must be >= 0, not {self.max_wait_ms}")
+        if self.dtype not in DTYPES:
+            raise AudioMCQError(f"serve: dtype must be one of {DTYPES}, not {self.dtype!r}")
+        if self.max_choices < 2:
+            raise AudioMCQError("serve: max_choices must be at least 2 (a question needs two choices)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        """The settings an ``add_arguments`` parser produced."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+HELP = {
+    "max_batch_size": "most questions answered in one forward pass (concurrent requests are batched together)",
+    "max_wait_ms": "how long the first queued question waits for others to fill its batch",
+    "max_new_tokens": "tokens generated for the raw answer",
+    "dtype": "model dtype: auto (float32 on CPU), bfloat16, float16, float32",
+    "max_instances": "questions in one request",
+    "max_audio_bytes": "size of one encoded audio file (before base64)",
+    "max_audio_seconds": "duration of one clip; the audio encoder hears 30 s at most, so longer is refused, not cut",
+    "max_choices": "choices per question (at least 2 are always required)",
+    "max_question_chars": "characters in a question",
+    "max_choice_chars": "characters in one choice",
+    "sample_rates": "accepted sample rates, e.g. 16000,48000; empty (default) accepts any and resamples to 16 kHz",
+    "allow_url_prefixes": "audio_url prefixes the server may fetch (s3://bucket/, https://host/); default none",
+    "url_timeout_s": "timeout for fetching one audio_url",
+}
+
+
+def _list(kind: type) -> Any:
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, not {text!r}"
+            ) from None
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting, its default read from the environment (see the module docstring)."""
+    group = parser.add_argument_group("batching, generation and input limits (env AUDIOMCQ_SERVE_<NAME>)")
+    for f in fields(ServeConfig):
+        default = f.default
+        parse: Any = type(default)
+        if f.name == "sample_rates":
+            parse = _list(int)
+        elif f.name == "allow_url_prefixes":
+            parse = _list(str)
+        env = os.environ.get(ENV_PREFIX + f.name.upper())
+        if env is not None:
+            try:
+                default = parse(env)
+            except (ValueError, argparse.ArgumentTypeError) as err:
+                raise AudioMCQError(f"{ENV_PREFIX}{f.name.upper()}={env!r}: {err}") from None
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(flag, dest=f.name, type=parse, default=default, help=f"{HELP[f.name]} (default {default})")

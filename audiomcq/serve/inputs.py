@@ -1,0 +1,200 @@
+"""Turning request instances into checked questions: text limits, base64 or fetched audio, decoding to 16 kHz mono.
+
+Every problem raises kserve's ``InvalidInput`` (HTTP 400) naming the instance and the reason, so a client never
+sees a 5xx for its own mistake. Audio must be WAV, FLAC or MP3, at most ``max_audio_bytes`` encoded and
+``max_audio_seconds`` long, 1 to 8 channels, 8-192 kHz (or one of ``sample_rates`` when the operator lists some);
+it is mixed to mono and resampled to 16 kHz. ``audio_url`` is fetched only under an allowed prefix, without
+following redirects, and never with ``.``/``..`` path segments (they could step outside the prefix).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from kserve.errors import InvalidInput
+
+from audiomcq.serve.config import ServeConfig
+from audiomcq.synth.audio import resample
+
+log = logging.getLogger(__name__)
+FORMATS = {"WAV", "WAVEX", "FLAC", "MP3"}
+MAX_CHANNELS = 8
+RATE_RANGE = (8_000, 192_000)
+FIELDS = {"audio", "audio_url", "question", "choices"}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One checked question: its text, its choices in display order, and the 16 kHz mono clip it is about."""
+
+    question: str
+    choices: tuple[str, ...]
+    wave: np.ndarray = field(repr=False)
+    seconds: float
+
+
+def _text(where: str, name: str, value: Any, limit: int, forbidden: Sequence[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{where}: '{name}' must be a non-empty string")
+    if len(value) > limit:
+        raise InvalidInput(f"{where}: '{name}' has {len(value)} characters, more than the limit of {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: '{name}' is not valid Unicode (lone surrogate)") from None
+    for marker in forbidden:
+        if marker in value:
+            raise InvalidInput(f"{where}: '{name}' contains the model's control token {marker!r}")
+    return value
+
+
+def check_text(
+    where: str, question: Any, choices: Any, config: ServeConfig, forbidden: Sequence[str] = ()
+) -> tuple[str, tuple[str, ...]]:
+    """The question and its choices, checked against the limits; control tokens are refused because they would
+    change the prompt's structure (an extra audio placeholder breaks the processor)."""
+    question = _text(where, "question", question, config.max_question_chars, forbidden)
+    if not isinstance(choices, list) or not 2 <= len(choices) <= config.max_choices:
+        count = f"{len(choices)} choices" if isinstance(choices, list) else type(choices).__name__
+        raise InvalidInput(f"{where}: 'choices' must be a list of 2 to {config.max_choices} strings, not {count}")
+    checked = tuple(
+        _text(where, f"choices[{i}]", c, config.max_choice_chars, forbidden) for i, c in enumerate(choices)
+    )
+    if len({c.strip() for c in checked}) != len(checked):
+        raise InvalidInput(f"{where}: 'choices' has duplicates, so an answer could not name one choice")
+    return question, checked
+
+
+def decode_base64(where: str, text: Any, config: ServeConfig) -> bytes:
+    """The encoded audio file inside a base64 string, refused before decoding when it is too large."""
+    if not isinstance(text, str) or not text:
+        raise InvalidInput(f"{where}: 'audio' must be a non-empty base64 string")
+    if len(text) > 4 * (config.max_audio_bytes // 3 + 1):
+        raise InvalidInput(f"{where}: 'audio' is larger than the limit of {config.max_audio_bytes} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise InvalidInput(f"{where}: 'audio' is not valid base64 ({err})") from None
+    if len(data) > config.max_audio_bytes:
+        raise InvalidInput(f"{where}: 'audio' has {len(data)} bytes, more than the limit of {config.max_audio_bytes}")
+    return data
+
+
+def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarray, float]:
+    """16 kHz mono float32 samples and the clip's duration; the header is checked before the samples are read."""
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise InvalidInput(f"{where}: the audio is not a readable WAV, FLAC or MP3 file ({err})") from None
+    if info.format not in FORMATS:
+        raise InvalidInput(f"{where}: audio format {info.format} is not accepted (WAV, FLAC or MP3)")
+    rate, channels = int(info.samplerate), int(info.channels)
+    if config.sample_rates and rate not in config.sample_rates:
+        raise InvalidInput(f"{where}: sample rate {rate} Hz is not accepted (accepted: {list(config.sample_rates)})")
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise InvalidInput(f"{where}: sample rate {rate} Hz is outside {RATE_RANGE[0]}-{RATE_RANGE[1]} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InvalidInput(f"{where}: {channels} audio channels; 1 to {MAX_CHANNELS} are accepted")
+    if info.frames / rate > config.max_audio_seconds:
+        raise InvalidInput(f"{where}: the audio lasts {info.frames / rate:.1f} s, more than the limit of "
+                           f"{config.max_audio_seconds:g} s")  # fmt: skip
+    try:
+        wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise InvalidInput(f"{where}: the audio could not be decoded ({err})") from None
+    seconds = len(wave) / rate
+    if len(wave) == 0:
+        raise InvalidInput(f"{where}: the audio has no samples")
+    if seconds > config.max_audio_seconds:  # an MP3 header may only estimate its length
+        raise InvalidInput(f"{where}: the audio lasts {seconds:.1f} s, more than the limit of "
+                           f"{config.max_audio_seconds:g} s")  # fmt: skip
+    if not np.isfinite(wave).all():
+        raise InvalidInput(f"{where}: the audio has NaN or infinite samples")
+    return resample(wave.mean(axis=1), rate), seconds
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect could leave the allowed prefix, so a 3xx is an error instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _allowed(where: str, url: Any, config: ServeConfig) -> str:
+    if not isinstance(url, str) or not url:
+        raise InvalidInput(f"{where}: 'audio_url' must be a non-empty string")
+    if not any(url.startswith(prefix) for prefix in config.allow_url_prefixes):
+        raise InvalidInput(f"{where}: 'audio_url' is not under an allowed prefix (the operator allows "
+                           f"{list(config.allow_url_prefixes) or 'none'})")  # fmt: skip
+    parsed = urllib.parse.urlsplit(url)
+    segments = urllib.parse.unquote(parsed.path).replace("\\", "/").split("/")
+    if parsed.scheme not in ("s3", "http", "https") or "@" in parsed.netloc or {".", ".."} & set(segments):
+        raise InvalidInput(f"{where}: 'audio_url' must be a plain s3://, http:// or https:// URL without "
+                           "credentials or . / .. segments")  # fmt: skip
+    return url
+
+
+def fetch_url(where: str, url: Any, config: ServeConfig) -> bytes:
+    """The bytes at an allowed ``s3://`` or ``http(s)://`` URL, at most ``max_audio_bytes`` of them."""
+    url = _allowed(where, url, config)
+    limit = config.max_audio_bytes
+    try:
+        if url.startswith("s3://"):
+            from audiomcq import storage
+
+            bucket, key = storage.split(url)
+            resp = storage.client().get_object(bucket, key)
+            try:
+                data = resp.read(limit + 1)
+            finally:
+                resp.close()
+                resp.release_conn()
+        else:
+            opener = urllib.request.build_opener(_NoRedirect())
+            with opener.open(url, timeout=config.url_timeout_s) as resp:
+                data = resp.read(limit + 1)
+    except urllib.error.HTTPError as err:
+        raise InvalidInput(f"{where}: 'audio_url' answered HTTP {err.code}") from None
+    except Exception as err:  # any failure to get an object the client named (S3 errors, timeouts, DNS) is a 400
+        log.info("%s: fetching %s failed: %s", where, url, err)
+        raise InvalidInput(f"{where}: 'audio_url' could not be fetched ({type(err).__name__})") from err
+    if len(data) > limit:
+        raise InvalidInput(f"{where}: 'audio_url' is larger than the limit of {limit} bytes")
+    return data
+
+
+def parse_instance(where: str, instance: Any, config: ServeConfig, forbidden: Sequence[str] = ()) -> Question:
+    """One V1-style instance (``audio`` base64 or ``audio_url``, ``question``, ``choices``) as a checked question."""
+    if not isinstance(instance, dict):
+        raise InvalidInput(f"{where}: expected an object with audio (or audio_url), question and choices")
+    unknown = sorted(set(instance) - FIELDS)
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field(s) {unknown}; expected {sorted(FIELDS)}")
+    question, choices = check_text(where, instance.get("question"), instance.get("choices"), config, forbidden)
+    audio, url = instance.get("audio"), instance.get("audio_url")
+    if (audio is None) == (url is None):
+        raise InvalidInput(f"{where}: give exactly one of 'audio' (base64 WAV, FLAC or MP3) and 'audio_url'")
+    data = decode_base64(where, audio, config) if audio is not None else fetch_url(where, url, config)
+    wave, seconds = decode_audio(where, data, config)
+    return Question(question, choices, wave, seconds)
+
+
+def parse_v1(payload: Any, config: ServeConfig, forbidden: Sequence[str] = ()) -> list[Question]:
+    """Every instance of a V1 ``{"instances": [...]}`` body, or a 400 naming the first bad one."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:
+        raise InvalidInput("expected {'instances': [...]} with at least one instance")
+    instances = payload["instances"]
+    if len(instances) > config.max_instances:
+        raise InvalidInput(f"{len(instances)} instances in one request; the limit is {config.max_instances}")
+    return [parse_instance(f"instance {i}", inst, config, forbidden) for i, inst in enumerate(instances)]
