@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 
-def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run ``audiomcq-post-training`` locally with stage timings on; returns wall, busy and overhead seconds."""
+def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] | None = None,
+                   **params: object) -> dict[str, Any]:  # fmt: skip
+    """Run ``audiomcq-post-training`` locally with stage timings on (``params``: more pipeline arguments, e.g.
+    ``publish``); returns wall, busy and overhead seconds."""
     from audiomcq.timing import busy_seconds
     from pipelines.run import run_local
 
@@ -26,7 +28,7 @@ def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] 
     os.environ["AUDIOMCQ_STAGE_TIMINGS"] = str(timings)  # inherited by every task's subprocess
     try:
         start = time.time()
-        run_local(work / "root", recipe, overrides)
+        run_local(work / "root", recipe, overrides, **params)
         wall = time.time() - start
     finally:
         del os.environ["AUDIOMCQ_STAGE_TIMINGS"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from audiomcq.storage import publish_under
 from audiomcq.timing import timed
 
 
@@ -43,7 +44,7 @@ def filter_label(data: str, models: list[Any], answer_dirs: list[str], settings:
     stats = label_answers(data, models, answer_dirs, out_dir, FilterConfig.from_dict(settings), shards)
     if markdown_path:
         filter_markdown(stats, markdown_path)
-    return {**stats, "uri": _publish(out_dir, publish, exclude=("shards", "scratch"))}
+    return {**stats, "uri": publish_under(out_dir, publish, exclude=("shards", "scratch"))}
 
 
 @timed
@@ -92,16 +93,7 @@ def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "", markd
     write_json(out / "summary.json", merged)
     if markdown_path:
         generate_markdown(merged, markdown_path)
-    return {**merged, "uri": _publish(out_dir, publish)}
-
-
-def _publish(out_dir: str, uri: str, exclude: tuple[str, ...] = ()) -> str:
-    from audiomcq import storage
-
-    if not storage.is_s3(uri):
-        return ""
-    storage.publish(out_dir, uri, exclude=exclude)
-    return uri
+    return {**merged, "uri": publish_under(out_dir, publish)}
 
 
 @timed

@@ -92,6 +92,16 @@ def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> i
     return count
 
 
+def publish_under(local_dir: str | Path, prefix: str, *where: str, exclude: tuple[str, ...] = ()) -> str:
+    """Publish a finished stage output to ``prefix/where…`` when ``prefix`` is an ``s3://`` URI; returns that URI,
+    or "" when nothing is published (no prefix: the output stays a local artifact)."""
+    if not is_s3(prefix):
+        return ""
+    uri = "/".join([prefix.rstrip("/"), *where])
+    publish(local_dir, uri, exclude=exclude)
+    return uri
+
+
 def is_complete(uri: str) -> bool:
     """Whether an output prefix carries its ``_COMPLETE`` marker."""
     from minio.error import S3Error

@@ -7,35 +7,36 @@ from components.images import image
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def synth(recipe: str, overrides: list, corpus: Output[Dataset]):
+def synth(recipe: str, overrides: list, publish: str, corpus: Output[Dataset]):
     """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (audiomcq.stages.synth_stage)."""
     from audiomcq.stages import synth_stage
 
-    synth_stage(corpus.path, recipe, overrides)
+    corpus.metadata["uri"] = synth_stage(corpus.path, recipe, overrides, publish)["uri"]
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
-def pretrain(recipe: str, overrides: list, role: str, corpus: Input[Dataset], model: Output[Model]):
+def pretrain(recipe: str, overrides: list, publish: str, role: str, corpus: Input[Dataset], model: Output[Model]):
     """Build and pre-train the base model or filter model ``role`` (audiomcq.stages.pretrain_stage)."""
     from audiomcq.stages import pretrain_stage
 
-    pretrain_stage(corpus.path, model.path, role, recipe, overrides)
+    model.metadata["uri"] = pretrain_stage(corpus.path, model.path, role, recipe, overrides, publish)["uri"]
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
-def acf_filter(
-    recipe: str, overrides: list, corpus: Input[Dataset], filter_models: Input[list[Model]], labels: Output[Dataset]
-):
+def acf_filter(recipe: str, overrides: list, publish: str, corpus: Input[Dataset], filter_models: Input[list[Model]],
+               labels: Output[Dataset]):  # fmt: skip
     """Audio-contribution filtering with the filter models in silence (audiomcq.stages.filter_stage)."""
     from audiomcq.stages import filter_stage
 
-    filter_stage(corpus.path, [m.path for m in filter_models], labels.path, recipe, overrides)
+    labels.metadata["uri"] = filter_stage(corpus.path, [m.path for m in filter_models], labels.path, recipe,
+                                          overrides, publish)["uri"]  # fmt: skip
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
 def post_train(
     recipe: str,
     overrides: list,
+    publish: str,
     paradigm: str,
     base: Input[Model],
     corpus: Input[Dataset],
@@ -45,7 +46,8 @@ def post_train(
     """One paradigm: allocation, SFT from the base, GRPO from the SFT model (audiomcq.stages.post_train_stage)."""
     from audiomcq.stages import post_train_stage
 
-    post_train_stage(base.path, corpus.path, labels.path, paradigm, run.path, recipe, overrides)
+    run.metadata["uri"] = post_train_stage(base.path, corpus.path, labels.path, paradigm, run.path, recipe,
+                                           overrides, publish)["uri"]  # fmt: skip
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)

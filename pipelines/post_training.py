@@ -18,19 +18,20 @@ def build() -> Any:
         overrides: list = [],  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
         paradigms: list = ["weak_to_strong", "mixed_to_strong"],  # noqa: B006
         filter_roles: list = ["0", "1", "2"],  # noqa: B006
+        publish: str = "",  # s3://bucket/prefix: corpus, models, labels and runs are also kept there (URI in metadata)
     ) -> str:
         """Returns the selected model's path."""
         common = {"recipe": recipe, "overrides": overrides}
-        corpus = place(synth(**common), "synth").outputs["corpus"]
-        base = place(pretrain(role="base", corpus=corpus, **common), "pretrain").outputs["model"]
+        corpus = place(synth(**common, publish=publish), "synth").outputs["corpus"]
+        base = place(pretrain(role="base", corpus=corpus, publish=publish, **common), "pretrain").outputs["model"]
         with dsl.ParallelFor(filter_roles) as role:
-            filter_model = place(pretrain(role=role, corpus=corpus, **common), "pretrain")
+            filter_model = place(pretrain(role=role, corpus=corpus, publish=publish, **common), "pretrain")
         filters = dsl.Collected(filter_model.outputs["model"])
-        labels = place(acf_filter(corpus=corpus, filter_models=filters, **common), "filter")
+        labels = place(acf_filter(corpus=corpus, filter_models=filters, publish=publish, **common), "filter")
         data = {"corpus": corpus, "labels": labels.outputs["labels"]}
         base_eval = place(evaluate(name="base", models=base, **data, **common), "eval")
         with dsl.ParallelFor(paradigms) as paradigm:
-            run = place(post_train(paradigm=paradigm, base=base, **data, **common), "train")
+            run = place(post_train(paradigm=paradigm, base=base, publish=publish, **data, **common), "train")
             run_eval = place(evaluate(name=paradigm, models=run.outputs["run"], **data, **common), "eval")
         results = dsl.Collected(run_eval.outputs["results"])
         chosen = place(select(results=results, base_results=base_eval.outputs["results"]), "select")

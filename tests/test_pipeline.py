@@ -43,10 +43,12 @@ def test_components_are_thin_shims(module):
 
 
 @pytest.mark.slow
-def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path):
+def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
+    """The whole loop as the local KFP pipeline, its big artifacts also kept in the local S3 server."""
+    from audiomcq import storage
     from audiomcq.bench_pipeline import bench_pipeline
 
-    bench = bench_pipeline(tmp_path, "smoke")  # the local run, with stage timings on
+    bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
     (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
     assert bench["tasks"] == 13 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
     assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
@@ -58,6 +60,10 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path):
     selection = json.loads(next(Path(run_dir).rglob("selection.json")).read_text())
     assert selection["selected"] in {c["name"] for c in selection["candidates"]}
     assert (run_dir / "report" / "html").read_text().startswith("<html>")
+    for where in ("corpus", "models/base", "models/2", "labels", "runs/weak_to_strong", "runs/mixed_to_strong"):
+        assert storage.is_complete(f"s3://data/loop/{where}"), where
+    outputs = "".join(p.read_text() for p in run_dir.rglob("executor_output.json"))
+    assert '"uri": "s3://data/loop/runs/weak_to_strong"' in outputs  # each artifact's S3 location, in its metadata
 
 
 def _compiled(tmp_path):
