@@ -15,6 +15,7 @@ from typing import Any
 
 from audiomcq import __version__
 from audiomcq.cli_loop import add_loop_commands
+from audiomcq.cli_promote import add_promote_commands
 from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger("audiomcq")
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_prompt(sub)
     add_loop_commands(sub)
+    add_promote_commands(sub)
     return parser
 
 

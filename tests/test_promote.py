@@ -1,12 +1,178 @@
-"""Promotion gate, lineage and the cluster adapter, against a local Kubernetes API server (tests/kube_api.py)."""
+"""Promotion gate, lineage and the cluster adapter, against a local Kubernetes API server (tests/kube_api.py).
+
+The metrics are real: ``audiomcq eval``'s own harness (``run_eval``: prediction files, official scoring, AC-strong
+subset, silent control) runs over eight real WAV questions with a scripted engine that answers the chosen items
+right, so each model's accuracy is known exactly. KServe is played by a controller hook; the smoke query goes to
+a real HTTP predictor that decodes the WAV it is sent.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
+import yaml
+from conftest import REPO
+from kube_api import play_kserve
 
 from audiomcq.k8s import INFERENCE_SERVICE, Kube, KubeError
+from audiomcq.promote import lineage
+from audiomcq.promote.decision import Criteria, decide, load_metrics
+from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
+from audiomcq.promote.render import Serving, parse_toleration, render, validate
+
+CRD = REPO.parent / "shared" / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+STRONG = {"q0", "q1", "q2", "q3"}
+PROFILES = {  # items answered right -> accuracy, AC-strong accuracy
+    "prod": {"q0", "q1", "q2", "q4", "q5"},  # 62.5, 75
+    "better": {"q0", "q1", "q2", "q3", "q4", "q5", "q6"},  # 87.5, 100
+    "worse": {"q0", "q1", "q4"},  # 37.5, 50
+    "strong-regress": {"q0", "q1", "q4", "q5", "q6", "q7"},  # 75 (> 62.5), 50 (< 75)
+}
 
 
+# --- fixtures: questions with audio, real evaluations, a run directory, predictors ---------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "audio").mkdir()
+    records = []
+    for i in range(8):
+        t = np.arange(4000) / 16000
+        sf.write(root / "audio" / f"q{i}.wav", 0.3 * np.sin(2 * np.pi * (220 + 55 * i) * t), 16000)
+        choices = [f"a tone near {220 + 55 * j} hertz" for j in range(i, i + 4)]
+        records.append({"id": f"q{i}", "question": f"Which tone is heard in clip {i}?", "choices": choices,
+                        "answer": choices[i % 4], "audio_path": f"q{i}.wav",
+                        "audio-contribution": "strong" if f"q{i}" in STRONG else "weak"})  # fmt: skip
+    (root / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (root / "strong.txt").write_text("\n".join(sorted(STRONG)) + "\n")
+    return root, records
+
+
+class Scripted:
+    """An inference engine answering each question as told (the right choice or a wrong one)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    def generate(self, requests, sampling):
+        return [[f"<answer>{self.answers[r.question]}</answer>"] for r in requests]
+
+
+@pytest.fixture(scope="module")
+def metrics(corpus, tmp_path_factory):
+    """``audiomcq eval`` output (metrics.json) for each profile."""
+    from audiomcq.evaluation import harness
+
+    root, records = corpus
+    out, saved = {}, harness.lazy_engine
+    try:
+        for name, right in PROFILES.items():
+            wrong = {r["question"]: next(c for c in r["choices"] if c != r["answer"]) for r in records}
+            answers = {r["question"]: r["answer"] if r["id"] in right else wrong[r["question"]] for r in records}
+            harness.lazy_engine = lambda model, batch_size, dtype="auto", a=answers: lambda: Scripted(a)
+            target = tmp_path_factory.mktemp(f"eval-{name}")
+            config = harness.EvalConfig(batch_size=8, chunk_size=8)
+            tasks, audio = {"synthetic": root / "eval.jsonl"}, {"synthetic": root / "audio"}
+            harness.run_eval(name, tasks, audio, target, config, {"synthetic": root / "strong.txt"})
+            out[name] = target / "metrics.json"
+    finally:
+        harness.lazy_engine = saved
+    return out
+
+
+def make_run(root: Path, records: list[dict]) -> Path:
+    """A post-training run directory as `audiomcq train run` leaves it (small stand-in weights)."""
+    run = root / "run"
+    (run / "data").mkdir(parents=True)
+    recipe = {
+        "allocation": {"paradigm": "weak_to_strong", "seed": 0},
+        "sft": {"trainer_args": {"learning_rate": 1e-6}},
+    }
+    (run / "recipe.resolved.json").write_text(json.dumps(recipe))
+    (run / "summary.json").write_text(json.dumps({"paradigm": "weak_to_strong", "allocation": {"sft": {"count": 4}},
+                                                  "sft": {"steps": 10}, "grpo": {"steps": 20}}))  # fmt: skip
+    for split, rows in (("sft.jsonl", records[:4]), ("rl.jsonl", records[4:]), ("selection.jsonl", records)):
+        (run / "data" / split).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for stage in ("sft", "grpo"):
+        final = run / stage / "final"
+        final.mkdir(parents=True)
+        (final / "config.json").write_text(json.dumps({"model_type": "qwen2_5_omni_thinker", "stage": stage}))
+        (final / "model.safetensors").write_bytes(hashlib.sha256(stage.encode()).digest() * 64)
+    return run
+
+
+class Predictor(ThreadingHTTPServer):
+    """A V1 predictor on 127.0.0.1: decodes the WAV and answers (``ok``), fails (``500``) or answers no choice."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(("127.0.0.1", 0), PredictHandler)
+        self.mode, self.seen = mode, []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class PredictHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        instance = body["instances"][0]
+        wave, rate = sf.read(io.BytesIO(base64.b64decode(instance["audio"])))
+        self.server.seen.append((self.path, instance["question"], len(wave), rate))
+        if self.server.mode == "500":
+            self.send_response(500)
+            self.end_headers()
+            return
+        answer = instance["choices"][1] if self.server.mode == "ok" else "a dog barking"
+        data = json.dumps({"predictions": [{"answer": answer, "raw": f"<answer>{answer}</answer>"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def cluster(kube_api):
+    """The API server with KServe played: a model's revision URL is its predictor's (``cluster.urls[storageUri]``);
+    every write is checked against the InferenceService CRD, as the API server does."""
+    kube_api.urls = {}
+    kube_api.validators["inferenceservices"] = lambda obj: validate(obj, CRD)
+    play_kserve(kube_api, lambda obj: kube_api.urls[obj["spec"]["predictor"]["model"]["storageUri"]])
+    return kube_api
+
+
+def gate_config(corpus_root: Path, **kw) -> GateConfig:
+    settings = {
+        "serving": Serving(name="audiomcq", namespace="serving"),
+        "canary": 10,
+        "timeout": 5,
+        "poll": 0.02,
+        "smoke_audio_root": str(corpus_root / "audio"),
+        "smoke_retries": 0,
+        "validate_against": str(CRD),
+    }
+    return GateConfig(**{**settings, **kw})
+
+
+def live(server) -> dict:
+    return server.get("inferenceservices", "audiomcq", "serving")
+
+
+# --- the k8s adapter ---------------------------------------------------------------------------------------------
 def _isvc(uri: str) -> dict:
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": "audiomcq", "namespace": "serving"},
@@ -24,10 +190,8 @@ def test_apply_creates_then_replaces_with_the_live_resource_version(kube_api):
     assert stored["spec"]["predictor"]["model"]["storageUri"] == "s3://models/b"
     assert stored["status"] == {"url": "http://x"}  # the replace kept the controller's status
     assert [m for m, _ in kube_api.requests] == ["POST", "POST", "GET", "PUT"]
-    assert (
-        kube.delete(INFERENCE_SERVICE, "audiomcq", "serving")
-        and kube.get(INFERENCE_SERVICE, "audiomcq", "serving") is None
-    )
+    assert kube.delete(INFERENCE_SERVICE, "audiomcq", "serving")
+    assert kube.get(INFERENCE_SERVICE, "audiomcq", "serving") is None
 
 
 def test_a_request_without_the_token_is_refused(kube_api, tmp_path, monkeypatch):
@@ -37,3 +201,189 @@ def test_a_request_without_the_token_is_refused(kube_api, tmp_path, monkeypatch)
     with pytest.raises(KubeError) as err:
         Kube().get(INFERENCE_SERVICE, "audiomcq", "serving")
     assert err.value.status == 401 and "not-the-token" not in str(err.value)
+
+
+# --- decisions on real metric files ------------------------------------------------------------------------------
+def test_decisions_on_real_metrics(metrics):
+    prod = load_metrics([metrics["prod"]])
+    assert prod["synthetic"]["modes"]["audio"]["total"]["accuracy"] == 62.5  # what the harness scored
+    assert prod["synthetic"]["modes"]["audio"]["ac_strong"]["accuracy"] == 75.0
+    better = decide(load_metrics([metrics["better"]]), prod, Criteria(margin=5.0))
+    assert better.promote and "candidate 87.50 vs production 62.50 (+25.00" in better.reasons[0]
+    assert not decide(load_metrics([metrics["better"]]), prod, Criteria(margin=30.0)).promote
+    worse = decide(load_metrics([metrics["worse"]]), prod)
+    assert not worse.promote and worse.reasons[0].startswith("FAIL: synthetic accuracy: candidate 37.50")
+    regress = decide(load_metrics([metrics["strong-regress"]]), prod)
+    assert not regress.promote
+    assert regress.reasons == [
+        "ok: synthetic accuracy: candidate 75.00 vs production 62.50 (+12.50; needs > 0 and >= margin 0.00)",
+        "FAIL: synthetic AC-strong subset: candidate 50.00 vs production 75.00 (-25.00; may drop at most 0.00)",
+    ]
+    assert decide(load_metrics([metrics["strong-regress"]]), prod, Criteria(ac_strong_tolerance=25)).promote
+    # no production model: the floors decide
+    assert decide(load_metrics([metrics["worse"]]), None, Criteria(floors={"synthetic": 50})).promote is False
+    assert decide(load_metrics([metrics["prod"]]), None, Criteria(floors={"synthetic:ac_strong": 70})).promote
+
+
+def test_a_file_that_is_not_eval_metrics_is_named(tmp_path):
+    bad = tmp_path / "selection.json"
+    bad.write_text(json.dumps({"selected": {"path": "x"}}))
+    with pytest.raises(Exception, match=r"selection.json: not an `audiomcq eval` metrics file"):
+        load_metrics([bad])
+
+
+# --- the gate ----------------------------------------------------------------------------------------------------
+def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluster, corpus, metrics, s3, capsys):
+    """From S3: the first model is created at 100% directly; the better one is read against the first's recorded
+    metrics, rolled out at 10%, smoke-tested on its own revision URL with a real WAV, then promoted."""
+    from audiomcq import storage
+    from audiomcq.cli import main
+
+    root, records = corpus
+    run = make_run(root / "s3-src", records)
+    storage.publish(run, "s3://data/runs/w2s")
+    storage.publish(root / "audio", "s3://data/audio")
+    for name in ("prod", "better"):
+        storage.publish(metrics[name].parent, f"s3://data/eval/{name}")
+    first, second = "s3://data/runs/w2s/sft/final", "s3://data/runs/w2s/grpo/final"
+    predictor = Predictor("ok")
+    cluster.urls = {first: predictor.url, second: predictor.url}
+
+    cfg = gate_config(root, smoke_audio_root="s3://data/audio")
+    created = run_gate(first, ["s3://data/eval/prod/metrics.json"], Criteria(floors={"synthetic": 50}), cfg)
+    assert created.action == "promoted" and "canaryTrafficPercent" not in live(cluster)["spec"]["predictor"]
+    writes = len(cluster.requests)
+
+    code = main(["promote", "--model", second, "--metrics", "s3://data/eval/better/metrics.json", "--name", "audiomcq",
+                 "--namespace", "serving", "--margin", "5", "--canary", "10", "--timeout", "5", "--poll", "0.02",
+                 "--smoke-audio-root", "s3://data/audio", "--gpus", "1", "--toleration", "nvidia.com/gpu:NoSchedule",
+                 "--validate-against", str(CRD), "--out", str(root / "promotion")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "decision: promote" in printed and "promoted s3://data/runs/w2s/grpo/final to 100%" in printed
+    patches = [p for m, p in cluster.requests[writes:] if m == "PATCH"]
+    assert len(patches) == 2  # the canary, then the promotion
+    isvc = live(cluster)
+    predictor_spec = isvc["spec"]["predictor"]
+    assert predictor_spec["model"]["storageUri"] == second and "canaryTrafficPercent" not in predictor_spec
+    assert predictor_spec["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert isvc["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
+    assert [q for _, q, n, rate in predictor.seen if n == 4000 and rate == 16000] == [records[0]["question"]] * 2
+    assert predictor.seen[0][0] == "/v1/models/audiomcq:predict"
+
+    notes = isvc["metadata"]["annotations"]
+    doc = lineage.read_json(notes["audiomcq/lineage"])
+    assert notes["audiomcq/lineage"] == f"{second}/lineage.json"
+    selection = hashlib.sha256((run / "data" / "selection.jsonl").read_bytes()).hexdigest()
+    assert doc["data"]["splits"]["selection.jsonl"]["sha256"] == selection
+    assert notes["audiomcq/data-sha256"] == doc["data"]["sha256"][:16]
+    recipe = json.loads((run / "recipe.resolved.json").read_text())
+    assert doc["recipe"]["sha256"] == hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+                                                     .encode()).hexdigest()  # fmt: skip
+    assert doc["run"]["uri"] == "s3://data/runs/w2s" and doc["run"]["paradigm"] == "weak_to_strong"
+    assert (doc["checkpoint"]["stage"], doc["checkpoint"]["step"]) == ("grpo", 20)
+    assert doc["checkpoint"]["digest"]["kind"] == "s3-etags" and doc["checkpoint"]["digest"]["files"] == 2
+    assert doc["evaluation"]["tasks"]["synthetic"]["modes"]["audio"]["total"]["accuracy"] == 87.5
+    assert doc["inference_service"]["revision"] == "audiomcq-predictor-00002"
+    assert doc["previous"] == {"storageUri": first, "lineage": f"{first}/lineage.json"}
+    assert doc["decision"]["promote"] and doc["gaps"] == []
+    decision = json.loads((root / "promotion" / "decision.json").read_text())
+    assert decision["baseline"]["synthetic"]["accuracy"] == 62.5  # read back through the first model's lineage
+    assert yaml.safe_load((root / "promotion" / "inferenceservice.yaml").read_text())["kind"] == "InferenceService"
+
+
+@pytest.fixture
+def production(cluster, corpus, metrics, tmp_path):
+    """A live InferenceService serving the production model (promoted through the gate, at 100%)."""
+    root, records = corpus
+    run = make_run(tmp_path, records)
+    prod, candidate = str(run / "sft" / "final"), str(run / "grpo" / "final")
+    ok = Predictor("ok")
+    cluster.urls = {prod: ok.url, candidate: ok.url}
+    assert run_gate(prod, [str(metrics["prod"])], Criteria(), gate_config(root)).action == "promoted"
+    return prod, candidate, live(cluster)
+
+
+@pytest.mark.parametrize("profile", ["worse", "strong-regress"])
+def test_a_model_that_is_worse_or_regresses_on_ac_strong_items_changes_nothing(cluster, production, corpus, metrics,
+                                                                               profile):  # fmt: skip
+    _, candidate, before = production
+    writes = len(cluster.requests)
+    outcome = run_gate(candidate, [str(metrics[profile])], Criteria(), gate_config(corpus[0]))
+    assert outcome.action == "kept" and not outcome.decision.promote
+    assert [m for m, _ in cluster.requests[writes:]] == ["GET"]  # read production, wrote nothing
+    assert live(cluster) == before
+    assert not Path(candidate, "lineage.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["500", "no-choice"])
+def test_a_failed_smoke_query_restores_the_previous_model(cluster, production, corpus, metrics, mode):
+    prod, candidate, before = production
+    broken = Predictor(mode)
+    cluster.urls[candidate] = broken.url
+    with pytest.raises(RolledBack) as err:
+        run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    assert "rolled back" in str(err.value) and f"restored the previous model {prod}" in str(err.value)
+    assert ("HTTP 500" if mode == "500" else "names none of") in str(err.value)
+    after = live(cluster)
+    assert after["spec"] == before["spec"]  # storageUri back, no canary left
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert after["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
+    assert len(broken.seen) == 1 and not Path(candidate, "lineage.json").exists()
+
+
+def test_a_new_service_that_fails_its_smoke_query_is_deleted(cluster, corpus, metrics, tmp_path):
+    run = make_run(tmp_path, corpus[1])
+    model = str(run / "grpo" / "final")
+    cluster.urls[model] = Predictor("500").url
+    with pytest.raises(RolledBack, match="deleted the new InferenceService serving/audiomcq"):
+        run_gate(model, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    assert live(cluster) is None
+
+
+def test_a_live_service_without_a_record_is_not_overwritten(cluster, corpus, metrics, tmp_path):
+    cluster.add("inferenceservices", _isvc("s3://hand/deployed") | {"status": {}})
+    run = make_run(tmp_path, corpus[1])
+    outcome = run_gate(str(run / "grpo" / "final"), [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    assert outcome.action == "kept" and "pass --baseline" in outcome.decision.reasons[-1]
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+def test_rendered_inference_services_validate_against_the_crd_and_a_planted_bad_one_fails():
+    serving = Serving(name="audiomcq", namespace="serving", gpus=2, node_selector={"nvidia.com/gpu.present": "true"},
+                      tolerations=(parse_toleration("nvidia.com/gpu:NoSchedule"),))  # fmt: skip
+    obj = render("s3://models/w2s/grpo/final", serving, canary=10, annotations={"audiomcq/lineage": "s3://x"})
+    assert validate(obj, CRD) == []
+    predictor = obj["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10 and predictor["serviceAccountName"] == "audiomcq-s3"
+    assert predictor["model"]["modelFormat"] == {"name": "audiomcq"} and "name" not in predictor["model"]
+    assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert validate(render("s3://m", Serving()), CRD) == []
+    bad = json.loads(json.dumps(obj))
+    bad["spec"]["predictr"] = bad["spec"].pop("predictor")
+    bad["spec"]["predictr"]["minReplicas"] = "two"
+    errors = validate(bad, CRD)
+    assert "spec: 'predictor' is a required property" in errors
+    assert "spec: Additional properties are not allowed ('predictr' was unexpected)" in errors
+    bad = json.loads(json.dumps(obj))
+    bad["spec"]["predictor"]["minReplicas"], bad["spec"]["predictor"]["canaryTrafficPercent"] = "two", 150
+    assert validate(bad, CRD) == ["spec.predictor.minReplicas: 'two' is not of type 'integer'",
+                                  "spec.predictor.canaryTrafficPercent: 150 is not between 0 and 100"]  # fmt: skip
+
+
+def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, metrics, tmp_path, capsys, monkeypatch):
+    from audiomcq.cli import main
+
+    monkeypatch.setenv("AUDIOMCQ_KUBE_HOST", "http://127.0.0.1:9")  # nothing listens there: any call would fail
+    monkeypatch.setenv("AUDIOMCQ_KUBE_TOKEN_FILE", str(tmp_path / "absent"))
+    run = make_run(tmp_path, corpus[1])
+    code = main(["promote", "--model", str(run / "grpo" / "final"), "--metrics", str(metrics["better"]),
+                 "--baseline", str(metrics["prod"]), "--namespace", "serving", "--dry-run"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    isvc, rest = out.split("---\n", 1)
+    obj = yaml.safe_load(isvc)
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 10 and validate(obj, CRD) == []
+    assert obj["metadata"]["annotations"]["audiomcq/run"] == str(run)
+    assert json.loads(rest[: rest.index("\ndecision:")])["promote"] is True
+    assert "dry-run: dry run: nothing applied" in out

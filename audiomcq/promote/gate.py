@@ -1,0 +1,282 @@
+"""The promotion gate: decide, roll out as a canary, smoke-test the new revision, then promote or roll back.
+
+1. Decide (``decision.decide``) between the candidate's metrics and production's: ``--baseline`` files, else what
+   the live InferenceService's ``audiomcq/lineage`` (or ``audiomcq/metrics``) annotation points at. A live
+   InferenceService without such a record is not overwritten blindly: the decision fails and says so. No live one:
+   the absolute floors decide. A rejected candidate changes nothing.
+2. Roll out: an existing InferenceService gets a merge patch of the predictor (the new ``storageUri``, the serving
+   settings, ``canaryTrafficPercent``) and the lineage annotations; a new one is created at 100% directly, since a
+   canary needs a serving revision to split traffic with.
+3. Wait until the InferenceService has observed the change, is Ready, its latest revision is the ready one and
+   carries the expected traffic share.
+4. Smoke query (``smoke``) the new revision: its tag URL (tag routing is on), or ``smoke_url``.
+5. Pass: remove ``canaryTrafficPercent`` (100% to the new revision), wait again, write the lineage document.
+   Fail (or not ready in time): restore the previous predictor and annotations exactly (a merge patch computed
+   from the saved object), or delete an InferenceService this gate created; then raise ``RolledBack``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+from audiomcq.promote import lineage
+from audiomcq.promote.decision import Criteria, Decision, decide, load_metrics
+from audiomcq.promote.render import Serving, render
+from audiomcq.promote.smoke import Question, pick_question, smoke_query
+
+log = logging.getLogger(__name__)
+FAILED_REASONS = {"RevisionFailed"}
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How the rollout runs."""
+
+    serving: Serving = field(default_factory=Serving)
+    canary: int = 10
+    timeout: float = 900.0  # per wait (canary ready, promoted, rolled back)
+    poll: float = 5.0
+    smoke_url: str | None = None  # instead of the revision's URL from the status (tests, port-forwards)
+    smoke_data: str | None = None  # records; default <run>/data/selection.jsonl
+    smoke_audio_root: str | None = None
+    smoke_retries: int = 2
+    lineage_uri: str | None = None  # default <model>/lineage.json
+    validate_against: str | None = None  # a CRD file: refuse to apply an object its schema rejects
+    dry_run: bool = False
+
+
+@dataclass
+class Outcome:
+    """What the gate did: ``promoted``, ``kept`` (rejected: nothing changed), ``dry-run`` or ``rolled-back``."""
+
+    action: str
+    decision: Decision
+    objects: list[dict[str, Any]]
+    message: str
+    lineage_uri: str | None = None
+    lineage: dict[str, Any] | None = None
+
+
+class RolledBack(AudioMCQError):
+    """The new revision failed; production was restored. ``outcome`` says what happened."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def run_gate(
+    model_uri: str,
+    metrics_uris: Sequence[str],
+    criteria: Criteria | None = None,
+    cfg: GateConfig | None = None,
+    baseline_uris: Sequence[str] = (),
+    run_uri: str | None = None,
+    kube: Any = None,
+) -> Outcome:
+    """The whole gate for one candidate (see the module docstring); raises ``RolledBack`` after a rollback."""
+    cfg = cfg or GateConfig()
+    tasks = load_metrics(metrics_uris)
+    doc = lineage.build(model_uri, metrics_uris, tasks, run_uri)
+    lineage_uri = cfg.lineage_uri or lineage.default_uri(model_uri)
+    notes = lineage.annotations(doc, lineage_uri)
+    name, namespace = cfg.serving.name, cfg.serving.namespace
+    live, baseline, sources = None, None, {"candidate": [str(u) for u in metrics_uris]}
+    if not cfg.dry_run:
+        from audiomcq.k8s import INFERENCE_SERVICE, Kube
+
+        kube = kube or Kube()
+        live = kube.get(INFERENCE_SERVICE, name, namespace)
+    unknown = None
+    if baseline_uris:
+        baseline, sources["baseline"] = load_metrics(baseline_uris), [str(u) for u in baseline_uris]
+    elif live is not None:
+        baseline, source = lineage.baseline_tasks(live)
+        sources["baseline"] = [source]
+        unknown = None if baseline is not None else source
+    decision = decide(tasks, baseline, criteria, sources)
+    if unknown:
+        decision.promote = False
+        decision.reasons.append(f"FAIL: {unknown}; pass --baseline with production's metrics")
+    canary = cfg.canary if (live is not None or (cfg.dry_run and baseline is not None)) else None
+    obj = render(model_uri, cfg.serving, canary, notes)
+    if cfg.validate_against:
+        from audiomcq.promote.render import validate
+
+        errors = validate(obj, cfg.validate_against)
+        if errors:
+            raise AudioMCQError(f"the rendered InferenceService fails {cfg.validate_against}: " + "; ".join(errors))
+    doc["decision"] = decision.to_dict()
+    if not decision.promote:
+        return Outcome("kept", decision, [obj], f"kept production: {_failures(decision)}", lineage=doc)
+    if cfg.dry_run:
+        return Outcome("dry-run", decision, [obj], "dry run: nothing applied", lineage_uri, doc)
+    question = _question(cfg, doc)
+    return _rollout(kube, obj, live, canary, question, cfg, decision, doc, lineage_uri)
+
+
+def _failures(decision: Decision) -> str:
+    return "; ".join(r[6:] for r in decision.reasons if r.startswith("FAIL: "))
+
+
+def _question(cfg: GateConfig, doc: dict[str, Any]) -> Question:
+    """The smoke question, chosen before anything is applied (no rollout without a test)."""
+    data = cfg.smoke_data
+    if data is None and doc.get("run"):
+        data = f"{doc['run']['uri'].rstrip('/')}/data/selection.jsonl"
+    if data is None:
+        raise AudioMCQError("no smoke-query data: pass the held-out records (the model is not inside a run)")
+    return pick_question(data, cfg.smoke_audio_root)
+
+
+def _rollout(
+    kube: Any,
+    obj: dict[str, Any],
+    live: dict[str, Any] | None,
+    canary: int | None,
+    question: Question,
+    cfg: GateConfig,
+    decision: Decision,
+    doc: dict[str, Any],
+    lineage_uri: str,
+) -> Outcome:
+    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+
+    name, namespace = cfg.serving.name, cfg.serving.namespace
+    previous = None
+    if live is None:
+        log.info(
+            "no InferenceService %s/%s: creating it at 100%% (a canary needs a serving revision)", namespace, name
+        )
+        kube.create(INFERENCE_SERVICE, obj)
+    else:
+        if not ((live.get("spec") or {}).get("predictor") or {}).get("model"):
+            raise AudioMCQError(f"InferenceService {namespace}/{name} has no spec.predictor.model: not one this gate "
+                                "manages; refusing to change it")  # fmt: skip
+        previous = {"annotations": copy.deepcopy(live["metadata"].get("annotations") or {}),
+                    "predictor": copy.deepcopy(live["spec"]["predictor"])}  # fmt: skip
+        patch = {"metadata": {"annotations": obj["metadata"]["annotations"]},
+                 "spec": {"predictor": obj["spec"]["predictor"]}}  # fmt: skip
+        kube.patch(INFERENCE_SERVICE, name, patch, namespace)
+        log.info("InferenceService %s/%s: %s%% of the traffic to %s", namespace, name, canary, obj["metadata"]["name"])
+
+    def fail(reason: str) -> RolledBack:
+        restored = _roll_back(kube, cfg, previous)
+        message = f"rolled back: {reason}; {restored}"
+        return RolledBack(Outcome("rolled-back", decision, [obj], message, lineage=doc))
+
+    try:
+        ready = _wait(kube, cfg, canary or 100)
+    except KubeError as err:
+        raise fail(f"the new revision did not become ready ({err})") from None
+    url = cfg.smoke_url or _revision_url(ready, canary)
+    result = smoke_query(url, name, question, retries=cfg.smoke_retries)
+    log.info("%s", result.detail)
+    if not result.ok:
+        raise fail(result.detail)
+    if canary is not None:
+        kube.patch(INFERENCE_SERVICE, name, {"spec": {"predictor": {"canaryTrafficPercent": None}}}, namespace)
+        try:
+            ready = _wait(kube, cfg, 100)
+        except KubeError as err:
+            raise fail(f"promoting the canary to 100% did not finish ({err})") from None
+    prior = None
+    if previous is not None:
+        prior = {"storageUri": previous["predictor"]["model"].get("storageUri"),
+                 "lineage": previous["annotations"].get(f"{lineage.PREFIX}lineage")}  # fmt: skip
+    lineage.write_json_uri(lineage.finish(doc, ready, prior), lineage_uri)
+    revision = doc["inference_service"]["revision"]
+    message = (
+        f"promoted {obj['spec']['predictor']['model']['storageUri']} to 100% (revision {revision}); {result.detail}"
+    )
+    return Outcome("promoted", decision, [obj], message, lineage_uri, doc)
+
+
+def _roll_back(kube: Any, cfg: GateConfig, previous: dict[str, Any] | None) -> str:
+    """Restore production (or delete what this gate created); returns what was done."""
+    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+
+    name, namespace = cfg.serving.name, cfg.serving.namespace
+    if previous is None:
+        kube.delete(INFERENCE_SERVICE, name, namespace)
+        return f"deleted the new InferenceService {namespace}/{name} (there was no previous model to restore)"
+    now = kube.get(INFERENCE_SERVICE, name, namespace) or {"metadata": {}, "spec": {}}
+    patch = {"metadata": {"annotations": restore_patch(now["metadata"].get("annotations") or {},
+                                                       previous["annotations"])},
+             "spec": {"predictor": restore_patch((now.get("spec") or {}).get("predictor") or {},
+                                                 previous["predictor"])}}  # fmt: skip
+    kube.patch(INFERENCE_SERVICE, name, patch, namespace)
+    uri = previous["predictor"]["model"].get("storageUri")
+    try:
+        _wait(kube, cfg, previous["predictor"].get("canaryTrafficPercent") or 100)
+    except KubeError as err:
+        return f"restored {uri} in the spec, but it is not ready yet ({err})"
+    return f"restored the previous model {uri}"
+
+
+def restore_patch(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns ``current`` back into ``previous`` (keys added since are removed)."""
+    patch: dict[str, Any] = {key: None for key in current if key not in previous}
+    for key, value in previous.items():
+        now = current.get(key)
+        if isinstance(value, dict) and isinstance(now, dict):
+            sub = restore_patch(now, value)
+            if sub:
+                patch[key] = sub
+        elif now != value:
+            patch[key] = copy.deepcopy(value)
+    return patch
+
+
+def rollout_done(obj: dict[str, Any] | None, want: int) -> bool:
+    """The InferenceService has observed its spec, is Ready, and its latest revision is ready with ``want``% of
+    the traffic. Raises on a failed revision (no point waiting)."""
+    from audiomcq.k8s import KubeError
+
+    if obj is None:
+        raise KubeError("the InferenceService was deleted while waiting for it")
+    status = obj.get("status") or {}
+    generation, observed = obj["metadata"].get("generation"), status.get("observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        return False
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    for kind in ("Ready", "PredictorReady"):
+        cond = conditions.get(kind) or {}
+        if cond.get("status") == "False" and cond.get("reason") in FAILED_REASONS:
+            raise KubeError(f"{kind}=False ({cond.get('reason')}: {cond.get('message', '')})")
+    if (conditions.get("Ready") or {}).get("status") != "True":
+        return False
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    if predictor.get("latestCreatedRevision") != predictor.get("latestReadyRevision"):
+        return False
+    share = sum(int(t.get("percent") or 0) for t in predictor.get("traffic") or [] if t.get("latestRevision"))
+    return share == want
+
+
+def _wait(kube: Any, cfg: GateConfig, want: int) -> dict[str, Any]:
+    from audiomcq.k8s import INFERENCE_SERVICE
+
+    name, namespace = cfg.serving.name, cfg.serving.namespace
+    obj = kube.wait_for(INFERENCE_SERVICE, name, lambda o: rollout_done(o, want), namespace, cfg.timeout, cfg.poll)
+    assert obj is not None  # rollout_done raises on None
+    return obj
+
+
+def _revision_url(obj: dict[str, Any], canary: int | None) -> str:
+    """The URL that reaches the latest revision alone (its tag URL), else the service's own."""
+    status = obj.get("status") or {}
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    for target in predictor.get("traffic") or []:
+        if target.get("latestRevision") and target.get("url"):
+            return str(target["url"])
+    url = (status.get("address") or {}).get("url") or status.get("url")
+    if not url:
+        raise AudioMCQError("the InferenceService is Ready but its status has no URL; pass a smoke URL")
+    if canary is not None:
+        log.warning("no tag URL for the new revision: the smoke query goes to %s, where it gets %d%%", url, canary)
+    return str(url)
