@@ -114,7 +114,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         write_decision(outcome.decision, args.out / "decision.json")
-        (args.out / "inferenceservice.yaml").write_text(to_yaml(outcome.objects))
+        if outcome.objects:
+            (args.out / "inferenceservice.yaml").write_text(to_yaml(outcome.objects))
     if args.dry_run:
         print(to_yaml(outcome.objects), end="---\n")
         print(json.dumps(outcome.decision.to_dict(), indent=2))

@@ -346,6 +346,7 @@ def test_a_live_service_without_a_record_is_not_overwritten(cluster, corpus, met
     run = make_run(tmp_path, corpus[1])
     outcome = run_gate(str(run / "grpo" / "final"), [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
     assert outcome.action == "kept" and "pass --baseline" in outcome.decision.reasons[-1]
+    assert "production's metrics are unknown" in outcome.decision.reasons[-1]
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------
@@ -386,4 +387,18 @@ def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, me
     assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 10 and validate(obj, CRD) == []
     assert obj["metadata"]["annotations"]["audiomcq/run"] == str(run)
     assert json.loads(rest[: rest.index("\ndecision:")])["promote"] is True
-    assert "dry-run: dry run: nothing applied" in out
+    assert "dry-run: nothing applied; would promote" in out
+
+
+@pytest.mark.slow
+def test_the_real_predictor_answers_the_smoke_query(cluster, corpus, metrics, tiny_omni, tmp_path):
+    """`audiomcq serve` on the tiny Omni model behind the new revision: the request format is the predictor's."""
+    from audiomcq.bench_serve import running_server
+
+    run = make_run(tmp_path, corpus[1])
+    model = str(run / "grpo" / "final")
+    with running_server(tiny_omni, log_path=tmp_path / "serve.log") as base:
+        cluster.urls[model] = base
+        outcome = run_gate(model, [str(metrics["better"])], Criteria(), gate_config(corpus[0], timeout=30))
+    assert outcome.action == "promoted", (tmp_path / "serve.log").read_text()[-2000:]
+    assert "names a choice" in outcome.message and live(cluster)["spec"]["predictor"]["model"]["storageUri"] == model

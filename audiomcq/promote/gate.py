@@ -82,9 +82,6 @@ def run_gate(
     """The whole gate for one candidate (see the module docstring); raises ``RolledBack`` after a rollback."""
     cfg = cfg or GateConfig()
     tasks = load_metrics(metrics_uris)
-    doc = lineage.build(model_uri, metrics_uris, tasks, run_uri)
-    lineage_uri = cfg.lineage_uri or lineage.default_uri(model_uri)
-    notes = lineage.annotations(doc, lineage_uri)
     name, namespace = cfg.serving.name, cfg.serving.namespace
     live, baseline, sources = None, None, {"candidate": [str(u) for u in metrics_uris]}
     if not cfg.dry_run:
@@ -103,19 +100,22 @@ def run_gate(
     if unknown:
         decision.promote = False
         decision.reasons.append(f"FAIL: {unknown}; pass --baseline with production's metrics")
+    if not decision.promote and not cfg.dry_run:  # nothing to roll out: no lineage to hash
+        return Outcome("kept", decision, [], f"kept production: {_failures(decision)}")
+    doc = lineage.build(model_uri, metrics_uris, tasks, run_uri)
+    doc["decision"] = decision.to_dict()
+    lineage_uri = cfg.lineage_uri or lineage.default_uri(model_uri)
     canary = cfg.canary if (live is not None or (cfg.dry_run and baseline is not None)) else None
-    obj = render(model_uri, cfg.serving, canary, notes)
+    obj = render(model_uri, cfg.serving, canary, lineage.annotations(doc, lineage_uri))
     if cfg.validate_against:
         from audiomcq.promote.render import validate
 
         errors = validate(obj, cfg.validate_against)
         if errors:
             raise AudioMCQError(f"the rendered InferenceService fails {cfg.validate_against}: " + "; ".join(errors))
-    doc["decision"] = decision.to_dict()
-    if not decision.promote:
-        return Outcome("kept", decision, [obj], f"kept production: {_failures(decision)}", lineage=doc)
     if cfg.dry_run:
-        return Outcome("dry-run", decision, [obj], "dry run: nothing applied", lineage_uri, doc)
+        verdict = "would promote" if decision.promote else f"would keep production: {_failures(decision)}"
+        return Outcome("dry-run", decision, [obj], f"nothing applied; {verdict}", lineage_uri, doc)
     question = _question(cfg, doc)
     return _rollout(kube, obj, live, canary, question, cfg, decision, doc, lineage_uri)
 
@@ -160,10 +160,13 @@ def _rollout(
                                 "manages; refusing to change it")  # fmt: skip
         previous = {"annotations": copy.deepcopy(live["metadata"].get("annotations") or {}),
                     "predictor": copy.deepcopy(live["spec"]["predictor"])}  # fmt: skip
-        patch = {"metadata": {"annotations": obj["metadata"]["annotations"]},
+        # resourceVersion: a precondition; if anyone changed the service since it was read, the API answers 409
+        patch = {"metadata": {"annotations": obj["metadata"]["annotations"],
+                              "resourceVersion": live["metadata"]["resourceVersion"]},
                  "spec": {"predictor": obj["spec"]["predictor"]}}  # fmt: skip
         kube.patch(INFERENCE_SERVICE, name, patch, namespace)
-        log.info("InferenceService %s/%s: %s%% of the traffic to %s", namespace, name, canary, obj["metadata"]["name"])
+        model = obj["spec"]["predictor"]["model"]["storageUri"]
+        log.info("InferenceService %s/%s: %s%% of the traffic to %s", namespace, name, canary, model)
 
     def fail(reason: str) -> RolledBack:
         restored = _roll_back(kube, cfg, previous)

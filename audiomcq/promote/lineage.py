@@ -223,11 +223,20 @@ def baseline_tasks(isvc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]] | No
     from audiomcq.promote.decision import load_metrics
 
     notes = (isvc.get("metadata") or {}).get("annotations") or {}
+    problems = []
     if notes.get(f"{PREFIX}lineage"):
-        doc = read_json(notes[f"{PREFIX}lineage"])
+        uri = notes[f"{PREFIX}lineage"]
+        try:
+            doc = read_json(uri)
+        except AudioMCQError as err:
+            doc, problems = None, [str(err)]
         if doc and (doc.get("evaluation") or {}).get("tasks"):
-            return doc["evaluation"]["tasks"], f"lineage {notes[f'{PREFIX}lineage']}"
+            return doc["evaluation"]["tasks"], f"lineage {uri}"
+        problems.append(f"{uri} holds no evaluation")
     if notes.get(f"{PREFIX}metrics"):
-        uris = notes[f"{PREFIX}metrics"].split(",")
-        return load_metrics(uris), f"metrics {notes[f'{PREFIX}metrics']}"
-    return None, f"the live InferenceService has no readable {PREFIX}lineage or {PREFIX}metrics annotation"
+        try:
+            return load_metrics(notes[f"{PREFIX}metrics"].split(",")), f"metrics {notes[f'{PREFIX}metrics']}"
+        except AudioMCQError as err:
+            problems.append(str(err))
+    found = f" ({'; '.join(problems)})" if problems else ""
+    return None, f"production's metrics are unknown: no readable {PREFIX}lineage or {PREFIX}metrics annotation{found}"
