@@ -34,13 +34,13 @@ def add_loop_commands(sub: Any) -> None:
     p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
     p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
     p.add_argument("--model", required=True, help="starting model directory or s3:// prefix")
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--audio-root", required=True, type=Path)
+    p.add_argument("--data", required=True, help="records (a file or s3:// object)")
+    p.add_argument("--audio-root", required=True, help="audio directory or s3:// prefix")
     p.add_argument("--out", required=True, help="run directory or s3://bucket/prefix (checkpoints mirrored there)")
     p.add_argument("--recipe", default="demo", help="recipe name or YAML file (its sft/grpo section is used)")
     p.add_argument("--variant", help="a named variant of the recipe (e.g. paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--selection", type=Path, help="run: held-out records to build the checkpoint-selection set from")
+    p.add_argument("--selection", help="run: held-out records (file or s3://) for the checkpoint-selection set")
     scale = p.add_argument_group("scale-out (relaunches under the launcher; DeepSpeed comes from the recipe)")
     scale.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
     scale.add_argument("--nnodes", type=int, default=1)
@@ -136,6 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                              args.launcher)  # fmt: skip
     if args.emit_trainjob:
         return _emit_trainjob(args)
+    if not launch.inside_launch():
+        _localize_inputs(args)
     if geometry.distributed and not launch.inside_launch():
         return launch.relaunch(geometry, args.argv)
     if args.method == "run":
@@ -257,6 +259,26 @@ def _json_or_text(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
+
+
+def _localize_inputs(args: argparse.Namespace) -> None:
+    """Fetch ``s3://`` inputs once per node, before any relaunch, and point the command (and the relaunched one)
+    at the local copies: the ranks then share one copy instead of racing to download it."""
+    from audiomcq import storage
+
+    def file(uri: str) -> Path:
+        return storage.fetch(uri, storage.cache_dir(uri))
+
+    swaps = {}
+    for attr, local in (("model", storage.local_model), ("data", file), ("selection", file),
+                        ("audio_root", storage.local_tree)):  # fmt: skip
+        value = getattr(args, attr, None)
+        if value and storage.is_s3(value):
+            swaps[value] = str(local(value))
+            setattr(args, attr, swaps[value])
+    flag_value = [t.split("=", 1) for t in args.argv]
+    args.argv = [f"{kv[0]}={swaps.get(kv[1], kv[1])}" if len(kv) == 2 and kv[0].startswith("--") else
+                 swaps.get(t, t) for t, kv in zip(args.argv, flag_value, strict=True)]  # fmt: skip
 
 
 LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--launcher",

@@ -147,6 +147,41 @@ def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, rec
     return run
 
 
+def launch_nodes(recipe: str, overrides: list[str]) -> int:
+    """How many nodes the recipe's ``launch`` section asks for: 1 trains in the pipeline step's own pod, more run
+    as a Kubeflow TrainJob (``train_on_cluster``)."""
+    from audiomcq.config import load_recipe
+
+    return int((load_recipe(recipe, overrides).get("launch") or {}).get("nodes", 1))
+
+
+@timed
+def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, overrides: list[str], paradigm: str,
+                     selection: str, publish: str, image: str, namespace: str = "") -> str:  # fmt: skip
+    """One paradigm as a TrainJob on ``launch.nodes`` nodes running ``audiomcq train run``; this step only submits
+    it and follows it to its end. Every node reads the inputs and writes the run, so they must all be ``s3://``;
+    the recipe must be a packaged one (the nodes run the same image). Returns the run's URI."""
+    from audiomcq import storage
+    from audiomcq.config import load_recipe, recipe_names
+    from audiomcq.errors import AudioMCQError
+    from audiomcq.k8s import default_namespace
+    from audiomcq.k8s.trainjob import run_trainjob
+    from audiomcq.trainjob import from_recipe, job_name, render
+
+    uris = {"model": model, "labelled": labelled, "audio_root": audio_root, "publish": publish}
+    local = [k for k, v in {**uris, "selection": selection or "s3://"}.items() if not storage.is_s3(v)]
+    if local:
+        raise AudioMCQError(f"a multi-node run reads its inputs and writes its run in S3: {local} must be s3://")
+    if recipe not in recipe_names():
+        raise AudioMCQError(f"a multi-node run needs a packaged recipe (the nodes run the image's), not {recipe!r}")
+    cluster = from_recipe(load_recipe(recipe, overrides)["launch"], namespace or default_namespace(), image)
+    args = ["run", "--model", model, "--data", labelled, "--audio-root", audio_root, "--out", publish,
+            "--recipe", recipe, "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip
+    args += [a for o in overrides for a in ("--set", o)] + (["--selection", selection] if selection else [])
+    run_trainjob(render(job_name(publish), args, cluster), timeout_s=cluster.deadline_s)
+    return publish
+
+
 @timed
 def select_checkpoint(run: str, audio_root: str, out_dir: str, max_new_tokens: int, markdown_path: str,
                       html_path: str) -> str:  # fmt: skip

@@ -36,6 +36,29 @@ class Cluster:
     deadline_s: int = 72 * 3600
 
 
+def job_name(run_uri: str) -> str:
+    """A TrainJob name that is the same for every attempt at one run (its output URI), so a retried pipeline step
+    finds the job it already started instead of starting a second one."""
+    import hashlib
+
+    return f"audiomcq-train-{hashlib.sha256(run_uri.encode()).hexdigest()[:12]}"
+
+
+def from_recipe(launch: dict[str, Any], namespace: str, image: str) -> Cluster:
+    """The cluster shape a recipe's ``launch`` section asks for (nodes, GPUs, resources, runtime, deadline)."""
+    known = {"nodes", "gpus_per_node", "cpu_per_node", "memory_per_node", "runtime", "timeout_s"}
+    unknown = set(launch) - known
+    if unknown:
+        raise AudioMCQError(f"unknown launch setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    base = Cluster()
+    return Cluster(namespace=namespace, image=image, runtime=launch.get("runtime", base.runtime),
+                   nodes=int(launch.get("nodes", 1)),
+                   gpus_per_node=int(launch.get("gpus_per_node", base.gpus_per_node)),
+                   cpu_per_node=str(launch.get("cpu_per_node", base.cpu_per_node)),
+                   memory_per_node=str(launch.get("memory_per_node", base.memory_per_node)),
+                   deadline_s=int(launch.get("timeout_s", base.deadline_s)))  # fmt: skip
+
+
 def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -> dict[str, Any]:
     """The TrainJob running ``audiomcq train <train_args>`` on ``cluster.nodes`` nodes."""
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):

@@ -8,7 +8,9 @@ from components.scaleout import (
     filter_label,
     generate_merge,
     generate_shard,
+    launch_nodes,
     select_checkpoint,
+    train_on_cluster,
     train_paradigm,
 )
 from components.stages import acf_filter, evaluate, post_train, pretrain, report, select, synth
@@ -23,11 +25,13 @@ __all__ = [
     "filter_label",
     "generate_merge",
     "generate_shard",
+    "launch_nodes",
     "post_train",
     "pretrain",
     "report",
     "select",
     "select_checkpoint",
     "synth",
+    "train_on_cluster",
     "train_paradigm",
 ]

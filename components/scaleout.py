@@ -79,6 +79,24 @@ def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, over
                                          selection, publish)  # fmt: skip
 
 
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def launch_nodes(recipe: str, overrides: list) -> int:
+    """The nodes a recipe's ``launch`` section asks for (audiomcq.stages_scaleout.launch_nodes)."""
+    from audiomcq.stages_scaleout import launch_nodes
+
+    return launch_nodes(recipe, overrides)
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, overrides: list, paradigm: str,
+                     selection: str, publish: str, train_image: str, run: Output[Model]):  # fmt: skip
+    """One paradigm as a Kubeflow TrainJob, followed to its end (audiomcq.stages_scaleout.train_on_cluster)."""
+    from audiomcq.stages_scaleout import train_on_cluster
+
+    run.metadata["uri"] = train_on_cluster(model, labelled, audio_root, recipe, overrides, paradigm, selection,
+                                           publish, train_image)  # fmt: skip
+
+
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
 def select_checkpoint(run: Input[Model], audio_root: str, max_new_tokens: int, selection: Output[Dataset],
                       table: Output[Markdown], curves: Output[HTML]) -> str:  # fmt: skip

@@ -44,6 +44,8 @@ STAGES: dict[str, Stage] = {
     "pretrain": Stage(cpu="4", memory="32Gi", gpus=1, retries=2, cache=False),
     "filter": Stage(cpu="8", memory="64Gi", gpus=1, retries=2, timeout_s=24 * 3600),
     "train": Stage(cpu="16", memory="256Gi", gpus=8, retries=2, cache=False, timeout_s=72 * 3600),
+    # submits a multi-node TrainJob and follows it; a retry re-attaches to the same job
+    "submit": Stage(cpu="1", memory="1Gi", retries=2, cache=False, timeout_s=73 * 3600),
     "eval": Stage(cpu="8", memory="64Gi", gpus=1, retries=2),
     "select": Stage(cpu="1", memory="2Gi"),
     "report": Stage(cpu="1", memory="2Gi"),

@@ -6,6 +6,7 @@ from typing import Any
 from kfp import dsl
 
 from components import scaleout as ops
+from components.images import image
 from pipelines.placement import place
 
 
@@ -75,7 +76,8 @@ def build_evaluate() -> Any:
 
 
 def build_train() -> Any:
-    """One paradigm from an ACF-labelled pool: SFT, GRPO, then checkpoint selection on the held-out set."""
+    """One paradigm from an ACF-labelled pool: SFT, GRPO, then checkpoint selection on the held-out set. The
+    recipe's ``launch.nodes`` picks the branch: 1 trains in the step's pod; more submit a Kubeflow TrainJob."""
 
     @dsl.pipeline(name="audiomcq-train", description="One paradigm: allocation, SFT, GRPO, checkpoint selection.")
     def audiomcq_train(
@@ -88,11 +90,22 @@ def build_train() -> Any:
         overrides: list = [],  # noqa: B006 - compiled default
         publish: str = "",
         max_new_tokens: int = 256,
-    ) -> str:
-        run = place(ops.train_paradigm(model=model, labelled=labelled, audio_root=audio_root, recipe=recipe,
-                                   overrides=overrides, paradigm=paradigm, selection=selection, publish=publish),
-                    "train")  # fmt: skip
-        chosen = ops.select_checkpoint(run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens)
-        return place(chosen, "eval").outputs["Output"]
+    ) -> None:
+        inputs = {"model": model, "labelled": labelled, "audio_root": audio_root, "recipe": recipe,
+                  "overrides": overrides, "paradigm": paradigm, "selection": selection,
+                  "publish": publish}  # fmt: skip
+        nodes = place(ops.launch_nodes(recipe=recipe, overrides=overrides), "plan")
+        with dsl.If(nodes.output > 1, name="multi-node"):
+            job = place(ops.train_on_cluster(**inputs, train_image=image("train")), "submit")
+            chosen = ops.select_checkpoint(
+                run=job.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens
+            )
+            place(chosen, "eval")
+        with dsl.Else(name="single-node"):
+            run = place(ops.train_paradigm(**inputs), "train")
+            chosen = ops.select_checkpoint(
+                run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens
+            )
+            place(chosen, "eval")
 
     return audiomcq_train

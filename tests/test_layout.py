@@ -16,7 +16,7 @@ def test_top_level_layout():
 
 
 def test_library_never_imports_orchestration_packages():
-    """kfp never; the Kubernetes client (and the Kubeflow SDK over it) only in the one cluster adapter, audiomcq.k8s."""
+    """kfp never; the Kubernetes client (and the Kubeflow SDK over it) only in the cluster adapter, audiomcq.k8s."""
     for path in (REPO / "audiomcq").rglob("*.py"):
         forbidden = (
             {"kfp"} if "k8s" in path.relative_to(REPO / "audiomcq").parts else {"kfp", "kubernetes", "kubeflow"}

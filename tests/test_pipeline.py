@@ -66,10 +66,10 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     assert '"uri": "s3://data/loop/runs/weak_to_strong"' in outputs  # each artifact's S3 location, in its metadata
 
 
-def _compiled(tmp_path):
+def _compiled(tmp_path, name="audiomcq-post-training"):
     from pipelines.run import compile_all
 
-    path = compile_all(tmp_path)[0]
+    (path,) = [p for p in compile_all(tmp_path) if p.name == f"{name}.yaml"]
     spec, platform = yaml.safe_load_all(path.read_text())
     tasks = {}
     for dag in [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]:
@@ -116,6 +116,17 @@ def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
         assert task["cachingOptions"].get("enableCache", False) is (
             name not in ("post-train", "pretrain", "pretrain-2")
         ), name
+
+
+def test_train_pipeline_branches_on_the_recipes_node_count(tmp_path):
+    """One node: the GPU step trains; more: a CPU-only step submits the TrainJob (retried: it re-attaches)."""
+    _, spec, _, tasks, executors = _compiled(tmp_path, "audiomcq-train")
+    resources = {n: spec["deploymentSpec"]["executors"][executors[n]]["container"]["resources"] for n in executors
+                 if executors[n]}  # fmt: skip
+    assert resources["train-paradigm"]["accelerator"]["resourceCount"] == "8"
+    assert "accelerator" not in resources["train-on-cluster"] and tasks["train-on-cluster"]["retryPolicy"]
+    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
+    assert len(conditions) == 2 and all("launch-nodes" in c for c in conditions)
 
 
 def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypatch):
@@ -297,9 +308,9 @@ def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, sy
     stages = {(c["stage"], c["step"]) for c in selection["candidates"]}
     assert stages == {("sft", 1), ("sft", 2), ("grpo", 1), ("grpo", 2)}
     assert selection["selected"]["path"] in {c["path"] for c in selection["candidates"]}
-    table = next(run_dir.rglob("select-checkpoint/table")).read_text()  # the KFP UI's views of the choice
+    table = next(run_dir.rglob("select-checkpoint*/table")).read_text()  # the KFP UI's views of the choice
     assert f"{selection['selected']['stage']} step {selection['selected']['step']}" in table
     assert (
         table.count("\n| sft |") == 2
-        and "data:image/png;base64," in next(run_dir.rglob("select-checkpoint/curves")).read_text()
+        and "data:image/png;base64," in next(run_dir.rglob("select-checkpoint*/curves")).read_text()
     )

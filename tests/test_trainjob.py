@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import pytest
 import yaml
@@ -48,3 +50,130 @@ def test_the_schema_check_catches_a_broken_trainjob():
         jsonschema.validate(job, _schema())
     with pytest.raises(AudioMCQError, match="DNS label"):
         render("Bad_Name", ["sft"])
+
+
+RUNTIME_CRD = (
+    REPO.parent / "shared" / "schemas" / "kubeflow-trainer" / "trainer.kubeflow.org_clustertrainingruntimes.yaml"
+)
+URIS = {"model": "s3://models/omni-7b", "labelled": "s3://data/acf/labelled.jsonl", "audio_root": "s3://data/audio",
+        "selection": "s3://data/held-out.jsonl", "publish": "s3://runs/w2s-0001"}  # fmt: skip
+TWO_NODES = ["launch.nodes=2", "launch.gpus_per_node=4"]
+
+
+def _runtime() -> dict:
+    """The torch-distributed ClusterTrainingRuntime as a cluster has it (trimmed), valid against its CRD."""
+    node = {
+        "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "pytorch/pytorch:2.7.1"}]}}},
+    }
+    runtime = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
+               "metadata": {"name": "torch-distributed", "labels": {"trainer.kubeflow.org/framework": "torch"}},
+               "spec": {"mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
+                        "template": {"spec": {"replicatedJobs": [{"name": "node", "template": node}]}}}}  # fmt: skip
+    crd = yaml.safe_load(RUNTIME_CRD.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    jsonschema.validate(runtime, version["schema"]["openAPIV3Schema"])
+    return runtime
+
+
+def _controller(kube_api, outcome: str, log: str = ""):
+    """Plays the Trainer controller and kubelet: each new TrainJob gets one running pod per node, then ends with
+    ``outcome`` (Complete or Failed), node-0 leaving ``log``."""
+
+    def hook(event, job):
+        if event != "ADDED":
+            return
+        name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
+        for i in range(job["spec"]["trainer"]["numNodes"]):
+            labels = {"jobset.sigs.k8s.io/jobset-name": name, "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                      "batch.kubernetes.io/job-completion-index": str(i)}  # fmt: skip
+            phase = "Succeeded" if outcome == "Complete" else "Failed"
+            kube_api.add("pods", {"apiVersion": "v1", "kind": "Pod",
+                                  "metadata": {"name": f"{name}-node-0-{i}", "namespace": ns, "labels": labels},
+                                  "spec": {"containers": [{"name": "node", "image": job["spec"]["trainer"]["image"]}]},
+                                  "status": {"phase": phase}})  # fmt: skip
+        kube_api.logs[(ns, f"{name}-node-0-0")] = log
+        reason = {"Complete": ("JobSetCompleted", "jobset completed"), "Failed": ("JobSetFailed", "node-1 OOMKilled")}
+        job["status"] = {
+            "conditions": [
+                {
+                    "type": outcome,
+                    "status": "True",
+                    "reason": reason[outcome][0],
+                    "message": reason[outcome][1],
+                    "lastTransitionTime": "2026-11-27T00:00:00Z",
+                }
+            ]
+        }
+
+    kube_api.add("clustertrainingruntimes", _runtime())
+    kube_api.on("trainjobs", hook)
+
+
+def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
+    from audiomcq.stages_scaleout import launch_nodes, train_on_cluster
+
+    _controller(kube_api, "Complete")
+    assert launch_nodes("weak_to_strong", []) == 1 and launch_nodes("weak_to_strong", TWO_NODES) == 2
+    run = train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong",
+                           image="registry/audiomcq-train@sha256:abc")  # fmt: skip
+    assert run == URIS["publish"]
+    ((plural, ns, name),) = [k for k in kube_api.objects if k[0] == "trainjobs"]
+    job = kube_api.get("trainjobs", name, ns)
+    jsonschema.validate({k: v for k, v in job.items() if k != "status"}, _schema())
+    trainer = job["spec"]["trainer"]
+    assert trainer["numNodes"] == 2 and trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 4
+    assert (
+        trainer["args"][:3] == ["run", "--model", URIS["model"]]
+        and "allocation.paradigm=weak_to_strong" in trainer["args"]
+    )
+    assert trainer["args"][-2:] == ["--nnodes=2", "--nproc-per-node=4"] and URIS["selection"] in trainer["args"]
+    # a retried step (its pod lost) follows the job it started instead of starting another
+    before = job["metadata"]["resourceVersion"]
+    assert train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong",
+                            image="x") == run  # fmt: skip
+    assert [k for k in kube_api.objects if k[0] == "trainjobs"] == [(plural, ns, name)]
+    assert kube_api.get("trainjobs", name, ns)["metadata"]["resourceVersion"] == before
+
+
+def test_a_failed_trainjob_fails_the_step_with_its_reason_and_log(kube_api):
+    from audiomcq.stages_scaleout import train_on_cluster
+
+    _controller(kube_api, "Failed", log="step 12\ntorch.OutOfMemoryError: CUDA out of memory\n")
+    with pytest.raises(AudioMCQError, match=r"(?s)failed: Failed=True \(JobSetFailed: node-1 OOMKilled\).*CUDA out"):
+        train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong", image="x")
+
+
+def test_a_multi_node_run_refuses_local_inputs_before_submitting(kube_api):
+    from audiomcq.stages_scaleout import train_on_cluster
+
+    with pytest.raises(AudioMCQError, match=r"\['labelled'\] must be s3://"):
+        train_on_cluster(**{**URIS, "labelled": "/data/acf.jsonl"}, recipe="weak_to_strong", overrides=TWO_NODES,
+                         paradigm="weak_to_strong", image="x")  # fmt: skip
+    assert not [k for k in kube_api.objects if k[0] == "trainjobs"]
+
+
+def test_each_node_fetches_s3_inputs_once_and_relaunches_on_the_local_copies(s3, tiny_omni, tmp_path, monkeypatch):
+    """What a TrainJob node does before torchrun: the model, records and audio come down once, and the command the
+    ranks run names the local copies (so ranks never race to download the same files)."""
+    import argparse
+
+    from audiomcq import storage
+    from audiomcq.cli_loop import _localize_inputs
+
+    monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "pool.jsonl").write_text("{}\n")
+    storage.publish(tiny_omni, "s3://data/models/base")
+    storage.publish(tmp_path / "audio", "s3://data/audio")
+    s3.fput_object("data", "acf/pool.jsonl", str(tmp_path / "pool.jsonl"))
+    argv = ["train", "run", "--model", "s3://data/models/base", "--data=s3://data/acf/pool.jsonl", "--audio-root",
+            "s3://data/audio", "--out", "s3://data/runs/x", "--nnodes=2"]  # fmt: skip
+    args = argparse.Namespace(model=argv[3], data="s3://data/acf/pool.jsonl", selection=None, audio_root=argv[6],
+                              argv=list(argv))  # fmt: skip
+    _localize_inputs(args)
+    assert (Path(args.model) / "config.json").is_file() and Path(args.data).read_text() == "{}\n"
+    assert (Path(args.audio_root) / "a.wav").read_bytes() == b"RIFF"
+    assert args.argv == ["train", "run", "--model", args.model, f"--data={args.data}", "--audio-root", args.audio_root,
+                         "--out", "s3://data/runs/x", "--nnodes=2"]  # fmt: skip
