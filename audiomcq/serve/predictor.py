@@ -17,6 +17,8 @@ from dataclasses import asdict
 from typing import Any
 
 import kserve
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferRequest
 
@@ -103,6 +105,14 @@ class AudioMCQModel(kserve.Model):
         return {"predictions": [asdict(a) for a in answers]}
 
 
+async def _validation_error(_: Any, exc: Exception) -> JSONResponse:
+    """FastAPI's default 422 echoes the offending input, and an Infinity in it (Python's JSON accepts one) makes
+    rendering fail with a 500; the locations and messages alone say what is wrong."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    reasons = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    return JSONResponse({"error": f"invalid request: {reasons}"}, status_code=422)
+
+
 def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config: ServeConfig | None = None) -> None:
     """Load the model, mount our routes and metrics on kserve's app, and serve on ``http_port`` (blocks)."""
     from kserve.model_server import app
@@ -111,6 +121,7 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
 
     model = AudioMCQModel(name, model_dir, config)
     model.load()
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(metrics.MetricsMiddleware)
     app.include_router(openai_router(model))
     kserve.ModelServer(http_port=http_port, enable_grpc=False).start([model])
