@@ -248,6 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"report: {result['report_path']}  plot: {result['plot_path']}  pipeline: {result['pipeline_seconds']:.0f} s"
     )
+    print(
+        f"{result['promotion']}: {result['promotion_path']} (a dry run; the InferenceService it would apply is beside)"
+    )
     print(f"served answer (KServe V1): {q['question']} {q['choices']}")
     print(f"  audio {q['audio']} ({q['caption']}) -> answer {q['answer']!r}, truth {q['truth']!r}")
     return 0

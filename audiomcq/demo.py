@@ -39,6 +39,8 @@ def run_demo(out_dir: str | Path, recipe: str = "demo", overrides: list[str] | N
     shutil.copyfile(report_dir / "markdown", out / "report.md")
     shutil.copyfile(report_dir / "html", out / "report.html")
     shutil.copyfile(report_dir / "html.png", out / "accuracy.png")
+    shutil.copyfile(run_dir / "promote" / "summary", out / "promotion.md")  # the gate, run dry: no cluster here
+    shutil.copyfile(run_dir / "promote" / "decision" / "inferenceservice.yaml", out / "inferenceservice.yaml")
     selection = load_json(next(run_dir.rglob("selection.json")))
     corpus = next(p for p in run_dir.rglob("loop") if (p / "eval.jsonl").is_file())
     answer = query_selected(selection["model"], corpus)
@@ -48,6 +50,8 @@ def run_demo(out_dir: str | Path, recipe: str = "demo", overrides: list[str] | N
         "report_path": str(out / "report.md"),
         "plot_path": str(out / "accuracy.png"),
         "pipeline_seconds": pipeline_seconds,
+        "promotion": (out / "promotion.md").read_text().splitlines()[0].lstrip("# "),
+        "promotion_path": str(out / "promotion.md"),
         "query": answer,
     }
 

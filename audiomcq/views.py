@@ -71,3 +71,13 @@ def selection_views(selection: dict[str, Any], markdown_path: str | Path, html_p
     _write(html_path, f"<html><body><pre>{html.escape(text)}</pre><img src='data:image/png;base64,{img}'/>"
                       "</body></html>")  # fmt: skip
     return _write(markdown_path, text)
+
+
+def decision_markdown(name: str, model: str, outcome: Any, path: str | Path) -> str:
+    """The promotion gate's verdict, each check behind it, and what was done about it."""
+    decision = outcome.decision
+    verdict = "promote" if decision.promote else "keep production"
+    lines = [f"## Promotion gate: {verdict} ({outcome.action})", "", f"Candidate: `{name}` at `{model}`.", "",
+             f"{html.escape(outcome.message)}", "", "| check |", "|---|"]  # fmt: skip
+    lines += [f"| {html.escape(reason)} |" for reason in decision.reasons]
+    return _write(path, "\n".join(lines) + "\n")

@@ -13,7 +13,7 @@ from components.scaleout import (
     train_on_cluster,
     train_paradigm,
 )
-from components.stages import acf_filter, evaluate, post_train, pretrain, report, select, synth
+from components.stages import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
 
 __all__ = [
     "acf_filter",
@@ -28,6 +28,7 @@ __all__ = [
     "launch_nodes",
     "post_train",
     "pretrain",
+    "promote",
     "report",
     "select",
     "select_checkpoint",

@@ -94,3 +94,14 @@ def report(
 
     write_report(labels.path, [base_results.path] + [r.path for r in results], [r.path for r in runs],
                  selection.path, markdown.path, html.path, corpus_dir=corpus.path)  # fmt: skip
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
+def promote(selection: Input[Dataset], results: Input[list[Dataset]], base_results: Input[Dataset],
+            corpus: Input[Dataset], labels: Input[Dataset], settings: dict, publish: str, decision: Output[Dataset],
+            summary: Output[Markdown]) -> str:  # fmt: skip
+    """The promotion gate on the selected checkpoint (audiomcq.stages_promote.promote_stage); dry unless applied."""
+    from audiomcq.stages_promote import promote_stage
+
+    return promote_stage(selection.path, [r.path for r in results] + [base_results.path], corpus.path, labels.path,
+                         decision.path, settings, publish, summary.path)["action"]  # fmt: skip

@@ -49,6 +49,7 @@ STAGES: dict[str, Stage] = {
     "eval": Stage(cpu="8", memory="64Gi", gpus=1, retries=2),
     "select": Stage(cpu="1", memory="2Gi"),
     "report": Stage(cpu="1", memory="2Gi"),
+    "promote": Stage(cpu="1", memory="2Gi", cache=False, timeout_s=3600),  # reads and changes live cluster state
 }
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",

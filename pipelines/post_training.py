@@ -1,10 +1,11 @@
-"""``audiomcq-post-training``: synth -> base + filter models -> ACF -> paradigms in parallel -> eval -> select."""
+"""``audiomcq-post-training``: synth -> base + filter models -> ACF -> paradigms in parallel -> eval -> select ->
+promotion gate (and the report)."""
 
 from typing import Any
 
 from kfp import dsl
 
-from components import acf_filter, evaluate, post_train, pretrain, report, select, synth
+from components import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
 from pipelines.placement import place
 
 
@@ -19,6 +20,7 @@ def build() -> Any:
         paradigms: list = ["weak_to_strong", "mixed_to_strong"],  # noqa: B006
         filter_roles: list = ["0", "1", "2"],  # noqa: B006
         publish: str = "",  # s3://bucket/prefix: corpus, models, labels and runs are also kept there (URI in metadata)
+        serving: dict = {"apply": False},  # noqa: B006 - the promotion gate's settings; apply: false = dry run
     ) -> str:
         """Returns the selected model's path."""
         common = {"recipe": recipe, "overrides": overrides}
@@ -46,6 +48,10 @@ def build() -> Any:
             ),
             "report",
         )
+        gate = promote(selection=chosen.outputs["selection"], results=dsl.Collected(run_eval.outputs["results"]),
+                       settings=serving, publish=publish,
+                       base_results=base_eval.outputs["results"], **data)  # fmt: skip
+        place(gate, "promote")
         return chosen.outputs["Output"]
 
     return post_training

@@ -50,7 +50,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
 
     bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
     (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
-    assert bench["tasks"] == 13 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
+    assert bench["tasks"] == 14 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
     assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
     report = (run_dir / "report" / "markdown").read_text()
     assert "## Audio-contribution labels" in report and "| base |" in report
@@ -64,6 +64,13 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
         assert storage.is_complete(f"s3://data/loop/{where}"), where
     outputs = "".join(p.read_text() for p in run_dir.rglob("executor_output.json"))
     assert '"uri": "s3://data/loop/runs/weak_to_strong"' in outputs  # each artifact's S3 location, in its metadata
+    decision = json.loads((run_dir / "promote" / "decision" / "decision.json").read_text())  # the gate, run dry
+    isvc = yaml.safe_load((run_dir / "promote" / "decision" / "inferenceservice.yaml").read_text())
+    chosen = selection["selected"]
+    where = "models/base" if chosen == "base" else f"runs/{chosen.split('/')[0]}/{chosen.split('/')[1]}/final"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"s3://data/loop/{where}"
+    assert decision["candidate"]["held-out"]["accuracy"] == selection["accuracy"]
+    assert "Promotion gate" in (run_dir / "promote" / "summary").read_text()
 
 
 def _compiled(tmp_path, name="audiomcq-post-training"):

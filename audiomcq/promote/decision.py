@@ -126,8 +126,8 @@ def decide(
             checks.append((False, f"candidate has no {criteria.metric} on {task}"))
     checks += _floors(cand, criteria.floors)
     if base is None:
-        note = "absolute floors" if criteria.floors else "no floors configured"
-        checks.append((True, f"no production model to compare with: decided on the {note}"))
+        note = "the absolute floors decide" if criteria.floors else "no floors are configured, so nothing blocks it"
+        checks.append((True, f"no production model to compare with: {note}"))
     elif all(ok for ok, _ in checks):
         checks += _against(cand, base, decisive, criteria)
     promote = all(ok for ok, _ in checks)

@@ -1,0 +1,82 @@
+"""The post-training loop's last stage: the promotion gate on the checkpoint the loop selected.
+
+The selected checkpoint's held-out metrics become the candidate's (an ``audiomcq eval``-style file with one task,
+``held-out``); the model served is its ``s3://`` copy when the run published to S3 (a cluster serves from there),
+else its local directory. ``settings`` (a pipeline argument) says where to serve and how strict to be; without
+``apply: true`` the gate runs dry: it decides, renders the InferenceService and writes both, touching no cluster,
+which is what the local demo does.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+from audiomcq.jsonio import load_json, write_json
+from audiomcq.timing import timed
+
+log = logging.getLogger(__name__)
+SETTINGS = {"apply", "name", "namespace", "service_account", "runtime", "canary", "margin", "ac_strong_tolerance",
+            "floor", "gpus", "cpu", "memory", "timeout"}  # fmt: skip
+
+
+def _published_model(name: str, publish: str) -> tuple[str, str | None]:
+    """Where the S3 copy of model ``name`` (``base`` or ``<paradigm>/<stage>``) and its run live."""
+    prefix = publish.rstrip("/")
+    if name == "base":
+        return f"{prefix}/models/base", None
+    paradigm, _, stage = name.partition("/")
+    return f"{prefix}/runs/{paradigm}/{stage}/final", f"{prefix}/runs/{paradigm}"
+
+
+@timed
+def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, labels_dir: str, out_dir: str,
+                  settings: dict[str, Any], publish: str = "", markdown_path: str = "") -> dict[str, Any]:  # fmt: skip
+    """Run the gate on the selected checkpoint; writes ``decision.json`` and ``inferenceservice.yaml`` to
+    ``out_dir`` and the decision as Markdown. Returns ``{action, promote, model}``; a rollback raises (the step
+    fails with its reason, after the files are written)."""
+    from audiomcq import storage
+    from audiomcq.promote.decision import Criteria, write_decision
+    from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
+    from audiomcq.promote.render import Serving, to_yaml
+    from audiomcq.views import decision_markdown
+
+    unknown = set(settings) - SETTINGS
+    if unknown:
+        raise AudioMCQError(f"unknown promotion setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+    out = Path(out_dir)
+    selection = load_json(Path(selection_dir) / "selection.json")
+    name = selection["selected"]
+    evaluated = [load_json(Path(d) / "metrics.json") for d in results_dirs]
+    metrics = next((e[name] for e in evaluated if name in e), None)
+    if metrics is None:
+        raise AudioMCQError(f"{selection_dir}: the selected model {name!r} has no evaluation among {results_dirs}")
+    model, run = _published_model(name, publish) if storage.is_s3(publish) else (selection["model"], None)
+    candidate = out / "candidate-metrics.json"
+    write_json(candidate, {"model": model, "tasks": {"held-out": metrics}})
+    serving = Serving(**{k: settings[k] for k in ("name", "namespace", "service_account", "runtime", "gpus", "cpu",
+                                                   "memory") if k in settings})  # fmt: skip
+    floor = settings.get("floor")
+    criteria = Criteria(margin=float(settings.get("margin", 0.0)),
+                        ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),
+                        floors={"held-out": float(floor)} if floor is not None else {})  # fmt: skip
+    cfg = GateConfig(serving=serving, canary=int(settings.get("canary", 10)),
+                     timeout=float(settings.get("timeout", 900.0)),
+                     smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),
+                     smoke_audio_root=str(Path(corpus_dir) / "loop"),
+                     dry_run=not settings.get("apply", False))  # fmt: skip
+    failure = None
+    try:
+        outcome = run_gate(model, [str(candidate)], criteria, cfg, run_uri=run)
+    except RolledBack as err:
+        outcome, failure = err.outcome, err
+    write_decision(outcome.decision, out / "decision.json")
+    (out / "inferenceservice.yaml").write_text(to_yaml(outcome.objects) if outcome.objects else "")
+    if markdown_path:
+        decision_markdown(name, model, outcome, markdown_path)
+    log.info("promotion of %s (%s): %s: %s", name, model, outcome.action, outcome.message)
+    if failure is not None:
+        raise failure
+    return {"action": outcome.action, "promote": outcome.decision.promote, "model": model}
