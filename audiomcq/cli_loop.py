@@ -98,6 +98,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
     p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
+    p.add_argument("--images", type=Path, help="compile/submit: pin images from `skaffold build --file-output` JSON")
     p.add_argument("--recipe", help="run: the recipe parameter (audiomcq-post-training: default demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_pipeline)
@@ -212,6 +213,11 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Compile or run locally."""
+    if args.images and args.action != "run":
+        from components.images import load_build_output
+
+        for name, ref in load_build_output(args.images).items():
+            print(f"image {name}: {ref}")
     from pipelines.run import compile_all, run_local
 
     if args.action == "compile":

@@ -321,3 +321,20 @@ def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, sy
         table.count("\n| sft |") == 2
         and "data:image/png;base64," in next(run_dir.rglob("select-checkpoint*/curves")).read_text()
     )
+
+
+def test_compile_pins_the_images_skaffold_built(tmp_path):
+    """`skaffold build --file-output` -> `pipeline compile --images`: every task runs the built digest, no dev tag
+    is left for a built image (in a subprocess: pinning changes this process's component definitions)."""
+    import subprocess
+    import sys
+
+    ref = "registry.example.com/audiomcq-train:v1@sha256:" + "a" * 64
+    base = {"imageName": "registry.example.com/audiomcq-base", "tag": "registry.example.com/b:1"}
+    builds = {"builds": [{"imageName": "registry.example.com/audiomcq-train", "tag": ref}, base]}
+    (tmp_path / "build.json").write_text(json.dumps(builds))
+    cmd = [sys.executable, "-m", "audiomcq.cli", "pipeline", "compile", "--out", str(tmp_path / "out"), "--images",
+           str(tmp_path / "build.json")]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    text = (tmp_path / "out" / "audiomcq-post-training.yaml").read_text()
+    assert text.count(ref) >= 2 and "audiomcq-train:dev" not in text and "audiomcq-tools:dev" in text
