@@ -315,6 +315,31 @@ def test_rbac_check_rejects_planted_grants():
         assert expected in found, expected
 
 
+@needs_kubectl
+def test_trainer_sdk_component_adds_only_the_runtime_reads(tmp_path):
+    """The opt-in component for following TrainJobs with the Kubeflow SDK: one more namespaced read and one
+    cluster-wide read, both ``get`` on training runtimes, for the pipeline's account only."""
+    import os
+
+    rel = os.path.relpath(MANIFESTS, tmp_path)  # kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {rel}/overlays/prod\ncomponents:\n  - {rel}/components/trainer-sdk\n"
+    )
+    objs = kustomize(tmp_path)
+    assert schema_problems(objs) == []
+    role = named(objs, "Role", "audiomcq-pipeline")
+    assert role["rules"][-1] == {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainingruntimes"],
+                                 "verbs": ["get"]}  # fmt: skip
+    cluster = [o for o in objs if o["kind"].startswith("Cluster")]
+    assert [(o["kind"], o["metadata"]["name"]) for o in cluster] == [
+        ("ClusterRole", "audiomcq-read-cluster-training-runtimes"),
+        ("ClusterRoleBinding", "audiomcq-read-cluster-training-runtimes"),
+    ]
+    assert cluster[0]["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                                    "verbs": ["get"]}]  # fmt: skip
+    assert cluster[1]["subjects"] == [{"kind": "ServiceAccount", "name": "audiomcq-pipeline", "namespace": NAMESPACE}]
+
+
 # --- names shared with the code -----------------------------------------------------------------------------------
 
 
