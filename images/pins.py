@@ -10,8 +10,8 @@ pyproject.toml and the dev venv is reinstalled):
   local tag dropped, so a GPU image gets the CUDA build of the same torch), plus the packages only images install
   (``IMAGE_ONLY``) and their dependencies, resolved against those pins;
 - ``images/infer/constraints.txt``: the same plus vLLM and its dependencies, except where vLLM needs other versions
-  (``INFER_OVERRIDES``). The CUDA wheels (``nvidia-*``, ``cuda-*``, ``triton``) are left to torch's and vLLM's own
-  exact pins.
+  (``INFER_OVERRIDES``). The CUDA wheels (``nvidia-*``, ``cuda-*``, ``triton``) are left out: a CPU venv cannot
+  resolve them, torch pins its own exactly and vLLM bounds the rest.
 """
 
 from __future__ import annotations

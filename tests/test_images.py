@@ -167,7 +167,7 @@ def test_pins_agree_with_pyproject_and_each_other():
     assert shared["deepspeed"] == pins.IMAGE_ONLY["deepspeed"] and infer["vllm"] == pins.VLLM == "0.30.0"
     differ = {n for n in shared if infer.get(n) != shared[n]}
     assert differ == set(pins.INFER_OVERRIDES) and all(infer[n] == v for n, v in pins.INFER_OVERRIDES.items())
-    assert not [n for n in infer if pins.CUDA_WHEELS.match(n)]  # left to torch's and vLLM's exact pins
+    assert not [n for n in infer if pins.CUDA_WHEELS.match(n)]  # left to torch's exact pins and vLLM's bounds
     base = dockerfile("base")
     assert any(f"torch=={declared['torch']}" in rest for word, rest in base if word == "RUN")
 
@@ -235,8 +235,8 @@ def test_build_output_pins_every_component(tmp_path, monkeypatch):
     import components
     from components.images import DEFAULTS, image, load_build_output
 
-    for name in DEFAULTS:
-        monkeypatch.delenv(f"AUDIOMCQ_IMAGE_{name.upper()}", raising=False)
+    for name in DEFAULTS:  # the default references, and the variables removed again after the test
+        monkeypatch.setenv(f"AUDIOMCQ_IMAGE_{name.upper()}", DEFAULTS[name])
     built = {n: f"registry.example.com/ml/audiomcq-{n}:abc1234@sha256:{n[0] * 64}" for n in DEFAULTS}
     output = tmp_path / "build.json"
     output.write_text(json.dumps({"builds": [{"imageName": "registry.example.com/ml/audiomcq-base", "tag": "b"}]
