@@ -91,9 +91,9 @@ def _audio(seconds: float, rate: int = 16000, fmt: str = "WAV", subtype: str | N
     return buf.getvalue()
 
 
-def _post(url: str, body, raw: bool = False) -> tuple[int, str]:
+def _post(url: str, body, raw: bool = False, headers: dict | None = None) -> tuple[int, str]:
     data = body if raw else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return resp.status, resp.read().decode()
@@ -310,6 +310,21 @@ def test_bad_audio_urls_and_raw_bodies_are_4xx(server, records, synth_corpus, fi
         assert 400 <= status < 500, (raw, status, text)
 
 
+def _binary_v2_bodies(inst: dict, wav: bytes) -> list[tuple[bytes, str, str]]:
+    """Binary-extension V2 bodies kserve itself cannot decode: (body, header length, expected reason)."""
+    from kserve import InferInput, InferRequest
+
+    tensors = []
+    for name, value in (("question", inst["question"].encode()), ("choices", json.dumps(inst["choices"]).encode()),
+                        ("audio", wav)):  # raw WAV bytes are not UTF-8 text  # fmt: skip
+        tensor = InferInput(name, [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([value], dtype=np.object_), binary_data=True)
+        tensors.append(tensor)
+    raw, length = InferRequest("audiomcq", tensors).to_rest()
+    header = json.dumps({"outputs": []}).encode()
+    return [(raw, str(length), "UTF-8"), (header, str(len(header)), "KeyError"), (raw, "many", "ValueError")]
+
+
 def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
     inst = _instance(records[0], synth_corpus)
 
@@ -332,6 +347,12 @@ def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
         assert status == 400 and reason in text, (reason, text)
     status, _ = _post(f"{server}/v2/models/audiomcq/infer", {"inputs": "nope"})
     assert 400 <= status < 500
+    for body, length, reason in _binary_v2_bodies(inst, (synth_corpus / records[0]["audio_path"]).read_bytes()):
+        req = urllib.request.Request(f"{server}/v2/models/audiomcq/infer", data=body, headers={
+            "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": length})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code == 400 and reason in err.value.read().decode(), reason
     chat = f"{server}/openai/v1/chat/completions"
     text = _prompt(inst["question"], inst["choices"])
     good = {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}}
@@ -449,11 +470,24 @@ def _fuzz_bodies(valid: dict):
         "/v2/models/audiomcq/infer",
         "/openai/v1/chat/completions",
     )
+    binary_input = st.fixed_dictionaries({
+        "name": st.sampled_from(["question", "choices", "audio", "x"]),
+        "datatype": st.sampled_from(["BYTES", "FP32", "INT64"]),
+        "shape": st.lists(st.integers(-1, 3), max_size=2),
+        "parameters": st.fixed_dictionaries({"binary_data_size": st.integers(-4, 80)}),
+    })  # fmt: skip
+
+    def binary_body(inputs: list, tail: bytes, shift: int) -> tuple[bytes, dict]:
+        header = json.dumps({"inputs": inputs}).encode()
+        return header + tail, {"Inference-Header-Content-Length": str(len(header) + shift)}
+
+    binary = st.builds(binary_body, st.lists(binary_input, max_size=3), st.binary(max_size=80), st.integers(-3, 3))
     return (
-        st.tuples(st.just(v1_path), one | v1)
-        | st.tuples(st.just(v2_path), v2)
-        | st.tuples(st.just(chat_path), chat | anything)
-        | st.tuples(st.sampled_from([v1_path, v2_path, chat_path]), st.binary(max_size=64))
+        st.tuples(st.just(v1_path), one | v1, st.just({}))
+        | st.tuples(st.just(v2_path), v2, st.just({}))
+        | st.tuples(st.just(chat_path), chat | anything, st.just({}))
+        | st.builds(lambda pair: (v2_path, *pair), binary)
+        | st.tuples(st.sampled_from([v1_path, v2_path, chat_path]), st.binary(max_size=64), st.just({}))
     )
 
 
@@ -465,8 +499,8 @@ def test_generated_requests_never_get_a_5xx(server, records, synth_corpus):
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
     @given(_fuzz_bodies(_instance(records[0], synth_corpus)))
     def check(request):
-        path, body = request
-        status, text = _post(server + path, body, raw=isinstance(body, bytes))
+        path, body, headers = request
+        status, text = _post(server + path, body, raw=isinstance(body, bytes), headers=headers)
         seen[status] += 1
         assert status < 500, (path, body, status, text)
 

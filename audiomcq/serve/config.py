@@ -25,6 +25,7 @@ class ServeConfig:
     max_wait_ms: float = 10.0
     max_new_tokens: int = 32
     dtype: str = "auto"
+    device: str = "auto"
     max_instances: int = 16
     max_audio_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 30.0
@@ -45,6 +46,8 @@ class ServeConfig:
             raise AudioMCQError(f"serve: max_wait_ms must be >= 0, not {self.max_wait_ms}")
         if self.dtype not in DTYPES:
             raise AudioMCQError(f"serve: dtype must be one of {DTYPES}, not {self.dtype!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise AudioMCQError(f"serve: device must be auto, cpu or cuda[:N], not {self.device!r}")
         if self.max_choices < 2:
             raise AudioMCQError("serve: max_choices must be at least 2 (a question needs two choices)")
 
@@ -59,6 +62,7 @@ HELP = {
     "max_wait_ms": "how long the first queued question waits for others to fill its batch",
     "max_new_tokens": "tokens generated for the raw answer",
     "dtype": "model dtype: auto (float32 on CPU), bfloat16, float16, float32",
+    "device": "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda[:N]",
     "max_instances": "questions in one request",
     "max_audio_bytes": "size of one encoded audio file (before base64)",
     "max_audio_seconds": "duration of one clip; the audio encoder hears 30 s at most, so longer is refused, not cut",

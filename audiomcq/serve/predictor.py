@@ -53,6 +53,12 @@ class AudioMCQModel(kserve.Model):
         path = local_model(self.model_dir)
         spec = EngineSpec(path=path, dtype=self.config.dtype, batch_size=self.config.max_batch_size)
         self._engine = TransformersEngine(spec)
+        device = self.config.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._engine.loaded.model.to(device)  # generation, prefix sharing and scoring all follow model.device
         tok = self._engine.loaded.processor.tokenizer
         self.forbidden = tuple(sorted(set(tok.all_special_tokens) | set(tok.get_added_vocab()), key=len, reverse=True))
         self._batcher = MicroBatcher(
@@ -60,7 +66,7 @@ class AudioMCQModel(kserve.Model):
         )
         self.created = int(time.time())
         self.ready = True
-        log.info("loaded %s from %s (%s)", self.name, self.model_dir, self._engine.loaded.family)
+        log.info("loaded %s from %s (%s on %s)", self.name, self.model_dir, self._engine.loaded.family, device)
         return self.ready
 
     def get_input_types(self) -> list[dict]:
@@ -117,11 +123,13 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
     """Load the model, mount our routes and metrics on kserve's app, and serve on ``http_port`` (blocks)."""
     from kserve.model_server import app
 
+    from audiomcq.serve.guard import BinaryV2Guard
     from audiomcq.serve.openai_api import openai_router
 
     model = AudioMCQModel(name, model_dir, config)
     model.load()
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(metrics.MetricsMiddleware)
+    app.add_middleware(BinaryV2Guard)
+    app.add_middleware(metrics.MetricsMiddleware)  # added last, so outside the guard: its 400s are counted too
     app.include_router(openai_router(model))
     kserve.ModelServer(http_port=http_port, enable_grpc=False).start([model])
