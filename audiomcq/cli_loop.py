@@ -95,6 +95,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="run/submit: a pipeline argument")
     p.add_argument("--experiment", default="audiomcq", help="submit: KFP experiment")
     p.add_argument("--run-name", help="submit: run name")
+    p.add_argument("--service-account", help="submit: the runs' pods' account (default $KFP_SERVICE_ACCOUNT)")
     p.add_argument("--out", type=Path, default=Path("dist"), help="compile: output folder; run: pipeline root")
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
     p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
@@ -231,7 +232,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     if args.action == "submit":
         from pipelines.run import submit
 
-        print(f"submitted: run {submit(name, params, args.experiment, args.run_name)}")
+        run_id = submit(name, params, args.experiment, args.run_name, service_account=args.service_account)
+        print(f"submitted: run {run_id}")
         return 0
     if not args.local:
         print("audiomcq: error: `pipeline run` is local only (--local); use `pipeline submit` for a KFP cluster")

@@ -75,9 +75,11 @@ def run_local(root: str | Path, recipe: str | None = None, overrides: list[str] 
 
 
 def submit(name: str, arguments: dict[str, object], experiment: str, run_name: str | None = None,
-           token_env: str = "KFP_TOKEN") -> str:  # fmt: skip
+           token_env: str = "KFP_TOKEN", service_account: str | None = None) -> str:  # fmt: skip
     """Compile ``name`` and start a run on the KFP API at ``KFP_ENDPOINT`` (namespace ``KFP_NAMESPACE``; bearer
-    token from the variable ``token_env`` names, never printed); returns the run id."""
+    token from the variable ``token_env`` names, never printed), its pods running as ``service_account`` (default
+    ``KFP_SERVICE_ACCOUNT``; the manifests' ``audiomcq-pipeline`` holds the RBAC for TrainJobs and
+    InferenceServices); returns the run id."""
     import tempfile
 
     import kfp
@@ -95,8 +97,10 @@ def submit(name: str, arguments: dict[str, object], experiment: str, run_name: s
         try:
             client = kfp.Client(host=host, existing_token=os.environ.get(token_env) or None,
                                 namespace=os.environ.get("KFP_NAMESPACE", "kubeflow"))  # fmt: skip
-            run = client.create_run_from_pipeline_package(str(path), arguments=arguments, run_name=run_name,
-                                                          experiment_name=experiment)  # fmt: skip
+            account = service_account or os.environ.get("KFP_SERVICE_ACCOUNT") or None
+            run = client.create_run_from_pipeline_package(
+                str(path), arguments=arguments, run_name=run_name, experiment_name=experiment, service_account=account
+            )
         except Exception as err:  # the client raises urllib3/ApiException/ValueError; name the endpoint once
             raise AudioMCQError(f"{host}: could not start {name}: {type(err).__name__}: {str(err)[:300]}") from err
     return run.run_id

@@ -255,12 +255,14 @@ def test_submit_starts_a_run_on_a_kfp_api(tmp_path, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("KFP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("KFP_TOKEN", "throwaway-token")
+    monkeypatch.setenv("KFP_SERVICE_ACCOUNT", "audiomcq-pipeline")
     try:
         assert main(["pipeline", "submit", "--name", "audiomcq-filter", "--param", "data=s3://d/records.jsonl",
                      "--param", 'models=["s3://m/f1", "s3://m/f2"]', "--run-name", "acf-1"]) == 0  # fmt: skip
     finally:
         server.shutdown()
     (run,) = [body for method, path, _, body in seen if method == "POST" and path.startswith("/apis/v2beta1/runs")]
+    assert run.get("service_account") == "audiomcq-pipeline"  # the account the RBAC is bound to
     assert run["display_name"] == "acf-1" and run["experiment_id"] == "exp-1"
     spec = run["pipeline_spec"]
     assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "audiomcq-filter"
