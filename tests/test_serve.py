@@ -255,6 +255,7 @@ BAD_FIELDS = [
     ({"question": "   "}, "'question' must be a non-empty string"),
     ({"question": "x" * 301}, "more than the limit of 300"),
     ({"question": "what <|AUDIO|> is it?"}, "control token '<|AUDIO|>'"),
+    ({"choices": None}, "'choices' must be a list of 2 to 6 strings, not NoneType"),
     ({"choices": ["one"]}, "'choices' must be a list of 2 to 6 strings, not 1 choices"),
     ({"choices": "a, b"}, "not str"),
     ({"choices": ["a", "b", "c", "d", "e", "f", "g"]}, "not 7 choices"),
