@@ -121,7 +121,7 @@ def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
             assert "accelerator" not in resources and "nodeSelector" not in placement, name
             assert "retryPolicy" not in task, name  # deterministic CPU stages are not retried
         assert task["cachingOptions"].get("enableCache", False) is (
-            name not in ("post-train", "pretrain", "pretrain-2")
+            name not in ("post-train", "pretrain", "pretrain-2", "promote")  # training, and the live cluster
         ), name
 
 
