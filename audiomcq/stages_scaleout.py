@@ -147,6 +147,14 @@ def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, rec
     return run
 
 
+def run_prefix(publish: str, run_id: str) -> str:
+    """Where one pipeline run keeps its S3 outputs: ``<publish>/<run id>`` (empty without an ``s3://`` prefix).
+    Retries of a step see the same run id, so they resume; another run never reuses this run's checkpoints."""
+    from audiomcq import storage
+
+    return f"{publish.rstrip('/')}/{run_id}" if storage.is_s3(publish) else ""
+
+
 def launch_nodes(recipe: str, overrides: list[str]) -> int:
     """How many nodes the recipe's ``launch`` section asks for: 1 trains in the pipeline step's own pod, more run
     as a Kubeflow TrainJob (``train_on_cluster``)."""
@@ -176,8 +184,9 @@ def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, ov
         raise AudioMCQError(f"a multi-node run needs a packaged recipe (the nodes run the image's), not {recipe!r}")
     cluster = from_recipe(load_recipe(recipe, overrides)["launch"], namespace or default_namespace(), image)
     args = ["run", "--model", model, "--data", labelled, "--audio-root", audio_root, "--out", publish,
-            "--recipe", recipe, "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip
-    args += [a for o in overrides for a in ("--set", o)] + (["--selection", selection] if selection else [])
+            "--recipe", recipe, *[a for o in overrides for a in ("--set", o)],
+            "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip  # last: the step's paradigm wins, as in one pod
+    args += ["--selection", selection] if selection else []
     run_trainjob(render(job_name(publish), args, cluster), timeout_s=cluster.deadline_s)
     return publish
 

@@ -80,13 +80,14 @@ def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> i
     s3 = client()
     root = Path(local_dir)
     count = 0
+    marker = f"{prefix}/{COMPLETE}" if prefix else COMPLETE
+    s3.remove_object(bucket, marker)  # a re-publish is incomplete until its own marker lands (no-op when absent)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if rel.parts[0] in exclude or path.name.endswith(".tmp"):
             continue
         s3.fput_object(bucket, f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix(), str(path))
         count += 1
-    marker = f"{prefix}/{COMPLETE}" if prefix else COMPLETE
     s3.put_object(bucket, marker, io.BytesIO(str(count).encode()), len(str(count)))
     log.info("published %d files from %s to %s", count, root, uri)
     return count

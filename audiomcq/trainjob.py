@@ -10,14 +10,25 @@ Kubeflow SDK, or a pipeline step).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
 
 API = "trainer.kubeflow.org/v1alpha1"
+# ConfigMap key -> environment variable, the same for pipeline steps (pipelines/placement.py) and TrainJob nodes
+CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
+               "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY"}  # fmt: skip
+
+
+def gpu_pool() -> tuple[dict[str, str], str]:
+    """The GPU node pool's node selector and the taint key its nodes carry: ``AUDIOMCQ_GPU_NODE_SELECTOR``
+    (``label=value``) and ``AUDIOMCQ_GPU_TOLERATION``, read where objects are rendered (compile or submit time)."""
+    label, _, value = os.environ.get("AUDIOMCQ_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
+    return {label: value}, os.environ.get("AUDIOMCQ_GPU_TOLERATION", "nvidia.com/gpu")
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class Cluster:
     s3_secret: str = "audiomcq-s3"
     config_map: str = "audiomcq-config"
     deadline_s: int = 72 * 3600
+    node_selector: dict[str, str] = field(default_factory=lambda: gpu_pool()[0])
+    toleration: str = field(default_factory=lambda: gpu_pool()[1])  # taint key on the GPU nodes (NoSchedule)
 
 
 def job_name(run_uri: str) -> str:
@@ -72,8 +85,13 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
     ]
     config_env = [
         {"name": env, "valueFrom": {"configMapKeyRef": {"name": cluster.config_map, "key": key, "optional": True}}}
-        for key, env in (("s3_endpoint", "AUDIOMCQ_S3_ENDPOINT"), ("pushgateway", "AUDIOMCQ_PUSHGATEWAY"))
+        for key, env in CONFIG_KEYS.items()
     ]
+    placement = {
+        "nodeSelector": cluster.node_selector,
+        "tolerations": [{"key": cluster.toleration, "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    node = {"name": "node", "template": {"spec": {"template": {"spec": placement}}}}  # the runtime's node job
     resources = {
         "cpu": cluster.cpu_per_node,
         "memory": cluster.memory_per_node,
@@ -87,6 +105,8 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
         "spec": {
             "runtimeRef": {"name": cluster.runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API.split("/")[0]},
             "activeDeadlineSeconds": cluster.deadline_s,
+            "runtimePatches": [{"manager": "audiomcq", "trainingRuntimeSpec": {
+                "template": {"spec": {"replicatedJobs": [node]}}}}],  # onto the GPU pool
             "trainer": {
                 "image": cluster.image,
                 "command": ["audiomcq", "train"],

@@ -80,6 +80,14 @@ def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, over
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
+def run_prefix(publish: str, run_id: str) -> str:
+    """This run's S3 prefix under ``publish`` (audiomcq.stages_scaleout.run_prefix)."""
+    from audiomcq.stages_scaleout import run_prefix
+
+    return run_prefix(publish, run_id)
+
+
+@dsl.component(base_image=image("tools"), install_kfp_package=False)
 def launch_nodes(recipe: str, overrides: list) -> int:
     """The nodes a recipe's ``launch`` section asks for (audiomcq.stages_scaleout.launch_nodes)."""
     from audiomcq.stages_scaleout import launch_nodes

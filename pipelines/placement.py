@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from audiomcq.trainjob import CONFIG_KEYS, gpu_pool
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -52,8 +54,6 @@ STAGES: dict[str, Stage] = {
     "promote": Stage(cpu="1", memory="2Gi", cache=False, timeout_s=3600),  # reads and changes live cluster state
 }
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
-CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
-               "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY"}  # fmt: skip
 
 
 def stage(name: str) -> Stage:
@@ -71,17 +71,19 @@ def stage(name: str) -> Stage:
 
 
 def _pool() -> tuple[str, str, str]:
-    label, _, value = os.environ.get("AUDIOMCQ_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true").partition("=")
-    return label, value, os.environ.get("AUDIOMCQ_GPU_TOLERATION", "nvidia.com/gpu")
+    (label, value), taint = next(iter(gpu_pool()[0].items())), gpu_pool()[1]
+    return label, value, taint
 
 
-def place(task: Any, name: str) -> Any:
-    """Apply stage ``name``'s settings to a pipeline task; returns the task."""
+def place(task: Any, name: str, reads_uris: bool = False) -> Any:
+    """Apply stage ``name``'s settings to a pipeline task; returns the task. ``reads_uris``: the task reads its
+    inputs by ``s3://`` URI, whose objects may change under the same URI, so a cached result could be stale: such a
+    task is never cached (tasks fed by upstream artifacts keep the stage's caching)."""
     from kfp import kubernetes
 
     s = stage(name)
     task.set_cpu_request(s.cpu).set_cpu_limit(s.cpu_limit).set_memory_request(s.memory).set_memory_limit(s.memory)
-    task.set_caching_options(s.cache)
+    task.set_caching_options(s.cache and not reads_uris)
     if s.gpus:
         label, value, taint = _pool()
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(s.gpus)
@@ -92,8 +94,9 @@ def place(task: Any, name: str) -> Any:
     kubernetes.set_timeout(task, s.timeout_s)
     kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_S3_SECRET", "audiomcq-s3"), S3_KEYS)
     if s.llm:
+        # optional: the template backend needs no key, and a missing Secret must not stop the pod from starting
         kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_LLM_SECRET", "audiomcq-llm"),
-                                     {"api_key": "LLM_API_KEY"})  # fmt: skip
+                                     {"api_key": "LLM_API_KEY"}, optional=True)  # fmt: skip
     # optional: a cluster without a Pushgateway (or with default TLS/region) leaves those keys out
     kubernetes.use_config_map_as_env(task, os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"), CONFIG_KEYS,
                                      optional=True)  # fmt: skip

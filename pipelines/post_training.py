@@ -5,7 +5,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
+from components import acf_filter, evaluate, post_train, pretrain, promote, report, run_prefix, select, synth
 from pipelines.placement import place
 
 
@@ -19,11 +19,12 @@ def build() -> Any:
         overrides: list = [],  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
         paradigms: list = ["weak_to_strong", "mixed_to_strong"],  # noqa: B006
         filter_roles: list = ["0", "1", "2"],  # noqa: B006
-        publish: str = "",  # s3://bucket/prefix: corpus, models, labels and runs are also kept there (URI in metadata)
+        publish: str = "",  # s3://bucket/prefix: corpus, models, labels, runs go under <publish>/<run id>
         serving: dict = {"apply": False},  # noqa: B006 - the promotion gate's settings; apply: false = dry run
     ) -> str:
         """Returns the selected model's path."""
         common = {"recipe": recipe, "overrides": overrides}
+        publish = place(run_prefix(publish=publish, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "plan").output
         corpus = place(synth(**common, publish=publish), "synth").outputs["corpus"]
         base = place(pretrain(role="base", corpus=corpus, publish=publish, **common), "pretrain").outputs["model"]
         with dsl.ParallelFor(filter_roles) as role:

@@ -11,9 +11,10 @@ from pipelines.placement import place
 
 
 def fan_out(shard_op: Any, merge_op: Any, stage: str, output: str, inputs: dict, shards: Any, publish: Any) -> Any:
-    """One ``shard_op`` task per shard (placed as ``stage``), then ``merge_op`` over their ``output`` artifacts."""
+    """One ``shard_op`` task per shard (placed as ``stage``; it reads its inputs by URI), then ``merge_op`` over
+    their ``output`` artifacts."""
     with dsl.ParallelFor(shards) as shard:
-        part = place(shard_op(**inputs, shard=shard, shards=shards), stage)
+        part = place(shard_op(**inputs, shard=shard, shards=shards), stage, reads_uris=True)
     return place(merge_op(shards=dsl.Collected(part.outputs[output]), publish=publish), "merge")
 
 
@@ -34,9 +35,9 @@ def build_filter() -> Any:
         inputs = {"data": data, "models": models, "settings": settings}
         cells = place(ops.filter_cells(models=models, shards=shards), "plan")
         with dsl.ParallelFor(cells.output) as cell:
-            answer = place(ops.filter_answer(**inputs, audio_root=audio_root, cell=cell), "filter")
+            answer = place(ops.filter_answer(**inputs, audio_root=audio_root, cell=cell), "filter", reads_uris=True)
         answers = dsl.Collected(answer.outputs["answers"])
-        place(ops.filter_label(**inputs, shards=shards, answers=answers, publish=publish), "merge")
+        place(ops.filter_label(**inputs, shards=shards, answers=answers, publish=publish), "merge", reads_uris=True)
 
     return audiomcq_filter
 
@@ -69,7 +70,7 @@ def build_evaluate() -> Any:
         settings: dict = {},  # noqa: B006 - EvalConfig fields; empty = greedy, 256 new tokens, silent control on
     ) -> None:
         with dsl.ParallelFor(tasks) as task:
-            result = place(ops.eval_task(model=model, task=task, settings=settings), "eval")
+            result = place(ops.eval_task(model=model, task=task, settings=settings), "eval", reads_uris=True)
         place(ops.eval_report(results=dsl.Collected(result.outputs["results"])), "report")
 
     return audiomcq_evaluate
@@ -91,21 +92,22 @@ def build_train() -> Any:
         publish: str = "",
         max_new_tokens: int = 256,
     ) -> None:
+        scope = place(ops.run_prefix(publish=publish, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "plan")
         inputs = {"model": model, "labelled": labelled, "audio_root": audio_root, "recipe": recipe,
                   "overrides": overrides, "paradigm": paradigm, "selection": selection,
-                  "publish": publish}  # fmt: skip
+                  "publish": scope.output}  # fmt: skip  # <publish>/<run id>: retries resume, reruns start afresh
         nodes = place(ops.launch_nodes(recipe=recipe, overrides=overrides), "plan")
         with dsl.If(nodes.output > 1, name="multi-node"):
             job = place(ops.train_on_cluster(**inputs, train_image=image("train")), "submit")
             chosen = ops.select_checkpoint(
                 run=job.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens
             )
-            place(chosen, "eval")
+            place(chosen, "eval", reads_uris=True)
         with dsl.Else(name="single-node"):
             run = place(ops.train_paradigm(**inputs), "train")
             chosen = ops.select_checkpoint(
                 run=run.outputs["run"], audio_root=audio_root, max_new_tokens=max_new_tokens
             )
-            place(chosen, "eval")
+            place(chosen, "eval", reads_uris=True)
 
     return audiomcq_train

@@ -50,7 +50,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
 
     bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
     (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
-    assert bench["tasks"] == 14 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
+    assert bench["tasks"] == 15 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
     assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
     report = (run_dir / "report" / "markdown").read_text()
     assert "## Audio-contribution labels" in report and "| base |" in report
@@ -60,15 +60,16 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     selection = json.loads(next(Path(run_dir).rglob("selection.json")).read_text())
     assert selection["selected"] in {c["name"] for c in selection["candidates"]}
     assert (run_dir / "report" / "html").read_text().startswith("<html>")
+    (prefix,) = storage.subprefixes("s3://data/loop")  # this run's own prefix: <publish>/<run id>
     for where in ("corpus", "models/base", "models/2", "labels", "runs/weak_to_strong", "runs/mixed_to_strong"):
-        assert storage.is_complete(f"s3://data/loop/{where}"), where
+        assert storage.is_complete(f"{prefix}/{where}"), where
     outputs = "".join(p.read_text() for p in run_dir.rglob("executor_output.json"))
-    assert '"uri": "s3://data/loop/runs/weak_to_strong"' in outputs  # each artifact's S3 location, in its metadata
+    assert f'"uri": "{prefix}/runs/weak_to_strong"' in outputs  # each artifact's S3 location, in its metadata
     decision = json.loads((run_dir / "promote" / "decision" / "decision.json").read_text())  # the gate, run dry
     isvc = yaml.safe_load((run_dir / "promote" / "decision" / "inferenceservice.yaml").read_text())
     chosen = selection["selected"]
     where = "models/base" if chosen == "base" else f"runs/{chosen.split('/')[0]}/{chosen.split('/')[1]}/final"
-    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"s3://data/loop/{where}"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{prefix}/{where}"
     assert decision["candidate"]["held-out"]["accuracy"] == selection["accuracy"]
     assert "Promotion gate" in (run_dir / "promote" / "summary").read_text()
 
@@ -134,6 +135,17 @@ def test_train_pipeline_branches_on_the_recipes_node_count(tmp_path):
     assert "accelerator" not in resources["train-on-cluster"] and tasks["train-on-cluster"]["retryPolicy"]
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
     assert len(conditions) == 2 and all("launch-nodes" in c for c in conditions)
+
+
+def test_tasks_reading_s3_uris_are_never_cached(tmp_path):
+    """An object can change under the same URI, so the fan-out pipelines' URI readers are not cached; the LLM
+    Secret is optional (the template backend needs none)."""
+    _, _, k8s, tasks, executors = _compiled(tmp_path, "audiomcq-filter")
+    assert not tasks["filter-answer"]["cachingOptions"].get("enableCache")
+    assert tasks["filter-cells"]["cachingOptions"]["enableCache"]  # from its parameters alone
+    _, _, k8s, tasks, executors = _compiled(tmp_path, "audiomcq-sdg")
+    (llm,) = [s for s in k8s[executors["generate-shard"]]["secretAsEnv"] if s["secretName"] == "audiomcq-llm"]
+    assert llm["optional"] and not tasks["generate-shard"]["cachingOptions"].get("enableCache")
 
 
 def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypatch):

@@ -123,6 +123,12 @@ def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
     jsonschema.validate({k: v for k, v in job.items() if k != "status"}, _schema())
     trainer = job["spec"]["trainer"]
     assert trainer["numNodes"] == 2 and trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 4
+    (patch,) = job["spec"]["runtimePatches"]  # onto the tainted GPU pool
+    pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert (
+        pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    )
+    assert {e["name"] for e in trainer["env"]} >= {"AUDIOMCQ_S3_ENDPOINT", "AUDIOMCQ_S3_SECURE", "AUDIOMCQ_S3_REGION"}
     assert (
         trainer["args"][:3] == ["run", "--model", URIS["model"]]
         and "allocation.paradigm=weak_to_strong" in trainer["args"]
@@ -134,6 +140,10 @@ def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
                             image="x") == run  # fmt: skip
     assert [k for k in kube_api.objects if k[0] == "trainjobs"] == [(plural, ns, name)]
     assert kube_api.get("trainjobs", name, ns)["metadata"]["resourceVersion"] == before
+    # a job of that name with other arguments belongs to another run: refused, never followed as if it were ours
+    with pytest.raises(AudioMCQError, match="exists with other arguments"):
+        train_on_cluster(**URIS, recipe="weak_to_strong", overrides=[*TWO_NODES, "sft.trainer_args.max_steps=5"],
+                         paradigm="weak_to_strong", image="x")  # fmt: skip
 
 
 def test_a_failed_trainjob_fails_the_step_with_its_reason_and_log(kube_api):

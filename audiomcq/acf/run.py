@@ -132,13 +132,18 @@ def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | 
                 config: FilterConfig) -> dict[str, Any]:  # fmt: skip
     """Filter model ``index`` alone on ``config.shard``: one cell of a models x shards fan-out. Its answers go to
     ``out_dir`` (resumable parts + ``answers.json``); ``label_answers`` turns every cell into the labels
-    ``run_filter`` would write."""
+    ``run_filter`` would write. Only this cell's model is fetched, and the input's local copy stays out of
+    ``out_dir`` (a pipeline artifact)."""
+    import tempfile
+
     out = Path(out_dir)
-    local_data, local_models, audio = _local_inputs(data, models, audio_root, out / "scratch")
-    specs, names, probes, _ = _plan(local_models, config)
+    specs, names, probes, _ = _plan(models, config)  # names and checks from the entries as given; nothing loaded
     if not 0 <= index < len(specs):
         raise AudioMCQError(f"filter model index {index} is not in 0..{len(specs) - 1}")
-    _answer_all(local_data, specs[index], names[index], probes, audio, out / "parts", config)
+    with tempfile.TemporaryDirectory(prefix="audiomcq-cell-") as scratch:
+        local_data, (model,), audio = _local_inputs(data, [models[index]], audio_root, Path(scratch))
+        spec = model if isinstance(model, EngineSpec) else EngineSpec.from_dict(_with_batch(model, config.batch_size))
+        _answer_all(local_data, spec, names[index], probes, audio, out / "parts", config)
     meta = {"model": names[index], "index": index, "shard": list(config.shard), "probes": list(config.probes)}
     write_json(out / "answers.json", meta)
     return meta
@@ -148,6 +153,7 @@ def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | 
                   config: FilterConfig, shards: int) -> dict[str, Any]:  # fmt: skip
     """Labels from every (model, shard) cell's answers: each shard merged like ``run_filter``, then the shards
     interleaved back into input order. A missing or repeated cell is an error naming it."""
+    import tempfile
     from dataclasses import replace
 
     from audiomcq import storage
@@ -167,12 +173,14 @@ def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | 
     missing = [f"{n}@{s}" for s in range(shards) for n in names if (s, n) not in cells]
     if missing:
         raise AudioMCQError(f"no answers for model@shard {missing}")
-    local_data = storage.fetch(data, out / "scratch" / "input")
-    parts = []
-    for s in range(shards):
-        parts.append(out / "shards" / str(s))
-        _merge(local_data, {n: cells[(s, n)] for n in names}, parts[-1], rules, replace(config, shard=(s, shards)))
-    return merge_shards(parts, out)
+    with tempfile.TemporaryDirectory(prefix="audiomcq-labels-") as scratch:  # kept out of ``out_dir``
+        local_data = storage.fetch(data, Path(scratch) / "input")
+        parts = []
+        for s in range(shards):
+            parts.append(Path(scratch) / "shards" / str(s))
+            _merge(local_data, {n: cells[(s, n)] for n in names}, parts[-1], rules,
+                   replace(config, shard=(s, shards)))  # fmt: skip
+        return merge_shards(parts, out)
 
 
 def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str, Any]:

@@ -34,6 +34,10 @@ def run_trainjob(job: dict[str, Any], timeout_s: int = 72 * 3600, poll_s: int = 
     except KubeError as err:
         if err.status != 409:
             raise
+        live = kube.get(TRAIN_JOB, name, namespace) or {}
+        if live.get("spec", {}).get("trainer", {}).get("args") != job["spec"]["trainer"]["args"]:
+            raise AudioMCQError(f"TrainJob {namespace}/{name} exists with other arguments; it belongs to another "
+                                "run: delete it, or write this run elsewhere") from None  # fmt: skip
         log.info("TrainJob %s/%s exists (a retried step): following it", namespace, name)
     trainer = TrainerClient(KubernetesBackendConfig(namespace=namespace, client_configuration=configuration()))
     seen: list[str] = []
