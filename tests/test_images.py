@@ -218,6 +218,9 @@ def test_skaffold_builds_every_image_base_first_and_deploys_each_overlay():
     assert paths == [["manifests/overlays/local"], ["manifests/overlays/dev"], ["manifests/overlays/prod"]]
     assert [p["name"] for p in config["profiles"]] == ["dev", "prod"]
     assert "kubectl" in config["deploy"]
+    # the ServingRuntimes' images are rewritten to the built ones too (skaffold skips custom kinds otherwise)
+    allowed = {f["groupKind"]: f["image"] for f in config["resourceSelector"]["allow"]}
+    assert allowed == {"ServingRuntime.serving.kserve.io": [".spec.containers.*.image"]}
 
 
 def test_skaffold_check_rejects_planted_mistakes():
