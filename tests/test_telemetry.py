@@ -20,7 +20,8 @@ def test_sft_steps_are_logged_snapshotted_and_pushed(pushgateway, tiny_omni, syn
     snapshot = json.loads((out / "checkpoint-2" / "metrics.json").read_text())
     assert [r["step"] for r in snapshot if "loss" in r] == [1, 2]
     exposed = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-    assert 'audiomcq_train_loss{instance="",job="audiomcq-train",run="run-sft"}' in exposed
+    where = __import__("hashlib").sha256(str(out.resolve()).encode()).hexdigest()[:6]  # one label per output
+    assert f'audiomcq_train_loss{{instance="",job="audiomcq-train",run="run-sft-{where}"}}' in exposed
     assert "audiomcq_train_tokens_per_second{" in exposed
 
 

@@ -9,6 +9,7 @@ end bit-identical to an uninterrupted one on CPU (tested).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -157,7 +158,10 @@ def train_and_save(
     from audiomcq.train.telemetry import Telemetry
 
     out = Path(out_dir)
-    trainer.add_callback(Telemetry(run=f"{out.parent.name}-{out.name}"))
+    # the run label names the output and a short hash of where it lives, so parallel runs (paradigms, pipeline
+    # runs) that share folder names never overwrite each other's series in the Pushgateway
+    where = hashlib.sha256(str(remote or out.resolve()).encode()).hexdigest()[:6]
+    trainer.add_callback(Telemetry(run=f"{out.parent.name}-{out.name}-{where}"))
     trainer.add_callback(MarkComplete())  # after Telemetry, so the marker is the last file a checkpoint gets
     if remote:
         trainer.add_callback(s3run.UploadCheckpoints(remote))  # after the marker: only complete ones go up
@@ -167,6 +171,12 @@ def train_and_save(
     resume = latest_complete_checkpoint(out_dir)
     if resume is not None:
         log.info("resuming %s from %s", out_dir, resume)
+        if getattr(trainer, "is_deepspeed_enabled", False) and not any(Path(resume).glob("global_step*")):
+            # transformers' DeepSpeed resume needs the engine's state; it would fail deep inside train() instead
+            from audiomcq.errors import AudioMCQError
+
+            raise AudioMCQError(f"{resume}: a weights-only checkpoint (save_only_model), which DeepSpeed cannot "
+                                "resume; set trainer_args.save_only_model=false for runs that must")  # fmt: skip
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(final_dir or Path(out_dir) / "final")
     if hasattr(trainer.model, "merge_and_unload"):
