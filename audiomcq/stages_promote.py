@@ -2,24 +2,27 @@
 
 The selected checkpoint's held-out metrics become the candidate's (an ``audiomcq eval``-style file with one task,
 ``held-out``); the model served is its ``s3://`` copy when the run published to S3 (a cluster serves from there),
-else its local directory. ``settings`` (a pipeline argument) says where to serve and how strict to be; without
-``apply: true`` the gate runs dry: it decides, renders the InferenceService and writes both, touching no cluster,
-which is what the local demo does.
+else its local directory, which only a dry run accepts. ``settings`` (a pipeline argument, keys in ``SETTINGS``)
+says where to serve and how strict to be; without ``apply: true`` the gate runs dry: it decides, renders the
+InferenceService and writes both, touching no cluster, which is what the local demo does.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.jsonio import load_json, write_json
 from audiomcq.timing import timed
 
+if TYPE_CHECKING:
+    from audiomcq.promote.render import Serving
+
 log = logging.getLogger(__name__)
 SETTINGS = {"apply", "name", "namespace", "service_account", "runtime", "canary", "margin", "ac_strong_tolerance",
-            "floor", "gpus", "cpu", "memory", "timeout"}  # fmt: skip
+            "floor", "gpus", "cpu", "memory", "node_selector", "tolerations", "timeout"}  # fmt: skip
 
 
 def _published_model(name: str, publish: str) -> tuple[str, str | None]:
@@ -31,6 +34,21 @@ def _published_model(name: str, publish: str) -> tuple[str, str | None]:
     return f"{prefix}/runs/{paradigm}/{stage}/final", f"{prefix}/runs/{paradigm}"
 
 
+def _serving(settings: dict[str, Any]) -> Serving:
+    """Where and how to serve, from the settings; ``node_selector`` and ``tolerations`` (``KEY[=VALUE]:Effect``)
+    let ``gpus > 0`` land on a tainted GPU pool."""
+    from audiomcq.promote.render import Serving, parse_toleration
+
+    keys = ("name", "namespace", "service_account", "runtime", "gpus", "cpu", "memory")
+    selector, tolerations = settings.get("node_selector") or {}, settings.get("tolerations") or []
+    if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):
+        raise AudioMCQError(f"promotion setting node_selector {selector!r}: expected a mapping of label to string")
+    if not isinstance(tolerations, list) or not all(isinstance(t, str) for t in tolerations):
+        raise AudioMCQError(f"promotion setting tolerations {tolerations!r}: expected a list of KEY[=VALUE]:EFFECT")
+    return Serving(**{k: settings[k] for k in keys if k in settings}, node_selector=dict(selector),
+                   tolerations=tuple(parse_toleration(t) for t in tolerations))  # fmt: skip
+
+
 @timed
 def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, labels_dir: str, out_dir: str,
                   settings: dict[str, Any], publish: str = "", markdown_path: str = "") -> dict[str, Any]:  # fmt: skip
@@ -40,7 +58,7 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     from audiomcq import storage
     from audiomcq.promote.decision import Criteria, write_decision
     from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
-    from audiomcq.promote.render import Serving, to_yaml
+    from audiomcq.promote.render import to_yaml
     from audiomcq.views import decision_markdown
 
     unknown = set(settings) - SETTINGS
@@ -54,10 +72,14 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     if metrics is None:
         raise AudioMCQError(f"{selection_dir}: the selected model {name!r} has no evaluation among {results_dirs}")
     model, run = _published_model(name, publish) if storage.is_s3(publish) else (selection["model"], None)
+    if settings.get("apply", False) and not storage.is_s3(model):
+        raise AudioMCQError(
+            f"promotion setting apply: true needs the pipeline's publish=s3://… prefix: without"
+            f" it the storageUri is {model!r}, a path in this pod that no cluster can serve"
+        )
+    serving = _serving(settings)
     candidate = out / "candidate-metrics.json"
     write_json(candidate, {"model": model, "tasks": {"held-out": metrics}})
-    serving = Serving(**{k: settings[k] for k in ("name", "namespace", "service_account", "runtime", "gpus", "cpu",
-                                                   "memory") if k in settings})  # fmt: skip
     floor = settings.get("floor")
     criteria = Criteria(margin=float(settings.get("margin", 0.0)),
                         ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),

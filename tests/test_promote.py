@@ -23,6 +23,7 @@ import yaml
 from conftest import REPO
 from kube_api import play_kserve
 
+from audiomcq.errors import AudioMCQError
 from audiomcq.k8s import INFERENCE_SERVICE, Kube, KubeError
 from audiomcq.promote import lineage
 from audiomcq.promote.decision import Criteria, decide, load_metrics
@@ -111,7 +112,8 @@ def make_run(root: Path, records: list[dict]) -> Path:
 
 
 class Predictor(ThreadingHTTPServer):
-    """A V1 predictor on 127.0.0.1: decodes the WAV and answers (``ok``), fails (``500``) or answers no choice."""
+    """A V1 predictor on 127.0.0.1: decodes the WAV and answers (``ok``), fails (``500``), answers no choice
+    (``no-choice``) or an HTML page with a 200 (``html``)."""
 
     def __init__(self, mode: str) -> None:
         super().__init__(("127.0.0.1", 0), PredictHandler)
@@ -135,6 +137,14 @@ class PredictHandler(BaseHTTPRequestHandler):
         if self.server.mode == "500":
             self.send_response(500)
             self.end_headers()
+            return
+        if self.server.mode == "html":  # an ingress's default page, with a 200
+            page = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         answer = instance["choices"][1] if self.server.mode == "ok" else "a dog barking"
         data = json.dumps({"predictions": [{"answer": answer, "raw": f"<answer>{answer}</answer>"}]}).encode()
@@ -223,6 +233,34 @@ def test_decisions_on_real_metrics(metrics):
     # no production model: the floors decide
     assert decide(load_metrics([metrics["worse"]]), None, Criteria(floors={"synthetic": 50})).promote is False
     assert decide(load_metrics([metrics["prod"]]), None, Criteria(floors={"synthetic:ac_strong": 70})).promote
+
+
+def _task(accuracy: float, items: int = 8, strong: float | None = None, strong_items: int = 4) -> dict:
+    """One task's metrics as `audiomcq eval` writes them."""
+    audio = {"total": {"accuracy": accuracy, "count": items}}
+    if strong is not None:
+        audio["ac_strong"] = {"accuracy": strong, "count": strong_items}
+    return {"modes": {"audio": audio}}
+
+
+def test_margin_and_tolerance_hold_on_ties_that_float_rounding_breaks():
+    assert 1.4 - 0.4 < 1.0 and 0.3 < 0.4 - 0.1  # the ties, as floats
+    gain = decide({"t": _task(1.4)}, {"t": _task(0.4)}, Criteria(margin=1.0))
+    assert gain.promote, gain.reasons
+    drop = decide({"t": _task(60, strong=0.3)}, {"t": _task(50, strong=0.4)}, Criteria(ac_strong_tolerance=0.1))
+    assert drop.promote, drop.reasons
+    assert not decide({"t": _task(50.0)}, {"t": _task(50.0)}).promote  # a tie still keeps production
+
+
+def test_ac_strong_is_compared_on_decisive_benchmarks_and_equal_subsets_only():
+    cand = {"a": _task(80, strong=80), "b": _task(80, strong=10)}
+    base = {"a": _task(70, strong=70), "b": _task(70, strong=70)}
+    assert decide(cand, base, Criteria(benchmarks=("a",))).promote  # b is not part of this decision
+    assert not decide(cand, base).promote  # ... unless it is
+    other = decide({"a": _task(80, strong=80, strong_items=3)}, {"a": _task(70, strong=70)})
+    assert not other.promote
+    assert other.reasons[-1] == ("FAIL: a AC-strong subset: candidate scored 3 items, production 4: "
+                                 "different subsets are not comparable")  # fmt: skip
 
 
 def test_a_file_that_is_not_eval_metrics_is_named(tmp_path):
@@ -316,7 +354,7 @@ def test_a_model_that_is_worse_or_regresses_on_ac_strong_items_changes_nothing(c
     assert not Path(candidate, "lineage.json").exists()
 
 
-@pytest.mark.parametrize("mode", ["500", "no-choice"])
+@pytest.mark.parametrize("mode", ["500", "no-choice", "html"])
 def test_a_failed_smoke_query_restores_the_previous_model(cluster, production, corpus, metrics, mode):
     prod, candidate, before = production
     broken = Predictor(mode)
@@ -324,12 +362,88 @@ def test_a_failed_smoke_query_restores_the_previous_model(cluster, production, c
     with pytest.raises(RolledBack) as err:
         run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
     assert "rolled back" in str(err.value) and f"restored the previous model {prod}" in str(err.value)
-    assert ("HTTP 500" if mode == "500" else "names none of") in str(err.value)
+    expected = {"500": "HTTP 500", "no-choice": "names none of", "html": "gave no JSON answer (JSONDecodeError"}
+    assert expected[mode] in str(err.value)
     after = live(cluster)
     assert after["spec"] == before["spec"]  # storageUri back, no canary left
     assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
     assert after["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
     assert len(broken.seen) == 1 and not Path(candidate, "lineage.json").exists()
+
+
+@pytest.mark.parametrize("fault", ["no-url", "promotion-refused"])
+def test_any_error_after_the_canary_is_applied_restores_the_previous_model(cluster, production, corpus, metrics,
+                                                                           fault):  # fmt: skip
+    """Not only a failed smoke query: a Ready status without a URL, or the API refusing the 100% patch, happen
+    after the canary took traffic; production must come back exactly, and the gate says why."""
+    prod, candidate, before = production
+
+    def strip_urls(event, obj):  # a controller that reports Ready but no URL for the candidate
+        if event != "DELETED" and obj["spec"]["predictor"]["model"]["storageUri"] == candidate:
+            obj["status"].pop("url", None)
+            for target in obj["status"]["components"]["predictor"]["traffic"]:
+                target.pop("url", None)
+
+    def refuse_promotion(obj):  # an admission webhook refusing the candidate without a canary share
+        predictor = obj["spec"]["predictor"]
+        if predictor["model"]["storageUri"] == candidate and "canaryTrafficPercent" not in predictor:
+            return ["spec.predictor: refused by policy"]
+        return validate(obj, CRD)
+
+    if fault == "no-url":
+        cluster.on("inferenceservices", strip_urls)
+    else:
+        cluster.validators["inferenceservices"] = refuse_promotion
+    with pytest.raises(RolledBack) as err:
+        run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    expected = {"no-url": "its status has no URL", "promotion-refused": "promoting the canary to 100% did not finish"}
+    assert expected[fault] in str(err.value) and f"restored the previous model {prod}" in str(err.value)
+    after = live(cluster)
+    assert after["spec"] == before["spec"] and after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert after["status"]["components"]["predictor"]["traffic"] == [
+        {**before["status"]["components"]["predictor"]["traffic"][0], "revisionName": "audiomcq-predictor-00003"}
+    ]
+    assert not Path(candidate, "lineage.json").exists()
+
+
+def test_a_failed_rollback_is_not_reported_as_one(cluster, production, corpus, metrics):
+    """The API refuses every change once the canary is in: the gate must not claim production was restored."""
+    _, candidate, _ = production
+    frozen = {"on": False}
+
+    def freeze(obj):
+        return ["spec: frozen by policy"] if frozen["on"] else validate(obj, CRD)
+
+    def freeze_after_canary(event, obj):
+        frozen["on"] = frozen["on"] or obj["spec"]["predictor"].get("canaryTrafficPercent") == 10
+
+    cluster.validators["inferenceservices"] = freeze
+    cluster.on("inferenceservices", freeze_after_canary)
+    with pytest.raises(AudioMCQError) as err:
+        run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    assert not isinstance(err.value, RolledBack)
+    assert "rolling back failed too" in str(err.value) and "check InferenceService serving/audiomcq" in str(err.value)
+    assert live(cluster)["spec"]["predictor"]["model"]["storageUri"] == candidate  # still the canary, as said
+
+
+def test_a_canary_of_zero_percent_is_promoted(cluster, production, corpus, metrics):
+    """``--canary 0``: the new revision is smoke-tested on its tag URL with no user traffic, then promoted."""
+    _, candidate, _ = production
+    outcome = run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0], canary=0))
+    assert outcome.objects[0]["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert outcome.action == "promoted", outcome.message
+    assert live(cluster)["spec"]["predictor"]["model"]["storageUri"] == candidate
+
+
+def test_a_previous_canary_of_zero_percent_is_restored_and_waited_for(cluster, production, corpus, metrics):
+    prod, candidate, _ = production
+    Kube().patch(INFERENCE_SERVICE, "audiomcq", {"spec": {"predictor": {"canaryTrafficPercent": 0}}}, "serving")
+    before = live(cluster)
+    cluster.urls[candidate] = Predictor("500").url
+    with pytest.raises(RolledBack) as err:
+        run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    assert str(err.value).endswith(f"restored the previous model {prod}")  # and ready: 0% to its new revision
+    assert live(cluster)["spec"] == before["spec"]
 
 
 def test_a_new_service_that_fails_its_smoke_query_is_deleted(cluster, corpus, metrics, tmp_path):
@@ -402,3 +516,52 @@ def test_the_real_predictor_answers_the_smoke_query(cluster, corpus, metrics, ti
         outcome = run_gate(model, [str(metrics["better"])], Criteria(), gate_config(corpus[0], timeout=30))
     assert outcome.action == "promoted", (tmp_path / "serve.log").read_text()[-2000:]
     assert "names a choice" in outcome.message and live(cluster)["spec"]["predictor"]["model"]["storageUri"] == model
+
+
+# --- the pipeline's promotion stage ----------------------------------------------------------------------------------
+def _stage_inputs(tmp_path: Path) -> tuple[str, list[str]]:
+    """selection.json and metrics.json as the loop's select and evaluate stages write them."""
+    model = tmp_path / "models" / "weak_to_strong" / "grpo"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (tmp_path / "selection").mkdir()
+    selection = {"selected": "weak_to_strong/grpo", "model": str(model), "accuracy": 62.5}
+    (tmp_path / "selection" / "selection.json").write_text(json.dumps(selection))
+    evaluation = {"model": str(model), "modes": {"audio": {"all": {"accuracy": 62.5, "count": 8},
+                                                           "ac_strong": {"accuracy": 75.0, "count": 4}}}}  # fmt: skip
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "metrics.json").write_text(json.dumps({"weak_to_strong/grpo": evaluation}))
+    return str(tmp_path / "selection"), [str(tmp_path / "results")]
+
+
+def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):
+    from audiomcq.stages_promote import promote_stage
+
+    selection, results = _stage_inputs(tmp_path)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(AudioMCQError, match=r"apply: true needs the pipeline's publish=s3://"):
+        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), {"apply": True})
+    assert kube_api.requests == [] and kube_api.objects == {}  # the cluster was never touched
+
+
+def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_path):
+    from audiomcq.stages_promote import promote_stage
+
+    selection, results = _stage_inputs(tmp_path)
+    (tmp_path / "out").mkdir()
+    settings = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
+                "tolerations": ["nvidia.com/gpu:NoSchedule", "pool=gpu:NoExecute"]}  # fmt: skip
+    done = promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), settings)
+    assert done["action"] == "dry-run"
+    isvc = yaml.safe_load((tmp_path / "out" / "inferenceservice.yaml").read_text())
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert predictor["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "pool", "operator": "Equal", "effect": "NoExecute", "value": "gpu"},
+    ]
+    assert validate(isvc, CRD) == []
+    with pytest.raises(AudioMCQError, match=r"toleration 'nvidia\.com/gpu'"):
+        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"),
+                      {"tolerations": ["nvidia.com/gpu"]})  # fmt: skip

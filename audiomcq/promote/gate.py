@@ -11,8 +11,9 @@
    carries the expected traffic share.
 4. Smoke query (``smoke``) the new revision: its tag URL (tag routing is on), or ``smoke_url``.
 5. Pass: remove ``canaryTrafficPercent`` (100% to the new revision), wait again, write the lineage document.
-   Fail (or not ready in time): restore the previous predictor and annotations exactly (a merge patch computed
-   from the saved object), or delete an InferenceService this gate created; then raise ``RolledBack``.
+   Fail (or not ready in time, or any error once the new revision is applied): restore the previous predictor and
+   annotations exactly (a merge patch computed from the saved object), or delete an InferenceService this gate
+   created; then raise ``RolledBack`` with the reason.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from audiomcq.errors import AudioMCQError
 from audiomcq.promote import lineage
 from audiomcq.promote.decision import Criteria, Decision, decide, load_metrics
 from audiomcq.promote.render import Serving, render
-from audiomcq.promote.smoke import Question, pick_question, smoke_query
+from audiomcq.promote.smoke import Question, SmokeResult, pick_question, smoke_query
 
 log = logging.getLogger(__name__)
 FAILED_REASONS = {"RevisionFailed"}
@@ -145,7 +146,7 @@ def _rollout(
     doc: dict[str, Any],
     lineage_uri: str,
 ) -> Outcome:
-    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+    from audiomcq.k8s import INFERENCE_SERVICE
 
     name, namespace = cfg.serving.name, cfg.serving.namespace
     previous = None
@@ -168,36 +169,70 @@ def _rollout(
         model = obj["spec"]["predictor"]["model"]["storageUri"]
         log.info("InferenceService %s/%s: %s%% of the traffic to %s", namespace, name, canary, model)
 
-    def fail(reason: str) -> RolledBack:
-        restored = _roll_back(kube, cfg, previous)
+    def fail(reason: str) -> AudioMCQError:
+        try:
+            restored = _roll_back(kube, cfg, previous)
+        except Exception as err:  # production may still route traffic to the new revision: say so, loudly
+            log.exception("rolling back InferenceService %s/%s failed", namespace, name)
+            return AudioMCQError(f"{reason}; rolling back failed too ({_why(err)}): "
+                                 f"check InferenceService {namespace}/{name} by hand")  # fmt: skip
         message = f"rolled back: {reason}; {restored}"
         return RolledBack(Outcome("rolled-back", decision, [obj], message, lineage=doc))
 
+    # from here on the new revision is applied: whatever goes wrong, production is restored before raising
     try:
-        ready = _wait(kube, cfg, canary or 100)
-    except KubeError as err:
-        raise fail(f"the new revision did not become ready ({err})") from None
-    url = cfg.smoke_url or _revision_url(ready, canary)
-    result = smoke_query(url, name, question, retries=cfg.smoke_retries)
-    log.info("%s", result.detail)
-    if not result.ok:
-        raise fail(result.detail)
-    if canary is not None:
-        kube.patch(INFERENCE_SERVICE, name, {"spec": {"predictor": {"canaryTrafficPercent": None}}}, namespace)
-        try:
-            ready = _wait(kube, cfg, 100)
-        except KubeError as err:
-            raise fail(f"promoting the canary to 100% did not finish ({err})") from None
-    prior = None
-    if previous is not None:
-        prior = {"storageUri": previous["predictor"]["model"].get("storageUri"),
-                 "lineage": previous["annotations"].get(f"{lineage.PREFIX}lineage")}  # fmt: skip
-    lineage.write_json_uri(lineage.finish(doc, ready, prior), lineage_uri)
+        ready, result = _verify(kube, cfg, canary, question)
+        prior = None
+        if previous is not None:
+            prior = {"storageUri": previous["predictor"]["model"].get("storageUri"),
+                     "lineage": previous["annotations"].get(f"{lineage.PREFIX}lineage")}  # fmt: skip
+        lineage.write_json_uri(lineage.finish(doc, ready, prior), lineage_uri)
+    except _StepFailed as err:
+        raise fail(str(err)) from None
+    except Exception as err:
+        raise fail(_why(err)) from err
     revision = doc["inference_service"]["revision"]
     message = (
         f"promoted {obj['spec']['predictor']['model']['storageUri']} to 100% (revision {revision}); {result.detail}"
     )
     return Outcome("promoted", decision, [obj], message, lineage_uri, doc)
+
+
+class _StepFailed(Exception):
+    """A rollout step failed in an expected way; the message is the reason."""
+
+
+def _why(err: Exception) -> str:
+    return str(err) if isinstance(err, AudioMCQError) else f"{type(err).__name__}: {err}"
+
+
+def _share(canary: int | None) -> int:
+    """The traffic share the new revision gets: ``canary`` (0 included), 100 without one."""
+    return 100 if canary is None else canary
+
+
+def _verify(kube: Any, cfg: GateConfig, canary: int | None, question: Question) -> tuple[dict[str, Any], SmokeResult]:
+    """Wait for the new revision, smoke-query it, then move all traffic to it; raises ``_StepFailed`` (or
+    anything unexpected) when it must be rolled back."""
+    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+
+    name, namespace = cfg.serving.name, cfg.serving.namespace
+    try:
+        ready = _wait(kube, cfg, _share(canary))
+    except KubeError as err:
+        raise _StepFailed(f"the new revision did not become ready ({err})") from None
+    url = cfg.smoke_url or _revision_url(ready, canary)
+    result = smoke_query(url, name, question, retries=cfg.smoke_retries)
+    log.info("%s", result.detail)
+    if not result.ok:
+        raise _StepFailed(result.detail)
+    if canary is not None:
+        try:
+            kube.patch(INFERENCE_SERVICE, name, {"spec": {"predictor": {"canaryTrafficPercent": None}}}, namespace)
+            ready = _wait(kube, cfg, 100)
+        except KubeError as err:
+            raise _StepFailed(f"promoting the canary to 100% did not finish ({err})") from None
+    return ready, result
 
 
 def _roll_back(kube: Any, cfg: GateConfig, previous: dict[str, Any] | None) -> str:
@@ -216,7 +251,7 @@ def _roll_back(kube: Any, cfg: GateConfig, previous: dict[str, Any] | None) -> s
     kube.patch(INFERENCE_SERVICE, name, patch, namespace)
     uri = previous["predictor"]["model"].get("storageUri")
     try:
-        _wait(kube, cfg, previous["predictor"].get("canaryTrafficPercent") or 100)
+        _wait(kube, cfg, _share(previous["predictor"].get("canaryTrafficPercent")))
     except KubeError as err:
         return f"restored {uri} in the spec, but it is not ready yet ({err})"
     return f"restored the previous model {uri}"

@@ -10,6 +10,7 @@ and answers in the expected shape, not its accuracy (the evaluation did that).
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def request_body(q: Question) -> dict[str, Any]:
 
 
 def smoke_query(url: str, model: str, q: Question, timeout: float = 60.0, retries: int = 2) -> SmokeResult:
-    """POST ``q`` to ``<url>/v1/models/<model>:predict`` and judge the answer (never raises on a bad answer)."""
+    """POST ``q`` to ``<url>/v1/models/<model>:predict`` and judge the answer. Never raises on a bad or missing
+    answer: the gate must roll back, not crash, whatever the new revision (or the ingress before it) sends."""
     from audiomcq.http import HTTPFailure, post_json
     from audiomcq.scoring import string_match
 
@@ -83,6 +85,8 @@ def smoke_query(url: str, model: str, q: Question, timeout: float = 60.0, retrie
         reply = post_json(endpoint, request_body(q), headers, timeout=timeout, retries=retries, max_wait=10.0)
     except HTTPFailure as err:
         return SmokeResult(False, f"smoke query {q.id} failed: {err}")
+    except (ValueError, OSError, http.client.HTTPException) as err:  # a 200 that is not JSON (an ingress page), a cut
+        return SmokeResult(False, f"smoke query {q.id}: {endpoint} gave no JSON answer ({type(err).__name__}: {err})")
     try:
         answer = reply["predictions"][0]["answer"]
     except (KeyError, IndexError, TypeError):
