@@ -133,18 +133,41 @@ def eval_report(result_dirs: list[str], markdown_path: str) -> str:
 @timed
 def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
                    paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
-    """One paradigm (allocation, SFT, GRPO) from an ACF-labelled pool; inputs may be ``s3://``; with an ``s3://``
-    ``publish`` the run (checkpoints included) lives there. Returns where the run is."""
+    """One paradigm (allocation, SFT, GRPO) from an ACF-labelled pool, in this pod: in-process on one device, or
+    under torchrun with one rank per GPU when the pod has several (up to the recipe's ``launch.gpus_per_node``).
+    Inputs may be ``s3://``; with an ``s3://`` ``publish`` the run (checkpoints included) lives there. Returns
+    where the run is."""
     from audiomcq import storage
+    from audiomcq.config import load_recipe
+    from audiomcq.errors import AudioMCQError
     from audiomcq.stages import post_train
+    from audiomcq.train import launch
 
+    run = publish if storage.is_s3(publish) else out_dir
+    args = train_run_args(model, labelled, audio_root, run, recipe, overrides, paradigm, selection)
+    wanted = int((load_recipe(recipe, overrides).get("launch") or {}).get("gpus_per_node", 1))
+    ranks = min(wanted, launch.gpu_count())
+    if ranks > 1 and not launch.inside_launch():
+        # ``train run`` fetches the s3:// inputs once, then starts the ranks (as on a TrainJob node)
+        code = launch.relaunch(launch.Launch(nproc_per_node=ranks), ["train", *args])
+        if code:
+            raise AudioMCQError(f"{paradigm}: training under torchrun ({ranks} ranks) exited with status {code}")
+        return run
     scratch = Path(out_dir) / ".inputs"
     local = {k: str(storage.fetch(v, scratch / k)) if v else "" for k, v in (("labelled", labelled),
                                                                              ("selection", selection))}  # fmt: skip
-    run = publish if storage.is_s3(publish) else out_dir
     post_train(storage.local_model(model), local["labelled"], storage.local_tree(audio_root), run, recipe,
                overrides, paradigm=paradigm, selection=local["selection"] or None)  # fmt: skip
     return run
+
+
+def train_run_args(model: str, labelled: str, audio_root: str, out: str, recipe: str, overrides: list[str],
+                   paradigm: str, selection: str = "") -> list[str]:  # fmt: skip
+    """The ``audiomcq train run`` arguments of one paradigm (a TrainJob's nodes and a multi-GPU pod run these)."""
+    args = ["run", "--model", model, "--data", labelled, "--audio-root", audio_root, "--out", out,
+            "--recipe", recipe, *[a for o in overrides for a in ("--set", o)],
+            "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip  # last: the step's paradigm wins
+    return args + (["--selection", selection] if selection else [])
 
 
 def run_prefix(publish: str, run_id: str) -> str:
@@ -183,10 +206,7 @@ def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, ov
     if recipe not in recipe_names():
         raise AudioMCQError(f"a multi-node run needs a packaged recipe (the nodes run the image's), not {recipe!r}")
     cluster = from_recipe(load_recipe(recipe, overrides)["launch"], namespace or default_namespace(), image)
-    args = ["run", "--model", model, "--data", labelled, "--audio-root", audio_root, "--out", publish,
-            "--recipe", recipe, *[a for o in overrides for a in ("--set", o)],
-            "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip  # last: the step's paradigm wins, as in one pod
-    args += ["--selection", selection] if selection else []
+    args = train_run_args(model, labelled, audio_root, publish, recipe, overrides, paradigm, selection)
     run_trainjob(render(job_name(publish), args, cluster), timeout_s=cluster.deadline_s)
     return publish
 

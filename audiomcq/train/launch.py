@@ -94,7 +94,8 @@ def command(launch: Launch, cli_args: Sequence[str]) -> list[str]:
     return [*head, "-m", "audiomcq.cli", *cli_args]
 
 
-def _gpus() -> int:
+def gpu_count() -> int:
+    """The GPUs this process can see (0 on a CPU machine)."""
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -102,7 +103,7 @@ def _gpus() -> int:
 
 def relaunch(launch: Launch, cli_args: Sequence[str]) -> int:
     """Run ``audiomcq <cli_args>`` under the launcher and return its exit status."""
-    gpus = _gpus()
+    gpus = gpu_count()
     if not gpus and launch.launcher == "accelerate":  # its CPU mode starts several processes only through mpirun
         raise AudioMCQError("--launcher accelerate needs GPUs; on CPU use --launcher torchrun (gloo)")
     if gpus and launch.nproc_per_node > gpus:
