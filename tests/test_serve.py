@@ -271,6 +271,11 @@ BAD_FIELDS = [
     ({"audio": _b64(_audio(3.0, rate=96000, subtype="PCM_24"))}, "larger than the limit of 400000 bytes"),
     ({"audio": _b64(_audio(1.0, rate=8000))}, "sample rate 8000 Hz is not accepted"),
     ({"audio": _b64(_audio(0.0))}, "the audio has no samples"),
+    (
+        {"audio": _b64(_audio(0.0001))},
+        "lasts 0.0001 s, shorter than the minimum of 0.1 s (1 of 1600 samples at 16 kHz)",
+    ),
+    ({"audio": _b64(_audio(0.00007, rate=44100))}, "shorter than the minimum of 0.1 s"),  # 3 samples -> 1
     ({"audio": _b64(_audio(1.0, subtype="FLOAT", fill=np.nan))}, "NaN or infinite"),
     ({"audio": _b64(_audio(1.0, fmt="OGG", subtype="VORBIS"))}, "format OGG is not accepted"),
     ({"audio_url": "s3://bucket/clip.wav"}, "not under an allowed prefix"),
@@ -373,6 +378,24 @@ def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
     ]:  # fmt: skip
         status, reply = _post(chat, body)
         assert status == 400 and reason in json.loads(reply)["error"]["message"], reply
+
+
+def test_deep_nesting_and_unhashable_choices_are_400_on_every_route(server, records, synth_corpus):
+    inst = _instance(records[0], synth_corpus)
+    deep = b"[" * 100_000
+    for path in ("/v1/models/audiomcq:predict", "/v2/models/audiomcq/infer", "/openai/v1/chat/completions"):
+        status, text = _post(server + path, deep, raw=True)
+        assert status == 400, (path, status, text)
+    choices = {"name": "choices", "datatype": "BYTES", "shape": [1], "data": ["[" * 100_000]}
+    status, text = _post(f"{server}/v2/models/audiomcq/infer", {"inputs": [
+        {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["q"]}, choices]})  # fmt: skip
+    assert status == 400 and "instance 0: 'choices' must be a JSON list" in text, text
+    audio = {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}}
+    for bad in ("[{[]: 1}]", "[{1, []}]"):
+        prompt = _prompt("q", ["a", "b"]).replace("['a', 'b']", bad)
+        status, text = _post(f"{server}/openai/v1/chat/completions", {"model": "audiomcq", "messages": [
+            {"role": "user", "content": [audio, {"type": "text", "text": prompt}]}]})  # fmt: skip
+        assert status == 400 and "list of quoted strings" in text, text
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@ A batch leaves when it holds ``max_batch`` items or when its oldest item has wai
 queued up while a forward was running have already waited, so they leave at once. Forwards run one at a time on
 a dedicated thread (the model is not re-entrant, and the event loop keeps accepting and validating requests
 meanwhile). When a batch of several fails, each item is retried alone, so one pathological question cannot fail
-the other requests that happened to share its batch.
+the other requests that happened to share its batch. Anything else that goes wrong with a batch (an ``on_batch``
+error, a bug) settles its callers' futures with the error and the loop carries on: a request never hangs, and later
+requests are still served.
 """
 
 from __future__ import annotations
@@ -75,8 +77,14 @@ class MicroBatcher(Generic[T, R]):
                     await asyncio.wait_for(self._full.wait(), wait)
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
             live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # a cancelled caller needs nothing
-            if live:
+            if not live:
+                continue
+            try:
                 await self._dispatch(live)
+            except Exception as err:  # the callers get the error; the loop must keep serving
+                log.exception("a batch of %d failed outside its forward", len(live))
+                for _, fut in live:
+                    _settle(fut, error=err)
 
     async def _dispatch(self, live: list[tuple[T, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
@@ -84,6 +92,8 @@ class MicroBatcher(Generic[T, R]):
             self.on_batch(len(live))
         try:
             results = await loop.run_in_executor(self._executor, self.forward, [item for item, _ in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"forward returned {len(results)} results for {len(live)} items")
         except Exception as err:
             if len(live) == 1:
                 log.exception("forward failed for one item")

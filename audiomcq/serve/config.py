@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
+from audiomcq.serve.urls import UrlPrefix
 
 ENV_PREFIX = "AUDIOMCQ_SERVE_"
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+ENCODER_SECONDS = 30.0  # the processor cuts audio features at 30 s, so a longer limit would cut clips, not refuse
+MIN_AUDIO_SECONDS = 0.1  # after resampling to 16 kHz; both model families fail on clips under ~1000 samples
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,26 @@ class ServeConfig:
             raise AudioMCQError(f"serve: device must be auto, cpu or cuda[:N], not {self.device!r}")
         if self.max_choices < 2:
             raise AudioMCQError("serve: max_choices must be at least 2 (a question needs two choices)")
+        if not MIN_AUDIO_SECONDS <= self.max_audio_seconds <= ENCODER_SECONDS:
+            raise AudioMCQError(
+                f"serve: max_audio_seconds must be {MIN_AUDIO_SECONDS:g} to {ENCODER_SECONDS:g}, not "
+                f"{self.max_audio_seconds:g} (the audio encoder hears {ENCODER_SECONDS:g} s at most, so a longer "
+                "clip would be cut instead of refused)"
+            )
+        _ = self.url_prefixes  # a bad prefix fails at startup, not on the first request
+
+    @cached_property
+    def url_prefixes(self) -> tuple[UrlPrefix, ...]:
+        """``allow_url_prefixes`` parsed, so URLs are matched by scheme, host, port and whole path segments."""
+        parsed = []
+        for text in self.allow_url_prefixes:
+            try:
+                parsed.append(UrlPrefix.parse(text))
+            except ValueError as err:
+                raise AudioMCQError(
+                    f"serve: allow_url_prefixes entry {text!r} is not a usable prefix: {err}"
+                ) from None
+        return tuple(parsed)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -65,13 +89,15 @@ HELP = {
     "device": "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda[:N]",
     "max_instances": "questions in one request",
     "max_audio_bytes": "size of one encoded audio file (before base64)",
-    "max_audio_seconds": "duration of one clip; the audio encoder hears 30 s at most, so longer is refused, not cut",
+    "max_audio_seconds": "duration of one clip, at most 30 (the audio encoder hears 30 s; longer clips are refused, "
+    "not cut); clips under 0.1 s are refused too",
     "max_choices": "choices per question (at least 2 are always required)",
     "max_question_chars": "characters in a question",
     "max_choice_chars": "characters in one choice",
     "sample_rates": "accepted sample rates, e.g. 16000,48000; empty (default) accepts any and resamples to 16 kHz",
-    "allow_url_prefixes": "audio_url prefixes the server may fetch (s3://bucket/, https://host/); default none",
-    "url_timeout_s": "timeout for fetching one audio_url",
+    "allow_url_prefixes": "audio_url prefixes the server may fetch (s3://bucket/, https://host/dir/): same scheme, "
+    "host and port, path under whole segments; default none",
+    "url_timeout_s": "total time for fetching one http(s) audio_url (connecting, headers and body)",
 }
 
 

@@ -3,8 +3,10 @@
 Every problem raises kserve's ``InvalidInput`` (HTTP 400) naming the instance and the reason, so a client never
 sees a 5xx for its own mistake. Audio must be WAV, FLAC or MP3, at most ``max_audio_bytes`` encoded and
 ``max_audio_seconds`` long, 1 to 8 channels, 8-192 kHz (or one of ``sample_rates`` when the operator lists some);
-it is mixed to mono and resampled to 16 kHz. ``audio_url`` is fetched only under an allowed prefix, without
-following redirects, and never with ``.``/``..`` path segments (they could step outside the prefix).
+it is mixed to mono and resampled to 16 kHz, and must then last at least ``MIN_AUDIO_SECONDS`` (0.1 s; both model
+families fail on shorter clips). ``audio_url`` is fetched only under an allowed prefix (``audiomcq.serve.urls``),
+without following redirects, never with ``.``/``..`` path segments (they could step outside the prefix), and an
+http(s) fetch as a whole must finish within ``url_timeout_s``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import io
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,14 +27,17 @@ import numpy as np
 import soundfile as sf
 from kserve.errors import InvalidInput
 
-from audiomcq.serve.config import ServeConfig
-from audiomcq.synth.audio import resample
+from audiomcq.serve.config import MIN_AUDIO_SECONDS, ServeConfig
+from audiomcq.serve.urls import dot_segments, redact
+from audiomcq.synth.audio import SR, resample
 
 log = logging.getLogger(__name__)
 FORMATS = {"WAV", "WAVEX", "FLAC", "MP3"}
 MAX_CHANNELS = 8
 RATE_RANGE = (8_000, 192_000)
 FIELDS = {"audio", "audio_url", "question", "choices"}
+MIN_SAMPLES = round(MIN_AUDIO_SECONDS * SR)
+CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,11 @@ def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarr
                            f"{config.max_audio_seconds:g} s")  # fmt: skip
     if not np.isfinite(wave).all():
         raise InvalidInput(f"{where}: the audio has NaN or infinite samples")
-    return resample(wave.mean(axis=1), rate), seconds
+    mono = resample(wave.mean(axis=1), rate)
+    if len(mono) < MIN_SAMPLES:  # checked after resampling: a few samples at 192 kHz round to none at 16 kHz
+        raise InvalidInput(f"{where}: the audio lasts {seconds:.4f} s, shorter than the minimum of "
+                           f"{MIN_AUDIO_SECONDS:g} s ({len(mono)} of {MIN_SAMPLES} samples at 16 kHz)")  # fmt: skip
+    return mono, seconds
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -131,24 +141,65 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _allowed(where: str, url: Any, config: ServeConfig) -> str:
+def check_url(where: str, url: Any, config: ServeConfig) -> str:
+    """The URL, if it is a plain s3:// or http(s):// URL under an allowed prefix; else a 400 saying why."""
     if not isinstance(url, str) or not url:
         raise InvalidInput(f"{where}: 'audio_url' must be a non-empty string")
-    if not any(url.startswith(prefix) for prefix in config.allow_url_prefixes):
-        raise InvalidInput(f"{where}: 'audio_url' is not under an allowed prefix (the operator allows "
-                           f"{list(config.allow_url_prefixes) or 'none'})")  # fmt: skip
-    parsed = urllib.parse.urlsplit(url)
-    segments = urllib.parse.unquote(parsed.path).replace("\\", "/").split("/")
-    if parsed.scheme not in ("s3", "http", "https") or "@" in parsed.netloc or {".", ".."} & set(segments):
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        raise InvalidInput(f"{where}: 'audio_url' must be ASCII without spaces or control characters (percent-encode "
+                           "them)")  # fmt: skip
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        plain = parsed.scheme in ("s3", "http", "https") and parsed.hostname and "@" not in parsed.netloc
+        allowed = any(prefix.allows(parsed) for prefix in config.url_prefixes)
+    except ValueError:  # a bad port or IPv6 host
+        raise InvalidInput(f"{where}: 'audio_url' is not a valid URL") from None
+    if not plain or dot_segments(parsed.path):
         raise InvalidInput(f"{where}: 'audio_url' must be a plain s3://, http:// or https:// URL without "
                            "credentials or . / .. segments")  # fmt: skip
+    if parsed.scheme == "s3" and any(c in url for c in ";?#"):
+        raise InvalidInput(
+            f"{where}: an s3:// 'audio_url' takes no ;, ? or # parts (they would not be part of the key)"
+        )
+    if not allowed:
+        raise InvalidInput(f"{where}: 'audio_url' is not under an allowed prefix (the operator allows "
+                           f"{list(config.allow_url_prefixes) or 'none'})")  # fmt: skip
     return url
 
 
+def _scrub(err: BaseException, url: str) -> str:
+    """An error's message for the log, without the URL's query (a library may quote the URL it failed on)."""
+    query = urllib.parse.urlsplit(url).query
+    return str(err).replace(query, "<query>") if query else str(err)
+
+
+def _read(resp: Any, limit: int, deadline: float) -> bytes:
+    """At most ``limit + 1`` bytes, a chunk at a time (``read1``: one socket read each), until the deadline."""
+    read = getattr(resp, "read1", None) or resp.read
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the deadline passed while reading")
+        chunk = read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def fetch_url(where: str, url: Any, config: ServeConfig) -> bytes:
-    """The bytes at an allowed ``s3://`` or ``http(s)://`` URL, at most ``max_audio_bytes`` of them."""
-    url = _allowed(where, url, config)
+    """The bytes at an allowed ``s3://`` or ``http(s)://`` URL, at most ``max_audio_bytes`` of them.
+
+    ``url_timeout_s`` bounds the whole fetch, not each socket operation: the body is read a chunk at a time against
+    a monotonic deadline, so a server dripping bytes holds a worker thread for that long plus at most one socket
+    wait (itself at most ``url_timeout_s``), never indefinitely. Logs name the URL without its query (a pre-signed
+    URL's signature).
+    """
+    url = check_url(where, url, config)
     limit = config.max_audio_bytes
+    deadline = time.monotonic() + config.url_timeout_s
     try:
         if url.startswith("s3://"):
             from audiomcq import storage
@@ -156,18 +207,21 @@ def fetch_url(where: str, url: Any, config: ServeConfig) -> bytes:
             bucket, key = storage.split(url)
             resp = storage.client().get_object(bucket, key)
             try:
-                data = resp.read(limit + 1)
+                data = _read(resp, limit, deadline)
             finally:
                 resp.close()
                 resp.release_conn()
         else:
             opener = urllib.request.build_opener(_NoRedirect())
-            with opener.open(url, timeout=config.url_timeout_s) as resp:
-                data = resp.read(limit + 1)
+            with opener.open(url, timeout=max(deadline - time.monotonic(), 0.001)) as resp:
+                data = _read(resp, limit, deadline)
     except urllib.error.HTTPError as err:
         raise InvalidInput(f"{where}: 'audio_url' answered HTTP {err.code}") from None
+    except TimeoutError as err:
+        log.info("%s: fetching %s took over %g s: %s", where, redact(url), config.url_timeout_s, _scrub(err, url))
+        raise InvalidInput(f"{where}: 'audio_url' was not fetched within {config.url_timeout_s:g} s") from None
     except Exception as err:  # any failure to get an object the client named (S3 errors, timeouts, DNS) is a 400
-        log.info("%s: fetching %s failed: %s", where, url, err)
+        log.info("%s: fetching %s failed: %s", where, redact(url), _scrub(err, url))
         raise InvalidInput(f"{where}: 'audio_url' could not be fetched ({type(err).__name__})") from err
     if len(data) > limit:
         raise InvalidInput(f"{where}: 'audio_url' is larger than the limit of {limit} bytes")

@@ -54,9 +54,9 @@ def parse_prompt(text: str) -> tuple[str, list[Any]]:
             "the text part must be the model-card prompt: "
             + USER_TEMPLATE.format(question="<question>", choices="[...]")
         )
-    try:
+    try:  # TypeError: an unhashable key or set member, e.g. [{[]: 1}]; RecursionError: deep nesting
         choices = ast.literal_eval(match["choices"])
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise RequestError("the choices in the prompt must be a list of quoted strings, e.g. ['yes', 'no']") from None
     if not isinstance(choices, list):
         raise RequestError("the choices in the prompt must be a list of quoted strings, e.g. ['yes', 'no']")
@@ -115,7 +115,7 @@ def openai_router(model: AudioMCQModel) -> APIRouter:
         try:
             try:
                 body = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the json module's stack
                 raise RequestError("the body is not valid JSON") from None
             c = model.config
             limit = len(USER_TEMPLATE) + c.max_question_chars + c.max_choices * (c.max_choice_chars + 4)

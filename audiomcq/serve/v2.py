@@ -91,7 +91,7 @@ def _choices(tensors: dict[str, np.ndarray], n: int) -> list[Any]:
     for i, text in enumerate(_vector(tensors, "choices") or []):
         try:
             rows.append(json.loads(text))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the json module's stack
             raise InvalidInput(f"instance {i}: 'choices' must be a JSON list of strings") from None
     return rows
 
