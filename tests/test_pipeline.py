@@ -50,7 +50,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
 
     bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
     (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
-    assert bench["tasks"] == 15 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
+    assert bench["tasks"] == 14 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
     assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
     report = (run_dir / "report" / "markdown").read_text()
     assert "## Audio-contribution labels" in report and "| base |" in report
