@@ -17,7 +17,7 @@ from typing import Any
 
 from audiomcq.config import load_recipe
 from audiomcq.jsonio import load_json, write_json
-from audiomcq.storage import publish_under
+from audiomcq.storage import publish_under, run_prefix
 from audiomcq.timing import timed
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _recipe(
 
 @timed
 def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = (),
-                publish: str = "") -> dict[str, Any]:  # fmt: skip
+                publish: str = "", run_id: str = "") -> dict[str, Any]:  # fmt: skip
     """Generate the pre-training pool and the loop's pool with its held-out split; also run dataset generation with
     the template backend over the loop pool's captions (``sdg/``: samples, rejects, summary), so the embedded default
     exercises that stage too (its samples are reported, not trained on: the demo's numbers stay comparable)."""
@@ -52,12 +52,13 @@ def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple
     loop = generate(out / "loop", cfg["n"], seed=cfg["seed"], eval_n=cfg["eval_n"], text_share=share)
     sdg = generate_dataset({"synthetic": out / "loop" / "train.jsonl"}, out / "sdg")
     return {"pretrain": pre, "loop": loop, "sdg": {"samples": sdg["samples"], "rejects": sdg["rejects"]},
-            "uri": publish_under(out, publish, "corpus")}  # fmt: skip
+            "uri": publish_under(out, run_prefix(publish, run_id), "corpus")}  # fmt: skip
 
 
 @timed
 def pretrain_stage(corpus_dir: str, out_dir: str, role: str, recipe: str = "demo",
-                   overrides: list[str] | tuple[str, ...] = (), publish: str = "") -> dict[str, Any]:  # fmt: skip
+                   overrides: list[str] | tuple[str, ...] = (), publish: str = "",
+                   run_id: str = "") -> dict[str, Any]:  # fmt: skip
     """Build a tiny model (``role``: ``base`` or a filter index) and pre-train it on the corpus's pre-training pool."""
     from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
     from audiomcq.train.sft import train_sft
@@ -77,7 +78,7 @@ def pretrain_stage(corpus_dir: str, out_dir: str, role: str, recipe: str = "demo
     )  # fmt: skip
     shutil.rmtree(out / "work" / "init")
     write_json(out / "work" / "pretrain.json", {"role": role, **result})
-    return {**result, "uri": publish_under(out, publish, "models", role, exclude=("work",))}
+    return {**result, "uri": publish_under(out, run_prefix(publish, run_id), "models", role, exclude=("work",))}
 
 
 @timed
@@ -88,6 +89,7 @@ def filter_stage(
     recipe: str = "demo",
     overrides: list[str] | tuple[str, ...] = (),
     publish: str = "",
+    run_id: str = "",
 ) -> dict[str, Any]:
     """Label the loop's training pool and its held-out split weak/strong with the filter models' probes."""
     from audiomcq.acf import FilterConfig, run_filter
@@ -98,7 +100,7 @@ def filter_stage(
         split: run_filter(corpus / "loop" / f"{split}.jsonl", filter_dirs, corpus / "loop", out / split, config)
         for split in ("train", "eval")
     }
-    return {**stats, "uri": publish_under(out, publish, "labels")}
+    return {**stats, "uri": publish_under(out, run_prefix(publish, run_id), "labels")}
 
 
 @timed
@@ -111,14 +113,17 @@ def post_train_stage(
     recipe: str = "demo",
     overrides: list[str] | tuple[str, ...] = (),
     publish: str = "",
+    run_id: str = "",
 ) -> dict[str, Any]:
     """The demo layout's post-training: the corpus's loop audio and the filter's training labels. With an
-    ``s3://`` ``publish`` prefix the run lives in S3 (``runs/<paradigm>``: every checkpoint uploaded as it
-    completes, so a preempted and retried task resumes from the last one) and is then copied into ``out_dir``."""
+    ``s3://`` ``publish`` prefix the run lives in S3 (``<publish>/<run_id>/runs/<paradigm>``: every checkpoint
+    uploaded as it completes, so a preempted and retried task resumes from the last one) and is then copied into
+    ``out_dir``."""
     from audiomcq import storage
 
     labelled = Path(labels_dir) / "train" / "labelled.jsonl"
-    remote = f"{publish.rstrip('/')}/runs/{paradigm}" if storage.is_s3(publish) else ""
+    prefix = storage.run_prefix(publish, run_id)
+    remote = f"{prefix}/runs/{paradigm}" if prefix else ""
     summary = post_train(base_dir, labelled, Path(corpus_dir) / "loop", remote or out_dir, recipe, overrides,
                          paradigm=paradigm)  # fmt: skip
     if remote:

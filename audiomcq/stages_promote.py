@@ -51,7 +51,8 @@ def _serving(settings: dict[str, Any]) -> Serving:
 
 @timed
 def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, labels_dir: str, out_dir: str,
-                  settings: dict[str, Any], publish: str = "", markdown_path: str = "") -> dict[str, Any]:  # fmt: skip
+                  settings: dict[str, Any], publish: str = "", markdown_path: str = "",
+                  run_id: str = "") -> dict[str, Any]:  # fmt: skip
     """Run the gate on the selected checkpoint; writes ``decision.json`` and ``inferenceservice.yaml`` to
     ``out_dir`` and the decision as Markdown. Returns ``{action, promote, model}``; a rollback raises (the step
     fails with its reason, after the files are written)."""
@@ -71,7 +72,8 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     metrics = next((e[name] for e in evaluated if name in e), None)
     if metrics is None:
         raise AudioMCQError(f"{selection_dir}: the selected model {name!r} has no evaluation among {results_dirs}")
-    model, run = _published_model(name, publish) if storage.is_s3(publish) else (selection["model"], None)
+    prefix = storage.run_prefix(publish, run_id)  # where the pipeline run published its models and runs
+    model, run = _published_model(name, prefix) if prefix else (selection["model"], None)
     if settings.get("apply", False) and not storage.is_s3(model):
         raise AudioMCQError(
             f"promotion setting apply: true needs the pipeline's publish=s3://… prefix: without"

@@ -170,14 +170,6 @@ def train_run_args(model: str, labelled: str, audio_root: str, out: str, recipe:
     return args + (["--selection", selection] if selection else [])
 
 
-def run_prefix(publish: str, run_id: str) -> str:
-    """Where one pipeline run keeps its S3 outputs: ``<publish>/<run id>`` (empty without an ``s3://`` prefix).
-    Retries of a step see the same run id, so they resume; another run never reuses this run's checkpoints."""
-    from audiomcq import storage
-
-    return f"{publish.rstrip('/')}/{run_id}" if storage.is_s3(publish) else ""
-
-
 def launch_nodes(recipe: str, overrides: list[str]) -> int:
     """How many nodes the recipe's ``launch`` section asks for: 1 trains in the pipeline step's own pod, more run
     as a Kubeflow TrainJob (``train_on_cluster``)."""

@@ -93,6 +93,12 @@ def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> i
     return count
 
 
+def run_prefix(publish: str, run_id: str) -> str:
+    """Where one pipeline run keeps its S3 outputs: ``<publish>/<run id>`` ("" without an ``s3://`` prefix).
+    Retries of a step see the same run id, so they resume; another run never reuses this run's checkpoints."""
+    return f"{publish.rstrip('/')}/{run_id}" if is_s3(publish) and run_id else (publish if is_s3(publish) else "")
+
+
 def publish_under(local_dir: str | Path, prefix: str, *where: str, exclude: tuple[str, ...] = ()) -> str:
     """Publish a finished stage output to ``prefix/where…`` when ``prefix`` is an ``s3://`` URI; returns that URI,
     or "" when nothing is published (no prefix: the output stays a local artifact)."""

@@ -81,8 +81,8 @@ def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, over
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def run_prefix(publish: str, run_id: str) -> str:
-    """This run's S3 prefix under ``publish`` (audiomcq.stages_scaleout.run_prefix)."""
-    from audiomcq.stages_scaleout import run_prefix
+    """This run's S3 prefix under ``publish`` (audiomcq.storage.run_prefix)."""
+    from audiomcq.storage import run_prefix
 
     return run_prefix(publish, run_id)
 

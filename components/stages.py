@@ -7,29 +7,30 @@ from components.images import image
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def synth(recipe: str, overrides: list, publish: str, corpus: Output[Dataset]):
+def synth(recipe: str, overrides: list, publish: str, run_id: str, corpus: Output[Dataset]):
     """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (audiomcq.stages.synth_stage)."""
     from audiomcq.stages import synth_stage
 
-    corpus.metadata["uri"] = synth_stage(corpus.path, recipe, overrides, publish)["uri"]
+    corpus.metadata["uri"] = synth_stage(corpus.path, recipe, overrides, publish, run_id)["uri"]
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
-def pretrain(recipe: str, overrides: list, publish: str, role: str, corpus: Input[Dataset], model: Output[Model]):
+def pretrain(recipe: str, overrides: list, publish: str, run_id: str, role: str, corpus: Input[Dataset],
+             model: Output[Model]):  # fmt: skip
     """Build and pre-train the base model or filter model ``role`` (audiomcq.stages.pretrain_stage)."""
     from audiomcq.stages import pretrain_stage
 
-    model.metadata["uri"] = pretrain_stage(corpus.path, model.path, role, recipe, overrides, publish)["uri"]
+    model.metadata["uri"] = pretrain_stage(corpus.path, model.path, role, recipe, overrides, publish, run_id)["uri"]
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
-def acf_filter(recipe: str, overrides: list, publish: str, corpus: Input[Dataset], filter_models: Input[list[Model]],
-               labels: Output[Dataset]):  # fmt: skip
+def acf_filter(recipe: str, overrides: list, publish: str, run_id: str, corpus: Input[Dataset],
+               filter_models: Input[list[Model]], labels: Output[Dataset]):  # fmt: skip
     """Audio-contribution filtering with the filter models in silence (audiomcq.stages.filter_stage)."""
     from audiomcq.stages import filter_stage
 
     labels.metadata["uri"] = filter_stage(corpus.path, [m.path for m in filter_models], labels.path, recipe,
-                                          overrides, publish)["uri"]  # fmt: skip
+                                          overrides, publish, run_id)["uri"]  # fmt: skip
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -37,6 +38,7 @@ def post_train(
     recipe: str,
     overrides: list,
     publish: str,
+    run_id: str,
     paradigm: str,
     base: Input[Model],
     corpus: Input[Dataset],
@@ -47,7 +49,7 @@ def post_train(
     from audiomcq.stages import post_train_stage
 
     run.metadata["uri"] = post_train_stage(base.path, corpus.path, labels.path, paradigm, run.path, recipe,
-                                           overrides, publish)["uri"]  # fmt: skip
+                                           overrides, publish, run_id)["uri"]  # fmt: skip
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
@@ -98,10 +100,11 @@ def report(
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def promote(selection: Input[Dataset], results: Input[list[Dataset]], base_results: Input[Dataset],
-            corpus: Input[Dataset], labels: Input[Dataset], settings: dict, publish: str, decision: Output[Dataset],
+            corpus: Input[Dataset], labels: Input[Dataset], settings: dict, publish: str, run_id: str,
+            decision: Output[Dataset],
             summary: Output[Markdown]) -> str:  # fmt: skip
     """The promotion gate on the selected checkpoint (audiomcq.stages_promote.promote_stage); dry unless applied."""
     from audiomcq.stages_promote import promote_stage
 
     return promote_stage(selection.path, [r.path for r in results] + [base_results.path], corpus.path, labels.path,
-                         decision.path, settings, publish, summary.path)["action"]  # fmt: skip
+                         decision.path, settings, publish, summary.path, run_id)["action"]  # fmt: skip

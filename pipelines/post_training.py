@@ -5,7 +5,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import acf_filter, evaluate, post_train, pretrain, promote, report, run_prefix, select, synth
+from components import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
 from pipelines.placement import place
 
 
@@ -24,17 +24,20 @@ def build() -> Any:
     ) -> str:
         """Returns the selected model's path."""
         common = {"recipe": recipe, "overrides": overrides}
-        publish = place(run_prefix(publish=publish, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "plan").output
-        corpus = place(synth(**common, publish=publish), "synth").outputs["corpus"]
-        base = place(pretrain(role="base", corpus=corpus, publish=publish, **common), "pretrain").outputs["model"]
+        # S3 outputs go under <publish>/<run id> (retries resume, reruns start afresh). The run id goes to each
+        # task as a placeholder, not as an upstream task's output: kfp.local hands a ParallelFor body the loop
+        # item in place of an upstream parameter output.
+        store = {"publish": publish, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        corpus = place(synth(**common, **store), "synth").outputs["corpus"]
+        base = place(pretrain(role="base", corpus=corpus, **store, **common), "pretrain").outputs["model"]
         with dsl.ParallelFor(filter_roles) as role:
-            filter_model = place(pretrain(role=role, corpus=corpus, publish=publish, **common), "pretrain")
+            filter_model = place(pretrain(role=role, corpus=corpus, **store, **common), "pretrain")
         filters = dsl.Collected(filter_model.outputs["model"])
-        labels = place(acf_filter(corpus=corpus, filter_models=filters, publish=publish, **common), "filter")
+        labels = place(acf_filter(corpus=corpus, filter_models=filters, **store, **common), "filter")
         data = {"corpus": corpus, "labels": labels.outputs["labels"]}
         base_eval = place(evaluate(name="base", models=base, **data, **common), "eval")
         with dsl.ParallelFor(paradigms) as paradigm:
-            run = place(post_train(paradigm=paradigm, base=base, publish=publish, **data, **common), "train")
+            run = place(post_train(paradigm=paradigm, base=base, **store, **data, **common), "train")
             run_eval = place(evaluate(name=paradigm, models=run.outputs["run"], **data, **common), "eval")
         results = dsl.Collected(run_eval.outputs["results"])
         chosen = place(select(results=results, base_results=base_eval.outputs["results"]), "select")
@@ -50,7 +53,7 @@ def build() -> Any:
             "report",
         )
         gate = promote(selection=chosen.outputs["selection"], results=dsl.Collected(run_eval.outputs["results"]),
-                       settings=serving, publish=publish,
+                       settings=serving, **store,
                        base_results=base_eval.outputs["results"], **data)  # fmt: skip
         place(gate, "promote")
         return chosen.outputs["Output"]
