@@ -126,8 +126,8 @@ def post_train_stage(
     remote = f"{prefix}/runs/{paradigm}" if prefix else ""
     summary = post_train(base_dir, labelled, Path(corpus_dir) / "loop", remote or out_dir, recipe, overrides,
                          paradigm=paradigm)  # fmt: skip
-    if remote:
-        storage.fetch_dir(remote, out_dir)
+    if remote:  # the artifact gets the run without its checkpoints (they stay in S3; evaluation reads the finals)
+        storage.fetch_dir(remote, out_dir, skip="checkpoint-*")
     return {**summary, "uri": remote}
 
 

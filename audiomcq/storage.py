@@ -121,17 +121,23 @@ def is_complete(uri: str) -> bool:
     return True
 
 
-def fetch_dir(uri: str, dest_dir: str | Path, require_complete: bool = True) -> Path:
+def fetch_dir(uri: str, dest_dir: str | Path, require_complete: bool = True, skip: str = "") -> Path:
     """Download every object under the ``uri`` prefix into ``dest_dir`` (the marker included); with
     ``require_complete``, a prefix without its ``_COMPLETE`` marker is an error rather than a partial copy. Files
-    already there with the object's size are kept, so an interrupted sync of an audio root resumes."""
+    already there with the object's size are kept, so an interrupted sync of an audio root resumes. ``skip``: a
+    glob on the relative path's folders (e.g. ``checkpoint-*``) whose files are left in S3."""
+    from fnmatch import fnmatch
+
     if require_complete and not is_complete(uri):
         raise AudioMCQError(f"{uri}: no {COMPLETE} marker; the upload is unfinished or the prefix is wrong")
     bucket, prefix = split(uri)
     prefix = prefix.rstrip("/") + "/"
     s3, dest, count = client(), Path(dest_dir), 0
     for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
-        target = dest / obj.object_name[len(prefix) :]
+        rel = obj.object_name[len(prefix) :]
+        if skip and any(fnmatch(part, skip) for part in rel.split("/")[:-1]):
+            continue
+        target = dest / rel
         if not (target.is_file() and target.stat().st_size == obj.size):
             s3.fget_object(bucket, obj.object_name, str(target))  # each file renamed into place when complete
             count += 1

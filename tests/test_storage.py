@@ -108,3 +108,17 @@ def test_filter_models_and_audio_root_can_live_in_s3(s3, synth_corpus, tiny_omni
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.wav")}
     storage.local_tree("s3://data/audio")
     assert before and before == {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.wav")}
+
+
+def test_fetch_dir_can_leave_checkpoints_in_s3(s3, tmp_path):
+    """What the post-training step copies into its artifact: the run without its checkpoints (they stay in S3)."""
+    from audiomcq import storage
+
+    run = tmp_path / "run"
+    for rel in ("summary.json", "sft/checkpoint-2/model.bin", "sft/final/model.bin", "sft/metrics.jsonl"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(rel)
+    storage.publish(run, "s3://data/runs/r1")
+    got = storage.fetch_dir("s3://data/runs/r1", tmp_path / "copy", skip="checkpoint-*")
+    files = sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file())
+    assert files == ["_COMPLETE", "sft/final/model.bin", "sft/metrics.jsonl", "summary.json"]
