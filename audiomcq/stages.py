@@ -120,15 +120,17 @@ def post_train_stage(
     uploaded as it completes, so a preempted and retried task resumes from the last one) and is then copied into
     ``out_dir``."""
     from audiomcq import storage
+    from audiomcq.stages_scaleout import train_in_pod
 
     labelled = Path(labels_dir) / "train" / "labelled.jsonl"
     prefix = storage.run_prefix(publish, run_id)
     remote = f"{prefix}/runs/{paradigm}" if prefix else ""
-    summary = post_train(base_dir, labelled, Path(corpus_dir) / "loop", remote or out_dir, recipe, overrides,
-                         paradigm=paradigm)  # fmt: skip
+    # in-process on one device, or under torchrun across the pod's GPUs (the recipe's launch.gpus_per_node)
+    train_in_pod(base_dir, str(labelled), str(Path(corpus_dir) / "loop"), out_dir, recipe, list(overrides), paradigm,
+                 publish=remote)  # fmt: skip
     if remote:  # the artifact gets the run without its checkpoints (they stay in S3; evaluation reads the finals)
         storage.fetch_dir(remote, out_dir, skip="checkpoint-*")
-    return {**summary, "uri": remote}
+    return {**load_json(Path(out_dir) / "summary.json"), "uri": remote}
 
 
 def post_train(

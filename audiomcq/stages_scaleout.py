@@ -133,6 +133,12 @@ def eval_report(result_dirs: list[str], markdown_path: str) -> str:
 @timed
 def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
                    paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
+    """The ``audiomcq-train`` step (see ``train_in_pod``)."""
+    return train_in_pod(model, labelled, audio_root, out_dir, recipe, overrides, paradigm, selection, publish)
+
+
+def train_in_pod(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
+                 paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
     """One paradigm (allocation, SFT, GRPO) from an ACF-labelled pool, in this pod: in-process on one device, or
     under torchrun with one rank per GPU when the pod has several (up to the recipe's ``launch.gpus_per_node``).
     Inputs may be ``s3://``; with an ``s3://`` ``publish`` the run (checkpoints included) lives there. Returns
