@@ -44,8 +44,10 @@ class Cluster:
     gpus_per_node: int = 8
     cpu_per_node: str = "64"
     memory_per_node: str = "1000Gi"
-    s3_secret: str = "audiomcq-s3"
-    config_map: str = "audiomcq-config"
+    # the names the pipelines compile in (AUDIOMCQ_S3_SECRET, AUDIOMCQ_CONFIGMAP at render time), so a renamed
+    # Secret or ConfigMap reaches the TrainJob's nodes too
+    s3_secret: str = field(default_factory=lambda: os.environ.get("AUDIOMCQ_S3_SECRET", "audiomcq-s3"))
+    config_map: str = field(default_factory=lambda: os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"))
     deadline_s: int = 72 * 3600
     node_selector: dict[str, str] = field(default_factory=lambda: gpu_pool()[0])
     toleration: str = field(default_factory=lambda: gpu_pool()[1])  # taint key on the GPU nodes (NoSchedule)
