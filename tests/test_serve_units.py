@@ -369,3 +369,20 @@ def test_a_batch_that_fails_outside_its_forward_settles_its_callers_and_the_batc
         assert await asyncio.wait_for(batcher.submit([5]), 5) == [10]
 
     asyncio.run(run())
+
+
+def test_rejected_requests_are_logged_as_one_info_line_not_an_error_with_a_traceback():
+    import logging
+
+    from kserve.errors import InvalidInput
+
+    from audiomcq.serve.guard import ClientErrorsAtInfo
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("kserve", logging.ERROR, __file__, 1, "Exception:", (), (type(exc), exc, None))
+
+    bad = record(InvalidInput("instance 0: 'choices' must be a list of 2 to 10 strings"))
+    assert ClientErrorsAtInfo().filter(bad) and bad.levelno == logging.INFO and bad.exc_info is None
+    assert bad.getMessage() == "bad request: instance 0: 'choices' must be a list of 2 to 10 strings"
+    crash = record(RuntimeError("CUDA out of memory"))  # a real server error stays an ERROR with its traceback
+    assert ClientErrorsAtInfo().filter(crash) and crash.levelno == logging.ERROR and crash.exc_info is not None

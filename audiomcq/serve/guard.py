@@ -9,6 +9,7 @@ passed on unchanged, its body replayed.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -62,3 +63,17 @@ async def _reply(send: Any, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+class ClientErrorsAtInfo(logging.Filter):
+    """kserve logs every rejected request (``InvalidInput``, a 400) at ERROR with a traceback, which buries real
+    server errors under clients' mistakes; this filter turns those records into one INFO line with the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from kserve.errors import InvalidInput
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = "bad request: %s", (str(exc),), None, None
+        return True

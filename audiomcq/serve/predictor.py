@@ -121,10 +121,13 @@ async def _validation_error(_: Any, exc: Exception) -> JSONResponse:
 
 def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config: ServeConfig | None = None) -> None:
     """Load the model, mount our routes and metrics on kserve's app, and serve on ``http_port`` (blocks)."""
+    from kserve.logging import logger as kserve_logger
     from kserve.model_server import app
 
-    from audiomcq.serve.guard import BinaryV2Guard
+    from audiomcq.serve.guard import BinaryV2Guard, ClientErrorsAtInfo
     from audiomcq.serve.openai_api import openai_router
+
+    kserve_logger.addFilter(ClientErrorsAtInfo())
 
     model = AudioMCQModel(name, model_dir, config)
     model.load()
