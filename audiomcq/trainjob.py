@@ -20,7 +20,8 @@ from audiomcq.errors import AudioMCQError
 
 API = "trainer.kubeflow.org/v1alpha1"
 # ConfigMap key -> environment variable, the same for pipeline steps (pipelines/placement.py) and TrainJob nodes
-# (kube_namespace: where steps create TrainJobs and InferenceServices when that is not their own namespace)
+# (kube_namespace: where steps create TrainJobs, and `audiomcq promote` without --namespace its InferenceService,
+# when that is not their own namespace; the pipeline's promotion step uses its `serving` parameter's namespace)
 CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
                "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY",
                "kube_namespace": "AUDIOMCQ_KUBE_NAMESPACE"}  # fmt: skip
