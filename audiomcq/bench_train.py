@@ -65,8 +65,11 @@ def sft_mfu(params: dict[str, int], tokens: float, audio_seconds: float, seconds
     return flops / (seconds * peak * 1e12)
 
 
-def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: float | None = None) -> dict[str, Any]:
-    """Run a short SFT and GRPO on a fresh random model of ``size``; returns step times, throughputs and MFU."""
+def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: float | None = None,
+                sft_batch: int | None = None, checkpointing: bool = True,
+                grpo: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Run a short SFT and GRPO on a fresh random model of ``size``; returns step times, throughputs and MFU.
+    ``sft_batch``, ``checkpointing`` (gradient checkpointing on a GPU) and ``grpo`` vary the run for MFU sweeps."""
     import soundfile as sf
     import torch
 
@@ -77,7 +80,9 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
     from audiomcq.train.sft import train_sft
 
     work, cfg = Path(work), SETTINGS[size]
+    cfg = {**cfg, "sft_batch": sft_batch or cfg["sft_batch"]}
     gpu = cfg["gpu_args"] if torch.cuda.is_available() else {}
+    gpu = {**gpu, "gradient_checkpointing": False} if gpu and not checkpointing else gpu
     generate(work / "corpus", 256, seed=7, eval_n=0)
     data = work / "corpus" / "train.jsonl"
     model, processor = build_tiny("qwen2_5_omni", tokenizer_texts([data]), OMNI_3B if size == "3b" else TinySpec())
@@ -112,6 +117,9 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
 
         gc.collect()
         torch.cuda.empty_cache()
+    result["sft"]["gradient_checkpointing"] = bool(gpu.get("gradient_checkpointing"))
+    if not grpo:
+        return result
     per_step = cfg["prompts"] * cfg["generations"]
     vllm = bool(gpu) and _has_vllm()
     grpo_args = {**gpu, **(VLLM_ROLLOUTS if vllm else {})}

@@ -72,6 +72,9 @@ def add_filter_commands(sub: Any) -> None:
     bt.add_argument("--steps", type=int, default=20)
     bt.add_argument("--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-Omni-3B thinker shape (GPU)")
     bt.add_argument("--peak-tflops", type=float, help="the device's peak (default: detected GPU's dense bf16)")
+    bt.add_argument("--batch", type=int, help="SFT batch size (default: the size's own)")
+    bt.add_argument("--no-checkpointing", action="store_true", help="GPU: no gradient checkpointing")
+    bt.add_argument("--sft-only", action="store_true", help="skip the GRPO part")
     bt.set_defaults(func=cmd_bench_train)
     bs = bsub.add_parser(
         "serve", help="the model server under concurrent clients: latency and throughput (tiny model)"
@@ -172,12 +175,16 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     from audiomcq.bench_train import bench_train
 
     shutil.rmtree(args.work, ignore_errors=True)  # a fresh run, not a resume of the last one
-    r = bench_train(args.work, args.steps, args.size, args.peak_tflops)
-    s, g = r["sft"], r["grpo"]
+    r = bench_train(args.work, args.steps, args.size, args.peak_tflops, args.batch, not args.no_checkpointing,
+                    not args.sft_only)  # fmt: skip
+    s, g = r["sft"], r.get("grpo")
     mfu = f", MFU {100 * s['mfu']:.1f}% of {s['peak_tflops']:.0f} TFLOP/s" if s["mfu"] is not None else ""
     print(f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}")
-    print(f"SFT  (batch {s['batch']}): {s['step_seconds_median'] * 1000:.0f} ms/step, "
+    ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
+    print(f"SFT  (batch {s['batch']}{ckpt}): {s['step_seconds_median'] * 1000:.0f} ms/step, "
           f"{s['tokens_per_second']:.0f} tokens/s{mfu}")  # fmt: skip
+    if g is None:
+        return 0
     rate = g["rollout_tokens_per_second"]
     print(f"GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
           f"{g['step_seconds_median'] * 1000:.0f} ms/step, {rate:.0f} rollout tokens/s")  # fmt: skip
