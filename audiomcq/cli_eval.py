@@ -41,14 +41,15 @@ def add_eval_commands(sub: Any) -> None:
     r.set_defaults(func=cmd_report)
 
 
-def _pairs(values: list[str], what: str) -> dict[str, str]:
+def _pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
+    """``KEY=VALUE`` flags as a mapping (``empty_ok``: an empty value is allowed, as in a label selector)."""
     from audiomcq.errors import AudioMCQError
 
     out = {}
     for value in values:
         name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise AudioMCQError(f"{what} {value!r}: expected NAME=PATH")
+        if not sep or not name or not (path or empty_ok):
+            raise AudioMCQError(f"{what} {value!r}: expected {form}")
         out[name] = path
     return out
 

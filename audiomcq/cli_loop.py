@@ -228,7 +228,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from audiomcq.cli_eval import _pairs
 
     name = args.pipeline or args.name
-    params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param").items()}
+    params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param", "KEY=JSON").items()}
     if args.action == "submit":
         from pipelines.run import submit
 

@@ -72,20 +72,9 @@ def _floors(values: list[str]) -> dict[str, float]:
     return floors
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    from audiomcq.errors import AudioMCQError
-
-    out = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise AudioMCQError(f"{flag} {value!r}: expected KEY=VALUE")
-        out[key] = val
-    return out
-
-
 def cmd_promote(args: argparse.Namespace) -> int:
     """Run the gate and print what it decided and did."""
+    from audiomcq.cli_eval import _pairs
     from audiomcq.promote.decision import Criteria, write_decision
     from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
     from audiomcq.promote.render import Serving, parse_toleration, to_yaml
@@ -95,9 +84,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         from audiomcq.k8s import default_namespace
 
         namespace = default_namespace()
+    selector = _pairs(args.node_selector, "--node-selector", "KEY=VALUE", empty_ok=True)
     serving = Serving(name=args.name, namespace=namespace, service_account=args.service_account,
                       runtime=args.runtime, model_format=args.model_format, gpus=args.gpus, cpu=args.cpu,
-                      memory=args.memory, node_selector=_pairs(args.node_selector, "--node-selector"),
+                      memory=args.memory, node_selector=selector,
                       tolerations=tuple(parse_toleration(t) for t in args.toleration),
                       min_replicas=args.min_replicas, max_replicas=args.max_replicas)  # fmt: skip
     criteria = Criteria(benchmarks=tuple(args.benchmark), metric=args.metric, margin=args.margin,

@@ -44,7 +44,7 @@ def filter_label(data: str, models: list[Any], answer_dirs: list[str], settings:
     stats = label_answers(data, models, answer_dirs, out_dir, FilterConfig.from_dict(settings), shards)
     if markdown_path:
         filter_markdown(stats, markdown_path)
-    return {**stats, "uri": publish_under(out_dir, publish, exclude=("shards", "scratch"))}
+    return {**stats, "uri": publish_under(out_dir, publish)}
 
 
 @timed
