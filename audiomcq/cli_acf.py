@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from audiomcq.cli_eval import add_dtype_flag
+
 
 def add_filter_commands(sub: Any) -> None:
     """Register ``filter run`` and ``filter merge``."""
@@ -32,6 +34,7 @@ def add_filter_commands(sub: Any) -> None:
     r.add_argument("--max-new-tokens", type=int, default=16)
     r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
     r.add_argument("--batch-size", type=int, default=64)
+    add_dtype_flag(r, "with --models")
     r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
     r.add_argument("--out", required=True, help="output directory, or an s3:// prefix (published when done)")
     r.add_argument("--work", type=Path, help="scratch directory for S3 inputs and outputs (default .audiomcq-work)")
@@ -100,7 +103,8 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
     from audiomcq.acf import FilterConfig
     from audiomcq.acf.run import run_filter_uri
 
-    models = args.models or yaml.safe_load(args.models_config.read_text())
+    models = [{"path": m, "dtype": args.dtype} for m in args.models] if args.models else None
+    models = models or yaml.safe_load(args.models_config.read_text())
     config = FilterConfig(
         probes=tuple(args.probes), min_correct=args.min_correct, label_rule=args.rule, samples=args.samples,
         temperature=args.temperature, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,

@@ -26,6 +26,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--chunk-size", type=int, default=256, help="items per resumable part")
+    add_dtype_flag(p)
     p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
     p.set_defaults(func=cmd_eval)
 
@@ -39,6 +40,15 @@ def add_eval_commands(sub: Any) -> None:
     r.add_argument("--max-new-tokens", type=int, default=256)
     r.add_argument("--out", required=True, type=Path)
     r.set_defaults(func=cmd_report)
+
+
+def add_dtype_flag(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--dtype``: the model weights' dtype, by default the checkpoint's own (bf16 for the real Qwen ones)."""
+    from audiomcq.models.loading import DTYPES
+
+    where = f" ({scope})" if scope else ""
+    help = f"model dtype{where}: auto = the checkpoint's own, float32 on a CPU without bf16"
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help=help)
 
 
 def _pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
@@ -82,7 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tasks[name] = str(Path(base) / get_task(name).default_file)
     index, _, count = args.shard.partition("/")
     config = EvalConfig(args.batch_size, args.max_new_tokens, args.chunk_size, (int(index), int(count or 1)),
-                        not args.no_silence, args.balanced)  # fmt: skip
+                        not args.no_silence, args.balanced, args.dtype)  # fmt: skip
     summary = run_eval(args.model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"))
     from audiomcq.evaluation.harness import markdown
 

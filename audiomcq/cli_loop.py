@@ -31,6 +31,8 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_export_vllm)
 
+    from audiomcq.cli_eval import add_dtype_flag
+
     p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
     p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
     p.add_argument("--model", required=True, help="starting model directory or s3:// prefix")
@@ -41,6 +43,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--variant", help="a named variant of the recipe (e.g. paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--selection", help="run: held-out records (file or s3://) for the checkpoint-selection set")
+    add_dtype_flag(p)
     scale = p.add_argument_group("scale-out (relaunches under the launcher; DeepSpeed comes from the recipe)")
     scale.add_argument("--nproc-per-node", type=int, default=1, help="processes (GPUs) per node")
     scale.add_argument("--nnodes", type=int, default=1)
@@ -146,13 +149,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         from audiomcq.stages import post_train
 
         r = post_train(args.model, args.data, args.audio_root, args.out, args.recipe, args.overrides, args.variant,
-                       selection=args.selection)  # fmt: skip
+                       selection=args.selection, dtype=args.dtype)  # fmt: skip
         if not launch.is_main():
             return 0
         print(f"{r['paradigm']}: sft {r['allocation']['sft']['count']} / grpo {r['allocation']['rl']['count']} "
               f"records -> {args.out}")  # fmt: skip
         return 0
-    cfg = load_recipe(args.recipe, args.overrides, args.variant)[args.method]
+    cfg = {**load_recipe(args.recipe, args.overrides, args.variant)[args.method], "dtype": args.dtype}
     if args.method == "sft":
         from audiomcq.train.sft import train_sft
 

@@ -52,6 +52,23 @@ def build_messages(
     return messages
 
 
+def clean_messages(messages: Any) -> Any:
+    """Messages without None-valued keys, in messages and content blocks.
+
+    Arrow-backed datasets (trl's prompt column) give every content block every key any block has, filling the
+    missing ones with None; the real Qwen templates test ``'audio' in block``, so a text block carrying
+    ``audio: None`` would render as one more audio placeholder."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages:
+        message = {k: v for k, v in message.items() if v is not None}
+        if isinstance(message.get("content"), list):
+            message["content"] = [{k: v for k, v in b.items() if v is not None} for b in message["content"]]
+        out.append(message)
+    return out
+
+
 def solution(answer: str) -> str:
     """The target completion for an answer text: ``<answer>text</answer>`` (SFT label and GRPO solution)."""
     return f"{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"

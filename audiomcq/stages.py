@@ -143,12 +143,14 @@ def post_train(
     variant: str | None = None,
     paradigm: str | None = None,
     selection: str | Path | None = None,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT model (either stage is
     skipped when the paradigm gives it no data). The recipe's ``sft``/``grpo`` sections go to the trainers as they
     are; ``paradigm`` defaults to the recipe's ``allocation.paradigm``. ``selection`` (held-out records) becomes
     the position-balanced checkpoint-selection set ``data/selection.jsonl``, checked for leakage against the
-    training pool. Under a launcher every rank computes the same allocation; rank 0 writes it."""
+    training pool. ``dtype`` is the models' (auto: each checkpoint's own). Under a launcher every rank computes
+    the same allocation; rank 0 writes it."""
     from audiomcq.data.allocation import allocate, check_no_leakage, position_balanced, shuffle_options
     from audiomcq.data.io import read_records, write_records
     from audiomcq.errors import AudioMCQError
@@ -182,11 +184,13 @@ def post_train(
     model = str(model_dir)
     stage = {name: f"{remote}/{name}" if remote else out / name for name in ("sft", "grpo")}
     if alloc.sft:
-        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], **resolved["sft"])
+        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], dtype=dtype,
+                                   **resolved["sft"])  # fmt: skip
         model = summary["sft"]["final"]
     barrier()  # GRPO starts from the SFT model rank 0 saved
     if alloc.rl:
-        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, stage["grpo"], **resolved["grpo"])
+        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, stage["grpo"], dtype=dtype,
+                                     **resolved["grpo"])  # fmt: skip
     if is_main():
         write_json(out / "summary.json", summary)
         if remote:

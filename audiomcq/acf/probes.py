@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from audiomcq.audio import SR, load_audio
 from audiomcq.data.record import MCQRecord, resolve_audio
 from audiomcq.inference import Request
-from audiomcq.synth.audio import SR, read_wav
 
 KINDS = ("silence", "noise", "mismatch", "shuffle", "audio")
 
@@ -70,7 +70,7 @@ class Clips:
         waves: list[np.ndarray | None] = []
         for r in records:
             path = resolve_audio(r, audio_root) if audio_root is not None else Path(r.audio_path or "")
-            waves.append(read_wav(path) if path is not None and path.is_file() else None)
+            waves.append(load_audio(path) if path is not None and path.is_file() else None)
         return cls(waves, fallback)
 
     def seconds(self, i: int) -> float:

@@ -40,19 +40,20 @@ class EvalConfig:
     shard: tuple[int, int] = (0, 1)
     silent_control: bool = True
     balanced: bool = False  # each question once per answer position; adds consistency across positions
+    dtype: str = "auto"  # the model's dtype (auto: the checkpoint's own)
 
 
 def load_audio(record: MCQRecord, audio_root: str | Path | None) -> tuple[str, np.ndarray | None]:
     """(``ok`` | ``missing`` | ``corrupt``, 16 kHz waveform)."""
     import soundfile as sf
 
-    from audiomcq.synth.audio import read_wav
+    from audiomcq.audio import load_audio as decode_to_model_rate
 
     path = resolve_audio(record, audio_root) if audio_root is not None else Path(record.audio_path or "")
     if path is None or not path.is_file():
         return "missing", None
     try:
-        wave = read_wav(path)
+        wave = decode_to_model_rate(path)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # unreadable or undecodable data
         log.warning("%s: unreadable audio %s: %s", record.id, path, err)
         return "corrupt", None
@@ -206,7 +207,7 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every task (name -> metadata path); writes ``<out>/<task>/…`` and ``<out>/metrics.json``
     (all tasks) and ``<out>/metrics.md``."""
-    engine = lazy_engine(model, config.batch_size)
+    engine = lazy_engine(model, config.batch_size, config.dtype)
     out = Path(out_dir)
     results = {}
     for name, data in tasks.items():

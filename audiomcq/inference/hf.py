@@ -21,13 +21,10 @@ class TransformersEngine:
     from one encoded prefix (``SharedPrefix``); the rest go through ordinary padded batches."""
 
     def __init__(self, spec: EngineSpec) -> None:
-        import torch
-
         from audiomcq.models import load_model
 
         self.spec = spec
-        dtype = None if spec.dtype == "auto" else getattr(torch, spec.dtype)
-        self.loaded = load_model(spec.path, family=spec.family, dtype=dtype)
+        self.loaded = load_model(spec.path, family=spec.family, dtype=spec.dtype)
         self._prefixes: OrderedDict[tuple, Any] = OrderedDict()
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]:

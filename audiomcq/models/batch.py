@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from audiomcq.audio import SR, load_audio
 from audiomcq.data.record import MCQRecord
 from audiomcq.prompts import build_messages, solution
-from audiomcq.synth.audio import SR, read_wav
 
 
 def load_waveform(record: MCQRecord, audio_root: str | Path | None) -> np.ndarray:
@@ -23,7 +23,7 @@ def load_waveform(record: MCQRecord, audio_root: str | Path | None) -> np.ndarra
     path = Path(record.audio_path or "")
     if audio_root is not None and not path.is_absolute():
         path = Path(audio_root) / path
-    return read_wav(path)
+    return load_audio(path)
 
 
 def prompt_text(processor: Any, question: str, choices: Sequence[str]) -> str:

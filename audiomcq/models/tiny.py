@@ -1,9 +1,12 @@
 """Tiny random audio LMs of both supported families, built from config with an offline tokenizer and processor.
 
-No hub is needed: a byte-level BPE is trained on the texts the model will see, the feature extractor is Whisper's
-with 128 mel bins (as the real Qwen2.5-Omni and Qwen2-Audio use), and the processor is the family's own
-(Qwen2-Audio) or an audio-only subclass (Qwen2.5-Omni: the stock one needs image/video processors, which need
-torchvision). The result is saved and reloaded as an ordinary HF directory.
+No hub is needed: a byte-level BPE is trained on the texts the model will see (a small vocabulary keeps the demo
+fast), the feature extractor is Whisper's with 128 mel bins (as the real Qwen2.5-Omni and Qwen2-Audio use), and the
+processor is the family's own (Qwen2-Audio) or an audio-only subclass (Qwen2.5-Omni: the stock one needs image/video
+processors, which need torchvision). Each carries its family's real chat template: Qwen2.5-Omni-7B's published
+``chat_template.json`` (in ``templates/``), and for Qwen2-Audio the processor's built-in one, which is what the hub
+checkpoint falls back to. So the demo and the tests render prompts exactly as a real checkpoint does. The result is
+saved and reloaded as an ordinary HF directory.
 """
 
 from __future__ import annotations
@@ -33,15 +36,6 @@ IMAGE, VIDEO, VISION_BOS, VISION_EOS = "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIALS = [PAD, IM_START, IM_END, AUDIO, AUDIO_BOS, AUDIO_EOS, IMAGE, VIDEO, VISION_BOS, VISION_EOS]
 
-# A Qwen-style template that dispatches on the block type only (HF datasets fill missing keys with None, so
-# "'audio' in block" tests misfire on text blocks).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for block in message['content'] %}{% if block['type'] == 'audio' %}<|audio_bos|><|AUDIO|><|audio_eos|>"
-    "{% elif block['type'] == 'text' %}{{ block['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 FAMILIES = ("qwen2_5_omni", "qwen2_audio")
 # The thinker always carries a vision tower; the smallest one that builds, never used for audio questions.
 _TINY_VISION = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "fullatt_block_indexes": [0]}
@@ -119,17 +113,23 @@ def build_tokenizer(texts: Iterable[str], vocab: int = 600) -> Qwen2Tokenizer:
         vision_bos_token=VISION_BOS,
         vision_eos_token=VISION_EOS,
         extra_special_tokens=[IM_START, IM_END],
-        chat_template=CHAT_TEMPLATE,
     )
 
 
+def omni_chat_template() -> str:
+    """Qwen2.5-Omni's published chat template, verbatim."""
+    from importlib import resources
+
+    return resources.files("audiomcq.models").joinpath("templates/qwen2_5_omni.jinja").read_text(encoding="utf-8")
+
+
 def build_processor(family: str, tokenizer: Qwen2Tokenizer) -> Any:
-    """The family's processor over a 128-mel Whisper feature extractor."""
+    """The family's processor over a 128-mel Whisper feature extractor, with the family's real chat template."""
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16_000, return_attention_mask=True)
     if family == "qwen2_5_omni":
-        return OmniAudioProcessor(features, tokenizer, chat_template=CHAT_TEMPLATE)
+        return OmniAudioProcessor(features, tokenizer, chat_template=omni_chat_template())
     if family == "qwen2_audio":
-        return Qwen2AudioProcessor(features, tokenizer, chat_template=CHAT_TEMPLATE)
+        return Qwen2AudioProcessor(features, tokenizer)  # None: the processor's built-in template, as on the hub
     raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
 
 
@@ -177,8 +177,6 @@ def build_config(family: str, tokenizer: Qwen2Tokenizer, spec: TinySpec) -> Any:
         config = Qwen2AudioConfig(
             audio_config=audio, text_config={"model_type": "qwen2", **text}, audio_token_index=ids[AUDIO]
         )
-        # trl's GRPOTrainer suppresses config.image_token_id for any processor; Qwen2-Audio has none.
-        config.image_token_id = ids[AUDIO]
     else:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     config.pad_token_id = ids[PAD]

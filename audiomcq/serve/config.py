@@ -13,10 +13,10 @@ from functools import cached_property
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
+from audiomcq.models.loading import DTYPES
 from audiomcq.serve.urls import UrlPrefix
 
 ENV_PREFIX = "AUDIOMCQ_SERVE_"
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_SECONDS = 30.0  # the processor cuts audio features at 30 s, so a longer limit would cut clips, not refuse
 MIN_AUDIO_SECONDS = 0.1  # after resampling to 16 kHz; both model families fail on clips under ~1000 samples
 
@@ -85,7 +85,7 @@ HELP = {
     "max_batch_size": "most questions answered in one forward pass (concurrent requests are batched together)",
     "max_wait_ms": "how long the first queued question waits for others to fill its batch",
     "max_new_tokens": "tokens generated for the raw answer",
-    "dtype": "model dtype: auto (float32 on CPU), bfloat16, float16, float32",
+    "dtype": "model dtype: auto (the checkpoint's own, float32 on a CPU without bf16), bfloat16, float16, float32",
     "device": "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda[:N]",
     "max_instances": "questions in one request",
     "max_audio_bytes": "size of one encoded audio file (before base64)",

@@ -27,9 +27,9 @@ import numpy as np
 import soundfile as sf
 from kserve.errors import InvalidInput
 
+from audiomcq.audio import SR, decode, to_model_rate
 from audiomcq.serve.config import MIN_AUDIO_SECONDS, ServeConfig
 from audiomcq.serve.urls import dot_segments, redact
-from audiomcq.synth.audio import SR, resample
 
 log = logging.getLogger(__name__)
 FORMATS = {"WAV", "WAVEX", "FLAC", "MP3"}
@@ -116,7 +116,7 @@ def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarr
         raise InvalidInput(f"{where}: the audio lasts {info.frames / rate:.1f} s, more than the limit of "
                            f"{config.max_audio_seconds:g} s")  # fmt: skip
     try:
-        wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        wave, rate = decode(data)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InvalidInput(f"{where}: the audio could not be decoded ({err})") from None
     seconds = len(wave) / rate
@@ -127,7 +127,7 @@ def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarr
                            f"{config.max_audio_seconds:g} s")  # fmt: skip
     if not np.isfinite(wave).all():
         raise InvalidInput(f"{where}: the audio has NaN or infinite samples")
-    mono = resample(wave.mean(axis=1), rate)
+    mono = to_model_rate(wave, rate)
     if len(mono) < MIN_SAMPLES:  # checked after resampling: a few samples at 192 kHz round to none at 16 kHz
         raise InvalidInput(f"{where}: the audio lasts {seconds:.4f} s, shorter than the minimum of "
                            f"{MIN_AUDIO_SECONDS:g} s ({len(mono)} of {MIN_SAMPLES} samples at 16 kHz)")  # fmt: skip

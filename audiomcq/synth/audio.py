@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SR = 16_000
+from audiomcq.audio import SR, load_audio, to_model_rate
+
 log = logging.getLogger(__name__)
 
 
@@ -95,18 +96,12 @@ def speak(text: str, voice: str = "en-us", speed: int = 160) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s.wav"
         subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(out), text], check=True, capture_output=True)
-        wave, rate = sf.read(out, dtype="float32")
-    if wave.ndim > 1:
-        wave = wave.mean(axis=1)
-    return resample(wave, rate)
+        return load_audio(out)
 
 
 def resample(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Linear-interpolation resampling to 16 kHz (speech for a tiny model needs nothing finer)."""
-    if rate == SR:
-        return wave.astype(np.float32)
-    n = round(len(wave) * SR / rate)
-    return np.interp(np.linspace(0, len(wave) - 1, n), np.arange(len(wave)), wave).astype(np.float32)
+    """Band-limited resampling to 16 kHz mono; kept for old imports, ``audiomcq.audio.to_model_rate`` does it."""
+    return to_model_rate(wave, rate)
 
 
 def write_wav(path: Path, signal: np.ndarray) -> None:
@@ -116,6 +111,5 @@ def write_wav(path: Path, signal: np.ndarray) -> None:
 
 
 def read_wav(path: str | Path) -> np.ndarray:
-    """A WAV (any rate, any channels) as 16 kHz mono float32."""
-    wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return resample(wave.mean(axis=1), rate)
+    """A WAV (any rate, any channels) as 16 kHz mono float32; kept for old imports of ``audiomcq.audio.load_audio``."""
+    return load_audio(path)

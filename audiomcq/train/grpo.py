@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from transformers import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.prompts import build_messages, solution
+from audiomcq.prompts import build_messages, clean_messages, solution
 from audiomcq.rewards import get_reward
 from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, run_training
 
@@ -40,17 +40,79 @@ def extra_forward_kwargs(module: Any, extra: dict[str, Any]) -> Iterator[None]:
         handle.remove()
 
 
+@contextlib.contextmanager
+def _trl_init_for(model: Any, reference: Callable[[Any], Any] | None) -> Iterator[None]:
+    """What trl's ``GRPOTrainer.__init__`` needs from an audio policy it cannot get itself, for that call only.
+
+    - The reference model (beta > 0): trl rebuilds it from ``config._name_or_path`` through the auto classes, which
+      cannot load a hub Qwen2.5-Omni checkpoint (``Qwen2_5OmniModel`` is not a transformers class). It comes from
+      ``reference(dtype)`` instead, our own loader, and trl then prepares it as it would its own.
+    - ``config.image_token_id``: trl reads it to suppress image tokens, and Qwen2-Audio's config has none. A
+      placeholder stands in while trl builds its generation config (which ``generation_kwargs`` then replaces with
+      the audio placeholders); the model's config is left exactly as loaded.
+    """
+    from trl.trainer import grpo_trainer
+
+    original = grpo_trainer.create_model_from_path
+
+    def build_reference(model_id: str, *args: Any, **kwargs: Any) -> Any:
+        return reference(kwargs.get("dtype")) if reference else original(model_id, *args, **kwargs)
+
+    config = model.config
+    added = not hasattr(config, "image_token_id")
+    if added:
+        config.image_token_id = getattr(config, "audio_token_index", None)
+    grpo_trainer.create_model_from_path = build_reference
+    try:
+        yield
+    finally:
+        grpo_trainer.create_model_from_path = original
+        if added:
+            del config.image_token_id
+
+
+def load_prompt_audio(prompts: list) -> list:
+    """Prompts whose audio blocks carry the waveform from ``audiomcq.audio`` instead of a file name, so the
+    processor computes GRPO's features from the very samples SFT, filtering, evaluation and serving use."""
+    from audiomcq.audio import load_audio
+
+    waves: dict[str, Any] = {}  # trl repeats each prompt G times: read each file once per batch
+
+    def block(b: dict[str, Any]) -> dict[str, Any]:
+        path = b.get("audio")
+        if b.get("type") != "audio" or not isinstance(path, str):
+            return b
+        if path not in waves:
+            waves[path] = load_audio(path)
+        return {**b, "audio": waves[path]}
+
+    return [
+        [{**m, "content": [block(b) for b in m["content"]]} if isinstance(m.get("content"), list) else m for m in p]
+        for p in prompts
+    ]
+
+
 class AudioGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
-    """GRPOTrainer whose policy, old-policy and reference forwards all see the prompts' audio features."""
+    """GRPOTrainer whose policy, old-policy and reference forwards all see the prompts' audio features.
+
+    ``model`` is always an instance from our loader (freeze, LoRA and dtype apply to what is trained);
+    ``reference(dtype)`` builds the beta > 0 reference the same way."""
 
     _audio: dict[str, Any] | None = None
 
+    def __init__(self, *args: Any, reference: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        if isinstance(model, str):
+            raise TypeError("AudioGRPOTrainer takes a model instance (audiomcq.models.load_model), not a path")
+        with _trl_init_for(model, reference):
+            super().__init__(*args, **kwargs)
+
     def _tokenize_prompts(self, prompts: list) -> Any:
-        # The processor loads the audio blocks and returns their features with the token ids; keep them, batch-first,
-        # for the log-probability forwards that trl computes without them.
+        # The processor returns the audio features with the token ids; keep them, batch-first, for the
+        # log-probability forwards that trl computes without them.
         import torch
 
-        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
+        prompt_ids, images, fields = super()._tokenize_prompts(load_prompt_audio(prompts))
         self._audio = {k: torch.as_tensor(fields[k]) for k in AUDIO_KEYS if k in fields}
         if self.use_vllm:  # the waveforms themselves, for vLLM's multi_modal_data (see vllm_rollout)
             from audiomcq.train.vllm_rollout import prompt_audio
@@ -59,6 +121,7 @@ class AudioGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         return prompt_ids, images, fields
 
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        inputs = [{**x, "prompt": clean_messages(x["prompt"])} for x in inputs]
         output = super()._generate_and_score_completions(inputs)
         # Attach the audio to the batch so trl's shuffle/split keeps each row with its own features.
         device = output["prompt_ids"].device
@@ -159,17 +222,19 @@ def build_grpo_trainer(
     lora: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
     trainer_class: type[GRPOTrainer] | None = None,
+    dtype: str = "auto",
 ) -> tuple[GRPOTrainer, Any]:
     """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl).
 
     ``trainer_args`` (GRPOConfig fields by their own names) override the short keyword arguments;
     ``reward_weights`` (reward name -> weight) replaces ``rewards`` and the registered default weights; ``lora`` as
-    for SFT (with LoRA and beta > 0, trl uses the adapter-free base as the reference)."""
+    for SFT (with LoRA and beta > 0, trl uses the adapter-free base as the reference); ``dtype`` as for
+    ``load_model`` (auto: the checkpoint's own). The policy and the beta > 0 reference both come from our loader."""
     import torch
 
     from audiomcq.models import load_model
 
-    loaded = load_model(model_dir)
+    loaded = load_model(model_dir, dtype=dtype)
     tokenizer = loaded.processor.tokenizer
     placeholders = [tokenizer.convert_tokens_to_ids(t) for t in ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")]
     names = list(reward_weights or rewards)
@@ -202,19 +267,22 @@ def build_grpo_trainer(
         activation_checkpointing=False,
         disable_tqdm=True,
     )
-    policy: Any = loaded.model if beta == 0 else str(model_dir)  # beta > 0: trl builds the reference from a path
     if config.use_vllm:
         from audiomcq.train.vllm_rollout import enable_audio_rollouts, prepare_policy
 
-        prepare_policy(loaded.model, model_dir, out_dir)  # the reference still comes from config._name_or_path
-        policy = loaded.model
-    trainer = (trainer_class or AudioGRPOTrainer)(
-        model=policy,
+        prepare_policy(loaded.model, model_dir, out_dir)
+    cls = trainer_class or AudioGRPOTrainer
+    extra: dict[str, Any] = {}
+    if issubclass(cls, AudioGRPOTrainer):
+        extra["reference"] = lambda ref_dtype: load_model(model_dir, dtype=ref_dtype or dtype).model
+    trainer = cls(
+        model=loaded.model,
         reward_funcs=[s.fn for s in specs],
         args=config,
         train_dataset=grpo_dataset(data, audio_root),
         processing_class=loaded.processor,
         peft_config=lora_config(lora),
+        **extra,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     if config.use_vllm:

@@ -67,10 +67,12 @@ def build_sft_trainer(
     freeze: dict[str, bool] | None = None,
     lora: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
+    dtype: str = "auto",
 ) -> tuple[Any, Any]:
     """The configured SFTTrainer and the processor. ``trainer_args`` (SFTConfig fields by their own names, as the
     paradigm recipes give them) override the short keyword arguments; ``freeze`` freezes llm/audio/aligner; ``lora``
-    (peft LoraConfig fields) trains adapters on the language model instead of every weight."""
+    (peft LoraConfig fields) trains adapters on the language model instead of every weight; ``dtype`` as for
+    ``load_model`` (auto: the checkpoint's own)."""
     import torch
     from trl import SFTConfig
 
@@ -78,7 +80,7 @@ def build_sft_trainer(
     from audiomcq.models.batch import AudioSFTCollator
 
     out = Path(out_dir)
-    loaded = load_model(model_dir)
+    loaded = load_model(model_dir, dtype=dtype)
     apply_freeze(loaded.model, **(freeze or {}))
     config = make_config(
         SFTConfig,

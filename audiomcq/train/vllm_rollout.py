@@ -53,7 +53,7 @@ def vllm_name(name: str, model_type: str) -> str:
 
 def prompt_audio(prompts: Sequence[Any]) -> list[tuple[Any, int] | None]:
     """Each conversational prompt's audio block as ``(16 kHz waveform, 16000)`` (None when it has none)."""
-    from audiomcq.synth.audio import SR, read_wav
+    from audiomcq.audio import SR, load_audio
 
     out: list[tuple[Any, int] | None] = []
     loaded: dict[str, Any] = {}  # trl repeats each prompt G times: read each file once per batch
@@ -63,7 +63,7 @@ def prompt_audio(prompts: Sequence[Any]) -> list[tuple[Any, int] | None]:
         if len(paths) > 1:
             raise AudioMCQError(f"a GRPO prompt has {len(paths)} audio blocks; rollouts support one")
         if paths and paths[0] not in loaded:
-            loaded[paths[0]] = read_wav(paths[0])
+            loaded[paths[0]] = load_audio(paths[0])
         out.append((loaded[paths[0]], SR) if paths else None)
     return out
 
@@ -89,7 +89,7 @@ class AudioPromptLLM:
 
 def prepare_policy(model: Any, model_dir: str | Path, out_dir: str | Path) -> Path:
     """Export the starting policy where vLLM can load it and point ``model.name_or_path`` (what trl starts vLLM
-    from) at it; ``config._name_or_path`` (what trl builds the reference model from) keeps the original."""
+    from) at it; the beta > 0 reference model comes from our loader (``AudioGRPOTrainer``), not from a path."""
     from audiomcq.models.export import export_for_vllm
     from audiomcq.train.launch import barrier, is_main
 
