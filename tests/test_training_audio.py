@@ -44,7 +44,15 @@ def test_sft_forwards_carry_audio(tiny_omni, synth_corpus, tmp_path):
 def test_grpo_policy_forwards_carry_audio_and_stock_trl_does_not(tiny_omni, synth_corpus, tmp_path):
     from trl import GRPOTrainer
 
+    from audiomcq.prompts import clean_messages
     from audiomcq.train.grpo import AudioGRPOTrainer, build_grpo_trainer
+
+    class StockGRPO(GRPOTrainer):
+        """Stock trl, given prompts without the None-filled keys (which the real template would render as audio)."""
+
+        def _generate_and_score_completions(self, inputs):
+            return super()._generate_and_score_completions([{**x, "prompt": clean_messages(x["prompt"])}
+                                                            for x in inputs])  # fmt: skip
 
     def run(trainer_class):
         trainer, _ = build_grpo_trainer(
@@ -59,7 +67,7 @@ def test_grpo_policy_forwards_carry_audio_and_stock_trl_does_not(tiny_omni, synt
 
     ours = run(AudioGRPOTrainer)
     assert ours == {"with_audio": 2, "without_audio": 0}
-    stock = run(GRPOTrainer)
+    stock = run(StockGRPO)
     assert stock == {"with_audio": 0, "without_audio": 2}
 
 

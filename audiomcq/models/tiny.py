@@ -87,8 +87,9 @@ OMNI_3B = TinySpec(hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11
                    audio_heads=20, audio_ffn=5120, model_vocab=151_936)  # fmt: skip
 
 
-def build_tokenizer(texts: Iterable[str], vocab: int = 600) -> Qwen2Tokenizer:
-    """A byte-level BPE trained on ``texts`` (plus the system prompt), wrapped as a Qwen2Tokenizer."""
+def build_tokenizer(texts: Iterable[str], vocab: int = 600, template: str = "qwen_chatml") -> Qwen2Tokenizer:
+    """A byte-level BPE trained on ``texts`` (plus the system prompt), wrapped as a Qwen2Tokenizer carrying the
+    published chat template ``template`` (see ``chat_template``)."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -113,21 +114,23 @@ def build_tokenizer(texts: Iterable[str], vocab: int = 600) -> Qwen2Tokenizer:
         vision_bos_token=VISION_BOS,
         vision_eos_token=VISION_EOS,
         extra_special_tokens=[IM_START, IM_END],
+        chat_template=chat_template(template),
     )
 
 
-def omni_chat_template() -> str:
-    """Qwen2.5-Omni's published chat template, verbatim."""
+def chat_template(name: str) -> str:
+    """A published Qwen chat template, verbatim: ``qwen2_5_omni`` (Qwen2.5-Omni-7B's, in its processor and
+    tokenizer) or ``qwen_chatml`` (the text-only one in Qwen2-Audio-7B-Instruct's tokenizer)."""
     from importlib import resources
 
-    return resources.files("audiomcq.models").joinpath("templates/qwen2_5_omni.jinja").read_text(encoding="utf-8")
+    return resources.files("audiomcq.models").joinpath(f"templates/{name}.jinja").read_text(encoding="utf-8")
 
 
 def build_processor(family: str, tokenizer: Qwen2Tokenizer) -> Any:
     """The family's processor over a 128-mel Whisper feature extractor, with the family's real chat template."""
     features = WhisperFeatureExtractor(feature_size=128, sampling_rate=16_000, return_attention_mask=True)
     if family == "qwen2_5_omni":
-        return OmniAudioProcessor(features, tokenizer, chat_template=omni_chat_template())
+        return OmniAudioProcessor(features, tokenizer, chat_template=chat_template("qwen2_5_omni"))
     if family == "qwen2_audio":
         return Qwen2AudioProcessor(features, tokenizer)  # None: the processor's built-in template, as on the hub
     raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
@@ -201,7 +204,7 @@ def build_tiny(family: str, texts: Iterable[str], spec: TinySpec | None = None, 
     import torch
 
     spec = spec or TinySpec()
-    tokenizer = build_tokenizer(texts, spec.vocab)
+    tokenizer = build_tokenizer(texts, spec.vocab, "qwen2_5_omni" if family == "qwen2_5_omni" else "qwen_chatml")
     processor = build_processor(family, tokenizer)
     config = build_config(family, tokenizer, spec)
     torch.manual_seed(seed)
