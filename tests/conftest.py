@@ -34,6 +34,22 @@ def wait_ready(url: str, tries: int = 150) -> None:
             time.sleep(0.1)
 
 
+def kill_at_first_checkpoint(cmd: list[str], out: Path, env: dict[str, str]) -> None:
+    """Start a training command, SIGKILL it as soon as ``out`` holds a complete checkpoint, check it died mid-way."""
+    import os
+    import signal
+
+    from audiomcq.train.common import latest_complete_checkpoint
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while latest_complete_checkpoint(out) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert latest_complete_checkpoint(out) is not None and not (out / "final").exists(), "killed mid-way"
+
+
 @pytest.fixture(scope="session")
 def mmau_file() -> Path:
     """The real MMAU test-mini metadata (1,000 items)."""

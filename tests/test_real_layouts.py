@@ -7,19 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_at_first_checkpoint
 from real_checkpoints import OMNI, QWEN2_AUDIO, SHARED_CHECKPOINTS, build
 
 from audiomcq.cli import main
 from audiomcq.jsonio import load_json
-from audiomcq.train.common import latest_complete_checkpoint
 
 NAMES = {"omni": OMNI, "qwen2_audio": QWEN2_AUDIO}
 PARADIGMS = ["weak_to_strong", "mixed_to_strong", "mixed_to_mixed", "all_sft", "all_grpo"]
@@ -137,13 +135,17 @@ def test_tiny_models_render_prompts_exactly_as_the_real_checkpoints(real, tiny_o
 
     from audiomcq.models import load_model
     from audiomcq.models.batch import prompt_text
+    from audiomcq.models.tiny import build_processor, build_tokenizer
 
     tiny = tiny_omni if real.name == OMNI else tiny_qwen2_audio
     real_processor = load_model(real).processor
     tiny_processor = AutoProcessor.from_pretrained(tiny) if real.name == QWEN2_AUDIO else load_model(tiny).processor
     assert tiny_processor.chat_template == real_processor.chat_template
+    # the tokenizer's own template as published (saving a processor writes its template beside, for both)
     published = json.loads((SHARED_CHECKPOINTS / real.name / "tokenizer_config.json").read_text())["chat_template"]
-    assert tiny_processor.tokenizer.chat_template == published == real_processor.tokenizer.chat_template
+    family = "qwen2_5_omni" if real.name == OMNI else "qwen2_audio"
+    assert build_processor(family, build_tokenizer(["a b"], 300, family)).tokenizer.chat_template == published
+    assert real_processor.tokenizer.chat_template == published
     question, choices = "What is heard?", ["a dog", "rain"]
     text = prompt_text(real_processor, question, choices)
     assert prompt_text(tiny_processor, question, choices) == text
@@ -280,14 +282,7 @@ def test_killed_sft_on_the_hub_layout_resumes_bit_identical(real, corpus, tmp_pa
     cmd = [sys.executable, "-m", "audiomcq.cli"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run([*cmd, *_train("sft", real, corpus, whole, *sets)], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*cmd, *_train("sft", real, corpus, killed, *sets)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while latest_complete_checkpoint(killed) is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert latest_complete_checkpoint(killed) is not None and not (killed / "final").exists()
+    kill_at_first_checkpoint([*cmd, *_train("sft", real, corpus, killed, *sets)], killed, env)
     done = subprocess.run([*cmd, *_train("sft", real, corpus, killed, *sets)], env=env, capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert f"resumed from {killed}" in done.stdout

@@ -1,12 +1,11 @@
 """A training run killed with SIGKILL and restarted ends bit-identical to an uninterrupted run (CPU, tiny model)."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_at_first_checkpoint
 
 from audiomcq.train.common import COMPLETE, latest_complete_checkpoint
 
@@ -25,15 +24,7 @@ def test_killed_training_resumes_bit_identical(method, steps, save, tiny_omni, s
     subprocess.run(
         _train(method, tiny_omni, synth_corpus, whole, steps, save), check=True, env=env, capture_output=True
     )
-    proc = subprocess.Popen(_train(method, tiny_omni, synth_corpus, killed, steps, save), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while latest_complete_checkpoint(killed) is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    first = latest_complete_checkpoint(killed)
-    assert first is not None and not (killed / "final").exists(), "the run must be killed mid-way"
+    kill_at_first_checkpoint(_train(method, tiny_omni, synth_corpus, killed, steps, save), killed, env)
     done = subprocess.run(_train(method, tiny_omni, synth_corpus, killed, steps, save), env=env, capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert f"resumed from {killed}" in done.stdout

@@ -87,9 +87,10 @@ OMNI_3B = TinySpec(hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11
                    audio_heads=20, audio_ffn=5120, model_vocab=151_936)  # fmt: skip
 
 
-def build_tokenizer(texts: Iterable[str], vocab: int = 600, template: str = "qwen_chatml") -> Qwen2Tokenizer:
+def build_tokenizer(texts: Iterable[str], vocab: int = 600, family: str | None = None) -> Qwen2Tokenizer:
     """A byte-level BPE trained on ``texts`` (plus the system prompt), wrapped as a Qwen2Tokenizer carrying the
-    published chat template ``template`` (see ``chat_template``)."""
+    chat template that ``family``'s published tokenizer has (Qwen2.5-Omni: its audio template; Qwen2-Audio and
+    None, a plain text LM: Qwen's text-only ChatML)."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -114,7 +115,7 @@ def build_tokenizer(texts: Iterable[str], vocab: int = 600, template: str = "qwe
         vision_bos_token=VISION_BOS,
         vision_eos_token=VISION_EOS,
         extra_special_tokens=[IM_START, IM_END],
-        chat_template=chat_template(template),
+        chat_template=chat_template("qwen2_5_omni" if family == "qwen2_5_omni" else "qwen_chatml"),
     )
 
 
@@ -204,7 +205,7 @@ def build_tiny(family: str, texts: Iterable[str], spec: TinySpec | None = None, 
     import torch
 
     spec = spec or TinySpec()
-    tokenizer = build_tokenizer(texts, spec.vocab, "qwen2_5_omni" if family == "qwen2_5_omni" else "qwen_chatml")
+    tokenizer = build_tokenizer(texts, spec.vocab, family)
     processor = build_processor(family, tokenizer)
     config = build_config(family, tokenizer, spec)
     torch.manual_seed(seed)
