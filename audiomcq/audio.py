@@ -32,9 +32,21 @@ def to_model_rate(wave: np.ndarray, rate: int) -> np.ndarray:
         mono = mono.mean(axis=1)
     if rate == SR or mono.size == 0:
         return np.ascontiguousarray(mono, dtype=np.float32)
-    import soxr  # in the ``ml`` extra, not the core install: only clips that are not already 16 kHz need it
+    import soxr  # imported here: only clips that are not already 16 kHz need it
 
     return np.ascontiguousarray(soxr.resample(np.ascontiguousarray(mono), rate, SR, quality="HQ"), dtype=np.float32)
+
+
+def model_samples(frames: int, rate: int) -> int:
+    """How many 16 kHz samples ``to_model_rate`` makes of ``frames`` samples at ``rate`` Hz (soxr rounds half up),
+    known from a file's header without decoding it."""
+    return frames if rate == SR else (2 * frames * SR + rate) // (2 * rate)
+
+
+def header_samples(path: str | Path) -> int:
+    """A file's length in 16 kHz samples, from its header alone."""
+    info = sf.info(str(path))
+    return model_samples(int(info.frames), int(info.samplerate))
 
 
 def decode(source: str | Path | bytes) -> tuple[np.ndarray, int]:

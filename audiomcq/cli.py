@@ -17,6 +17,7 @@ from audiomcq import __version__
 from audiomcq.cli_loop import add_loop_commands
 from audiomcq.cli_promote import add_promote_commands
 from audiomcq.errors import AudioMCQError
+from audiomcq.fetch.cli import add_fetch_commands
 
 log = logging.getLogger("audiomcq")
 BENCHMARK_NAMES = ("mmau", "mmar", "mmsu", "dcase2025")
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompt(sub)
     add_loop_commands(sub)
     add_promote_commands(sub)
+    add_fetch_commands(sub)
     return parser
 
 
@@ -150,6 +152,9 @@ def _add_data(sub: Any) -> None:
         help="quarantine file (default: <input name>.quarantine.jsonl beside --output, else in the current folder)",
     )
     v.add_argument("--output", type=Path, help="write the valid records here")
+    v.add_argument("--max-length", type=int, help="also count the records over this many tokens for --model")
+    v.add_argument("--model", help="with --max-length: the model directory whose processor counts the tokens")
+    v.add_argument("--sft", action="store_true", help="with --max-length: count the SFT answer too (as SFT does)")
     v.set_defaults(func=cmd_validate)
 
     c = dsub.add_parser(
@@ -238,14 +243,41 @@ def cmd_validate(args: argparse.Namespace) -> int:
     quarantine = args.quarantine or (args.output.parent if args.output else Path.cwd()) / (
         args.input.name + ".quarantine.jsonl"
     )
+    if (args.max_length is None) != (args.model is None):
+        raise AudioMCQError("--max-length and --model go together (the model's processor counts the tokens)")
     reader = RecordReader(args.input, strict=not args.lenient, quarantine=quarantine, audio_root=args.audio_root)
+    records: list[Any] = []
+    valid = (records.append(r) or r for r in reader) if args.max_length else iter(reader)  # kept only when counted
     if args.output:
-        write_records(args.output, reader)
+        write_records(args.output, valid)
     else:
-        for _ in reader:
+        for _ in valid:
             pass
     print(reader.report.summary())
-    return 1 if reader.report.quarantined else 0
+    over = _over_length(records, args) if args.max_length else []
+    return 1 if reader.report.quarantined or over else 0
+
+
+def _over_length(records: list[Any], args: argparse.Namespace) -> list[str]:
+    """Print and return the ids of records that a run with ``--max-length`` would skip."""
+    from audiomcq.models import load_model
+    from audiomcq.models.batch import sft_target
+    from audiomcq.models.lengths import token_counts
+
+    processor = load_model(args.model).processor
+    eos = processor.tokenizer.eos_token
+    target = (lambda r: sft_target(r.answer, eos)) if args.sft else None
+    counts = list(token_counts(processor, records, args.audio_root or args.input.parent, target))
+    over = [(r.id, n) for r, n in counts if n is not None and n > args.max_length]
+    unreadable = [r.id for r, n in counts if n is None]
+    longest = max((n for _, n in counts if n is not None), default=0)
+    print(f"{len(over)} of {len(counts)} records over {args.max_length} tokens for {args.model} "
+          f"(longest {longest}); {len(unreadable)} with unreadable audio")  # fmt: skip
+    for rid, n in over:
+        print(f"  over: {rid} ({n} tokens)")
+    for rid in unreadable:
+        print(f"  unreadable audio: {rid}")
+    return [rid for rid, _ in over] + unreadable
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

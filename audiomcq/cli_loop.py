@@ -156,6 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"records -> {args.out}")  # fmt: skip
         return 0
     cfg = {**load_recipe(args.recipe, args.overrides, args.variant)[args.method], "dtype": args.dtype}
+    if cfg.pop("init", None) not in (None, "sft@final"):
+        log.info("grpo.init chooses a paradigm's SFT checkpoint in `train run`; `train grpo` starts from --model")
     if args.method == "sft":
         from audiomcq.train.sft import train_sft
 

@@ -145,17 +145,19 @@ def post_train(
     selection: str | Path | None = None,
     dtype: str = "auto",
 ) -> dict[str, Any]:
-    """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT model (either stage is
-    skipped when the paradigm gives it no data). The recipe's ``sft``/``grpo`` sections go to the trainers as they
-    are; ``paradigm`` defaults to the recipe's ``allocation.paradigm``. ``selection`` (held-out records) becomes
-    the position-balanced checkpoint-selection set ``data/selection.jsonl``, checked for leakage against the
-    training pool. ``dtype`` is the models' (auto: each checkpoint's own). Under a launcher every rank computes
-    the same allocation; rank 0 writes it."""
+    """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT checkpoint the recipe's
+    ``grpo.init`` names (``audiomcq.train.grpo_start``; either stage is skipped when the paradigm gives it no
+    data). The recipe's ``sft``/``grpo`` sections go to the trainers as they are; ``paradigm`` defaults to the
+    recipe's ``allocation.paradigm``. ``selection`` (held-out records) becomes the position-balanced
+    checkpoint-selection set ``data/selection.jsonl``, checked for leakage against the training pool. ``dtype`` is
+    the models' (auto: each checkpoint's own). Under a launcher every rank computes the same allocation; rank 0
+    writes it."""
     from audiomcq.data.allocation import allocate, check_no_leakage, position_balanced, shuffle_options
     from audiomcq.data.io import read_records, write_records
     from audiomcq.errors import AudioMCQError
     from audiomcq.storage import publish
     from audiomcq.train.grpo import train_grpo
+    from audiomcq.train.grpo_start import choose_start, parse_init
     from audiomcq.train.launch import barrier, is_main
     from audiomcq.train.remote import resolve_out
     from audiomcq.train.sft import train_sft
@@ -181,16 +183,26 @@ def post_train(
         if balanced is not None:
             write_records(out / "data" / "selection.jsonl", balanced)
     barrier()  # the other ranks read what rank 0 wrote
-    model = str(model_dir)
     stage = {name: f"{remote}/{name}" if remote else out / name for name in ("sft", "grpo")}
+    grpo = dict(resolved["grpo"])
+    init = parse_init(grpo.pop("init", None))
+    if init == "sft@best" and alloc.sft and alloc.rl and balanced is None:  # refused before hours of SFT, not after
+        raise AudioMCQError("grpo.init sft@best needs a selection set: pass --selection (held-out records), or set "
+                            "grpo.init to sft@final or sft@STEP")  # fmt: skip
     if alloc.sft:
         summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], dtype=dtype,
                                    **resolved["sft"])  # fmt: skip
-        model = summary["sft"]["final"]
     barrier()  # GRPO starts from the SFT model rank 0 saved
     if alloc.rl:
-        summary["grpo"] = train_grpo(model, out / "data" / "rl.jsonl", audio_root, stage["grpo"], dtype=dtype,
-                                     **resolved["grpo"])  # fmt: skip
+        if is_main():  # rank 0 chooses (sft@best evaluates checkpoints); the other ranks read its choice
+            selection_set = out / "data" / "selection.jsonl" if balanced is not None else None
+            write_json(out / "grpo-init.json", choose_start(init, str(model_dir), summary.get("sft"), selection_set,
+                                                            audio_root, out, resolved.get("eval")))  # fmt: skip
+        barrier()
+        start = load_json(out / "grpo-init.json")
+        summary["grpo_init"] = start
+        summary["grpo"] = train_grpo(start["path"], out / "data" / "rl.jsonl", audio_root, stage["grpo"],
+                                     dtype=dtype, **grpo)  # fmt: skip
     if is_main():
         write_json(out / "summary.json", summary)
         if remote:

@@ -65,7 +65,7 @@ def test_two_process_paradigm_run_splits_the_data_and_writes_once(tiny_omni, syn
     for stage in ("sft", "grpo"):
         sets += [f"{stage}.trainer_args.{k}" for k in ("bf16=false", "deepspeed=null", "per_device_train_batch_size=4",
                                                         "save_steps=2", "save_only_model=false")]  # fmt: skip
-    sets += ["sft.trainer_args.num_train_epochs=1", "grpo.trainer_args.max_steps=2",
+    sets += ["sft.trainer_args.num_train_epochs=1", "sft.trainer_args.max_steps=-1", "grpo.trainer_args.max_steps=2",
              "grpo.trainer_args.num_generations=2", "grpo.trainer_args.max_completion_length=4",
              "grpo.trainer_args.dataloader_num_workers=0"]  # fmt: skip
     run = tmp_path / "run"

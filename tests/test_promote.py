@@ -100,7 +100,10 @@ def make_run(root: Path, records: list[dict]) -> Path:
     }
     (run / "recipe.resolved.json").write_text(json.dumps(recipe))
     (run / "summary.json").write_text(json.dumps({"paradigm": "weak_to_strong", "allocation": {"sft": {"count": 4}},
-                                                  "sft": {"steps": 10}, "grpo": {"steps": 20}}))  # fmt: skip
+                                                  "sft": {"steps": 10}, "grpo": {"steps": 20},
+                                                  "grpo_init": {"init": "sft@best", "stage": "sft", "step": 5,
+                                                                "path": "run/sft/checkpoint-5", "why": "best",
+                                                                "candidates": []}}))  # fmt: skip
     for split, rows in (("sft.jsonl", records[:4]), ("rl.jsonl", records[4:]), ("selection.jsonl", records)):
         (run / "data" / split).write_text("".join(json.dumps(r) + "\n" for r in rows))
     for stage in ("sft", "grpo"):
@@ -319,6 +322,7 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     assert doc["recipe"]["sha256"] == hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":"))
                                                      .encode()).hexdigest()  # fmt: skip
     assert doc["run"]["uri"] == "s3://data/runs/w2s" and doc["run"]["paradigm"] == "weak_to_strong"
+    assert doc["run"]["grpo_init"]["step"] == 5 and doc["run"]["grpo_init"]["init"] == "sft@best"
     assert (doc["checkpoint"]["stage"], doc["checkpoint"]["step"]) == ("grpo", 20)
     assert doc["checkpoint"]["digest"]["kind"] == "s3-etags" and doc["checkpoint"]["digest"]["files"] == 2
     assert doc["evaluation"]["tasks"]["synthetic"]["modes"]["audio"]["total"]["accuracy"] == 87.5

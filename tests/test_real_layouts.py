@@ -23,7 +23,8 @@ NAMES = {"omni": OMNI, "qwen2_audio": QWEN2_AUDIO}
 PARADIGMS = ["weak_to_strong", "mixed_to_strong", "mixed_to_mixed", "all_sft", "all_grpo"]
 # The released recipes, cut to seconds: their trainer_args stay (beta 0.001, top_k 4, ...) except size and GPU-only.
 _BOTH = ("bf16=false", "deepspeed=null", "max_steps=1", "per_device_train_batch_size=2", "save_steps=1")
-SHORT = ["allocation.sft_fraction=0.5", "allocation.augment=1", "grpo.trainer_args.num_generations=2",
+SHORT = ["allocation.sft_fraction=0.5", "allocation.augment=1", "eval.max_new_tokens=4",
+         "grpo.trainer_args.num_generations=2",
          "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0",
          *[f"{stage}.trainer_args.{k}" for stage in ("sft", "grpo") for k in _BOTH]]  # fmt: skip
 
@@ -219,10 +220,12 @@ def test_freeze_and_dtype_apply_to_the_model_trl_trains_at_beta_above_zero(real,
 @pytest.mark.parametrize("paradigm", PARADIGMS)
 def test_train_run_every_paradigm_with_the_released_recipe(real, corpus, tmp_path, paradigm):
     _cli("train", "run", "--recipe", paradigm, "--model", real, "--data", corpus / "labelled.jsonl", "--audio-root",
-         corpus, "--out", tmp_path, *[f"--set={s}" for s in SHORT])  # fmt: skip
+         corpus, "--out", tmp_path, "--selection", corpus / "eval.jsonl", *[f"--set={s}" for s in SHORT])  # fmt: skip
     summary = load_json(tmp_path / "summary.json")
     assert ("sft" in summary) == (paradigm != "all_grpo")
     assert ("grpo" in summary) == (paradigm != "all_sft")
+    if "grpo" in summary:  # sft@best, as released: chosen on the selection set, or the base without an SFT stage
+        assert summary["grpo_init"]["stage"] == ("base" if paradigm == "all_grpo" else "sft")
     for stage in ("sft", "grpo"):
         if stage in summary:
             assert (tmp_path / stage / "final" / "config.json").is_file()

@@ -22,6 +22,18 @@ GRPO_SH = {
     "save_total_limit": None, "logging_steps": 1, "dataloader_num_workers": 16, "log_completions": False,
     "bf16": True, "deepspeed": "zero2",
 }  # fmt: skip
+# What the scripts inherited from ms-swift 3.x without setting it, and the paper's GRPO loss (per-sequence mean).
+INHERITED = {"gradient_checkpointing": True, "weight_decay": 0.1, "adam_beta1": 0.9, "adam_beta2": 0.95,
+             "adam_epsilon": 1e-8, "max_grad_norm": 1.0}  # fmt: skip
+INHERITED_GRPO = {
+    "loss_type": "grpo", "top_p": 0.9, "repetition_penalty": 1.0, "epsilon": 0.2, "epsilon_high": None,
+    "scale_rewards": "group", "multi_objective_aggregation": "sum_then_normalize",
+    "importance_sampling_level": "token", "mask_truncated_completions": False, "top_entropy_quantile": 1.0,
+    "sync_ref_model": False,
+}  # fmt: skip
+# The steps the paper reports: SFT evaluated up to step 1250 (GRPO from the best), All-Data SFT 2000 steps and
+# All-Data GRPO 1200; the scripts' own 2 epochs / 2000 steps otherwise.
+STEPS = {"all_sft": ({"max_steps": 2000}, {}), "all_grpo": ({"max_steps": 1250}, {"max_steps": 1200})}
 
 
 @pytest.mark.parametrize("name", PARADIGMS)
@@ -29,8 +41,10 @@ def test_paradigm_recipes_carry_the_released_flags_exactly(name):
     r = load_recipe(name)
     assert r["allocation"]["paradigm"] == name and r["allocation"]["sft_size"] == 313177
     assert r["allocation"]["augment"] == 4 and r["model"]["system"] == SYSTEM_PROMPT
-    assert r["sft"]["trainer_args"] == SFT_SH
-    assert r["grpo"]["trainer_args"] == GRPO_SH
+    sft_steps, grpo_steps = STEPS.get(name, ({"max_steps": 1250}, {}))
+    assert r["sft"]["trainer_args"] == SFT_SH | INHERITED | sft_steps
+    assert r["grpo"]["trainer_args"] == GRPO_SH | INHERITED | INHERITED_GRPO | grpo_steps
+    assert r["grpo"]["init"] == "sft@best" and r["grpo"]["max_length"] == 2048
     assert r["grpo"]["reward_weights"] == {"external_audio_choice_accuracy": 2.0, "external_format": 0.5}
     no_freeze = {"llm": False, "audio": False, "aligner": False}  # encoders and projector are trained too
     assert r["sft"]["freeze"] == no_freeze and r["grpo"]["freeze"] == no_freeze
@@ -40,6 +54,12 @@ def test_the_paper_variant_and_overrides_take_precedence_in_order():
     r = load_recipe("weak_to_strong", ["grpo.trainer_args.max_steps=1500"], variant="paper")
     g = r["grpo"]["trainer_args"]
     assert (g["warmup_steps"], g["max_completion_length"], g["max_steps"]) == (0.05, 1024, 1500)
+    # the steps the paper chose: GRPO from SFT step 750 (1000 for the mixed SFT sets), then 100/900/400 steps
+    chosen = {"weak_to_strong": (750, 100), "mixed_to_strong": (1000, 900), "mixed_to_mixed": (1000, 400)}
+    for name, (sft_step, grpo_steps) in chosen.items():
+        p = load_recipe(name, variant="paper")
+        assert p["grpo"]["init"] == f"sft@{sft_step}" and p["sft"]["trainer_args"]["max_steps"] == sft_step
+        assert p["grpo"]["trainer_args"]["max_steps"] == grpo_steps
     with pytest.raises(AudioMCQError, match="no variant 'nope'"):
         load_recipe("weak_to_strong", variant="nope")
     with pytest.raises(AudioMCQError, match="unknown recipe key"):
@@ -124,7 +144,8 @@ def test_train_run_does_a_whole_paradigm_from_its_recipe(tiny_omni, synth_corpus
     cpu = [f"--set={s}.trainer_args.{k}" for s in ("sft", "grpo") for k in ("bf16=false", "deepspeed=null",
            "max_steps=1", "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
     small = ["--set=grpo.trainer_args.num_generations=2", "--set=grpo.trainer_args.max_completion_length=4",
-             "--set=grpo.trainer_args.dataloader_num_workers=0", "--set=allocation.sft_fraction=0.25"]  # fmt: skip
+             "--set=grpo.trainer_args.dataloader_num_workers=0", "--set=allocation.sft_fraction=0.25",
+             "--set=grpo.init=sft@final"]  # fmt: skip
     data = ["--data", str(tmp_path / "labelled.jsonl"), "--audio-root", str(synth_corpus)]
     args = [
         "train",

@@ -53,17 +53,34 @@ def select_run(
     max_new_tokens: int = 256,
 ) -> dict[str, Any]:
     """Evaluate each checkpoint on the selection set, pick one, write ``selection.json``; returns it."""
-    from audiomcq.evaluation.harness import EvalConfig, evaluate_task, lazy_engine
-    from audiomcq.evaluation.tasks import get_task
     from audiomcq.storage import local_tree
 
     run, audio_root = local_tree(run_dir), local_tree(audio_root)
     selection = Path(data) if data else run / "data" / "selection.jsonl"
-    if not selection.is_file():
-        raise AudioMCQError(f"{selection}: no selection set (build one with `train run --selection`, or pass --data)")
     found = checkpoints(run)
     if not found:
         raise AudioMCQError(f"{run_dir}: no complete checkpoints or final models under sft/ or grpo/")
+    result = {"run": str(run_dir), **rank(found, selection, audio_root, out_dir, batch_size, max_new_tokens)}
+    write_json(Path(out_dir) / "selection.json", result)
+    return result
+
+
+def rank(
+    found: list[dict[str, Any]],
+    selection: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 64,
+    max_new_tokens: int = 256,
+) -> dict[str, Any]:
+    """Evaluate the checkpoints ``found`` (``{stage, order, step, path}``) on ``selection`` and pick one by ``RULE``:
+    the selected one, why, every candidate's accuracy and the curves."""
+    from audiomcq.evaluation.harness import EvalConfig, evaluate_task, lazy_engine
+    from audiomcq.evaluation.tasks import get_task
+
+    selection = Path(selection)
+    if not selection.is_file():
+        raise AudioMCQError(f"{selection}: no selection set (build one with `train run --selection`, or pass --data)")
     out = Path(out_dir)
     config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, silent_control=False)
     for ckpt in found:
@@ -76,8 +93,7 @@ def select_run(
         ckpt["ac_strong"] = strong["accuracy"] if strong else None
         log.info("select: %s step %d -> %.1f%%", ckpt["stage"], ckpt["step"], ckpt["accuracy"])
     best = min(found, key=lambda c: (-c["accuracy"], c["order"], c["step"]))
-    result = {
-        "run": str(run_dir),
+    return {
         "selection_set": str(selection),
         "selected": {k: best[k] for k in ("stage", "step", "path", "accuracy")},
         "rule": RULE,
@@ -85,8 +101,6 @@ def select_run(
         "candidates": [{k: c[k] for k in ("stage", "step", "path", "accuracy", "ac_strong")} for c in found],
         "curves": {s: [[c["step"], c["accuracy"]] for c in found if c["stage"] == s] for s in STAGES},
     }
-    write_json(out / "selection.json", result)
-    return result
 
 
 def _why(best: dict[str, Any], found: list[dict[str, Any]]) -> str:

@@ -36,6 +36,11 @@ def encode_prompts(processor: Any, texts: list[str], waves: list[np.ndarray]) ->
     return processor(text=texts, audio=waves, sampling_rate=SR, padding=True, padding_side="left", return_tensors="pt")
 
 
+def sft_target(answer: str, eos: str) -> str:
+    """The SFT label text after the prompt: ``<answer>…</answer>``, the end-of-turn token and its newline."""
+    return solution(answer) + eos + "\n"
+
+
 class AudioSFTCollator:
     """SFT batches: prompt + ``<answer>…</answer><|im_end|>``, loss only on the answer tokens, audio attached."""
 
@@ -47,7 +52,7 @@ class AudioSFTCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> Any:
         records = [MCQRecord.from_dict(r) for r in rows]
-        targets = [solution(r.answer) + self.eos + "\n" for r in records]
+        targets = [sft_target(r.answer, self.eos) for r in records]
         texts = [prompt_text(self.processor, r.question, r.choices) + t for r, t in zip(records, targets, strict=True)]
         batch = encode_prompts(self.processor, texts, [load_waveform(r, self.audio_root) for r in records])
         lengths = batch["attention_mask"].sum(dim=1).tolist()

@@ -54,9 +54,12 @@ class OmniAudioProcessor(Qwen2_5OmniProcessor):
             setattr(self, f"{name}_token", getattr(self.tokenizer, f"{name}_token"))
 
     def _process_audio(self, audio: Any, **kwargs: Any) -> Any:
-        # The stock method pads every clip to 30 s; the Omni encoder only reads valid frames anyway, so padding to
-        # the longest clip in the batch gives the same model inputs at a fraction of the feature cost (~16x here).
+        # The stock method pads every clip to the extractor's window; the Omni encoder only reads valid frames
+        # anyway, so padding to the longest clip in the batch gives the same model inputs at a fraction of the
+        # feature cost (~16x here). Padding to whole mel frames keeps each clip's frame count (so its audio tokens)
+        # what the stock processor gives it, whatever else is in the batch.
         kwargs["padding"] = "longest"
+        kwargs["pad_to_multiple_of"] = self.feature_extractor.hop_length
         features = self.feature_extractor(audio, **kwargs)
         features["feature_attention_mask"] = features.pop("attention_mask")
         lengths = features["feature_attention_mask"].sum(-1)

@@ -170,6 +170,9 @@ def build(
         doc["run"] = {"uri": run, "paradigm": (summary or {}).get("paradigm"),
                       "steps": {s: (summary or {}).get(s, {}).get("steps") for s in STAGES if s in (summary or {})},
                       "allocation": (summary or {}).get("allocation")}  # fmt: skip
+        start = (summary or {}).get("grpo_init")
+        if start:  # where GRPO started and why (grpo.init); the candidates' scores stay in the run's summary
+            doc["run"]["grpo_init"] = {k: start.get(k) for k in ("init", "stage", "step", "path", "why")}
     step = int(name[11:]) if name.startswith("checkpoint-") and name[11:].isdigit() else None
     if name == "final" and stage and summary:
         step = summary.get(stage, {}).get("steps")

@@ -102,6 +102,13 @@ def lora_config(lora: dict[str, Any] | None) -> Any:
     return LoraConfig(task_type="CAUSAL_LM", **settings)
 
 
+def checkpointing(trainer_args: dict[str, Any] | None) -> bool:
+    """Activation (gradient) checkpointing as the recipe asks, under either of transformers 5's names for it
+    (``gradient_checkpointing`` is the deprecated alias, and an explicit ``activation_checkpointing`` wins)."""
+    args = trainer_args or {}
+    return bool(args.get("activation_checkpointing", args.get("gradient_checkpointing", False)))
+
+
 def make_config(config_class: type, overrides: dict[str, Any] | None, **ours: Any) -> Any:
     """A trainer config from our settings, then the recipe's ``trainer_args`` by the config's own field names.
 
@@ -126,6 +133,42 @@ def make_config(config_class: type, overrides: dict[str, Any] | None, **ours: An
                 f"{gpu_only} need a CUDA GPU; on CPU set them off (e.g. --set sft.trainer_args.bf16=false)"
             )
     return config_class(**args)
+
+
+def within_length(
+    processor: Any,
+    records: list[Any],
+    audio_root: Any,
+    max_length: int | None,
+    out_dir: str | Path,
+    stage: str,
+    target: Any = None,
+) -> list[Any]:
+    """The records that fit ``max_length`` tokens (audio included; ``target(record)``: the SFT answer text).
+
+    One over-long record used to stop a multi-day run in its first batch holding it; the released stack drops such
+    records, and so does this, counting them: the skipped ids, their token counts and the reason go to
+    ``<out_dir>/skipped.jsonl`` and one log line. A clip that cannot be read is skipped the same way."""
+    from audiomcq.jsonio import write_jsonl
+    from audiomcq.models.lengths import token_counts
+    from audiomcq.train.launch import is_main
+
+    if not max_length:
+        return records
+    kept, skipped = [], []
+    for record, tokens in token_counts(processor, records, audio_root, target):
+        if tokens is None:
+            skipped.append({"id": record.id, "reason": "unreadable audio", "audio_path": record.audio_path})
+        elif tokens > max_length:
+            skipped.append({"id": record.id, "reason": "over max_length", "tokens": tokens, "max_length": max_length})
+        else:
+            kept.append(record)
+    if skipped and is_main():
+        report = Path(out_dir) / "skipped.jsonl"
+        write_jsonl(report, skipped)
+        log.warning("%s: skipped %d of %d records (over %d tokens or unreadable audio); ids in %s", stage,
+                    len(skipped), len(records), max_length, report)  # fmt: skip
+    return kept
 
 
 def latest_complete_checkpoint(out_dir: str | Path) -> Path | None:

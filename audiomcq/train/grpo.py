@@ -20,7 +20,15 @@ from trl import GRPOConfig, GRPOTrainer
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, clean_messages, solution
 from audiomcq.rewards import get_reward
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, run_training
+from audiomcq.train.common import (
+    ResumeWeightsMixin,
+    apply_freeze,
+    checkpointing,
+    lora_config,
+    make_config,
+    run_training,
+    within_length,
+)
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -168,12 +176,13 @@ class AudioGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         )
 
 
-def grpo_dataset(path: str | Path, audio_root: str | Path) -> Any:
-    """Conversational prompts whose audio block names the WAV file, plus the ``solution`` column for rewards."""
+def grpo_dataset(records: list[Any], path: str | Path, audio_root: str | Path) -> Any:
+    """Conversational prompts whose audio block names the WAV file, plus the ``solution`` column for rewards
+    (``path`` names the source in errors)."""
     from datasets import Dataset
 
     rows = []
-    for r in read_records(path):
+    for r in records:
         audio = str((Path(audio_root) / r.audio_path).resolve()) if r.audio_path else None
         rows.append({"prompt": build_messages(r.question, r.choices, audio=audio), "solution": solution(r.answer)})
     if not rows:
@@ -223,13 +232,15 @@ def build_grpo_trainer(
     trainer_args: dict[str, Any] | None = None,
     trainer_class: type[GRPOTrainer] | None = None,
     dtype: str = "auto",
+    max_length: int | None = None,
 ) -> tuple[GRPOTrainer, Any]:
     """The configured trainer and the processor (``trainer_class`` lets tests compare with stock trl).
 
     ``trainer_args`` (GRPOConfig fields by their own names) override the short keyword arguments;
     ``reward_weights`` (reward name -> weight) replaces ``rewards`` and the registered default weights; ``lora`` as
     for SFT (with LoRA and beta > 0, trl uses the adapter-free base as the reference); ``dtype`` as for
-    ``load_model`` (auto: the checkpoint's own). The policy and the beta > 0 reference both come from our loader."""
+    ``load_model`` (auto: the checkpoint's own). The policy and the beta > 0 reference both come from our loader.
+    ``max_length``: prompts longer than this many tokens (audio included) are skipped and counted."""
     import torch
 
     from audiomcq.models import load_model
@@ -264,13 +275,14 @@ def build_grpo_trainer(
         report_to="none",
         seed=seed,
         use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=False,
+        activation_checkpointing=checkpointing(trainer_args),  # off unless the recipe asks (the released do)
         disable_tqdm=True,
     )
     if config.use_vllm:
         from audiomcq.train.vllm_rollout import enable_audio_rollouts, prepare_policy
 
         prepare_policy(loaded.model, model_dir, out_dir)
+    prompts = within_length(loaded.processor, list(read_records(data)), audio_root, max_length, out_dir, "GRPO")
     cls = trainer_class or AudioGRPOTrainer
     extra: dict[str, Any] = {}
     if issubclass(cls, AudioGRPOTrainer):
@@ -279,7 +291,7 @@ def build_grpo_trainer(
         model=loaded.model,
         reward_funcs=[s.fn for s in specs],
         args=config,
-        train_dataset=grpo_dataset(data, audio_root),
+        train_dataset=grpo_dataset(prompts, data, audio_root),
         processing_class=loaded.processor,
         peft_config=lora_config(lora),
         **extra,

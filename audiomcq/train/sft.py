@@ -14,7 +14,15 @@ from transformers import PrinterCallback
 from trl import SFTTrainer
 
 from audiomcq.data.io import read_records
-from audiomcq.train.common import ResumeWeightsMixin, apply_freeze, lora_config, make_config, run_training
+from audiomcq.train.common import (
+    ResumeWeightsMixin,
+    apply_freeze,
+    checkpointing,
+    lora_config,
+    make_config,
+    run_training,
+    within_length,
+)
 
 log = logging.getLogger(__name__)
 # Only these columns go into the HF dataset: extras have mixed types that Arrow cannot always unify.
@@ -25,11 +33,11 @@ class AudioSFTTrainer(ResumeWeightsMixin, SFTTrainer):
     """SFTTrainer that resumes weights correctly (see ``ResumeWeightsMixin``); the audio comes from the collator."""
 
 
-def records_dataset(path: str | Path) -> Any:
-    """An HF Dataset of the columns a collator needs."""
+def records_dataset(records: list[Any], path: str | Path) -> Any:
+    """An HF Dataset of the columns a collator needs (``path`` names the source in errors)."""
     from datasets import Dataset
 
-    rows = [{k: r.to_dict().get(k) for k in COLUMNS} for r in read_records(path)]
+    rows = [{k: r.to_dict().get(k) for k in COLUMNS} for r in records]
     if not rows:
         raise ValueError(f"{path}: no records to train on")
     return Dataset.from_list(rows)
@@ -77,7 +85,7 @@ def build_sft_trainer(
     from trl import SFTConfig
 
     from audiomcq.models import load_model
-    from audiomcq.models.batch import AudioSFTCollator
+    from audiomcq.models.batch import AudioSFTCollator, sft_target
 
     out = Path(out_dir)
     loaded = load_model(model_dir, dtype=dtype)
@@ -106,12 +114,16 @@ def build_sft_trainer(
         max_length=None,  # the collator enforces it (trl's own truncation is skipped with our collator)
         dataloader_num_workers=0,
         disable_tqdm=True,
-        activation_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
+        # off unless the recipe asks (the released recipes do; for tiny models recomputation costs more than it saves)
+        activation_checkpointing=checkpointing(trainer_args),
     )
+    eos = loaded.processor.tokenizer.eos_token
+    records = within_length(loaded.processor, list(read_records(data)), audio_root, config.max_length, out, "SFT",
+                            target=lambda r: sft_target(r.answer, eos))  # fmt: skip
     trainer = AudioSFTTrainer(
         model=loaded.model,
         args=config,
-        train_dataset=records_dataset(data),
+        train_dataset=records_dataset(records, data),
         data_collator=AudioSFTCollator(loaded.processor, audio_root, max_length=config.max_length),
         processing_class=loaded.processor,
         peft_config=lora_config(lora),
