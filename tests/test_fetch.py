@@ -448,3 +448,12 @@ def test_dcase2025_takes_one_split_and_only_the_audio_it_names_from_the_gated_re
     assert q2["audio_url"] == "local_audio_path/dev/a2.wav" and q2["audio_url_published"].startswith("../../")
     assert hub.gets("PeacefulData/2025_DCASE_AudioQA_Official/local_audio_path/train/t1.wav") == 0
     assert repo.commit in json.dumps(manifest)
+
+
+def test_a_7z_archive_unpacks_with_py7zr_when_no_7z_program(tmp_path, monkeypatch):
+    py7zr = pytest.importorskip("py7zr")
+    with py7zr.SevenZipFile(tmp_path / "clotho.7z", "w") as sz:
+        sz.writestr(WAV, "evaluation/a.wav")
+    monkeypatch.setattr(archives.shutil, "which", lambda name: None)
+    out = archives.extract(tmp_path / "clotho.7z", tmp_path / "x", strip=1)
+    assert [p.name for p in out] == ["a.wav"] and out[0].read_bytes() == WAV
