@@ -52,6 +52,7 @@ class AudioSFTCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> Any:
         records = [MCQRecord.from_dict(r) for r in rows]
+        self.last_ids = [r.id for r in records]  # named when this batch's loss is not finite
         targets = [sft_target(r.answer, self.eos) for r in records]
         texts = [prompt_text(self.processor, r.question, r.choices) + t for r, t in zip(records, targets, strict=True)]
         batch = encode_prompts(self.processor, texts, [load_waveform(r, self.audio_root) for r in records])

@@ -17,20 +17,47 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from audiomcq.errors import AudioMCQError
+
 log = logging.getLogger(__name__)
 COMPLETE = "COMPLETE"
 
 
 class MarkComplete(TrainerCallback):
-    """Write ``COMPLETE`` into each checkpoint once the trainer has finished saving it."""
+    """Write the run's fingerprint, then ``COMPLETE``, into each checkpoint once the trainer has finished saving it."""
+
+    def __init__(self, fingerprint: dict[str, Any] | None = None) -> None:
+        self.fingerprint = fingerprint
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from audiomcq.train import fingerprint
         from audiomcq.train.launch import barrier
 
         barrier()  # every rank has written its part (RNG state, ZeRO shards) before the marker
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and ckpt.is_dir():
+            if self.fingerprint is not None:
+                fingerprint.write(ckpt, self.fingerprint)
             (ckpt / COMPLETE).write_text(str(state.global_step))
+
+
+class FiniteGuard(TrainerCallback):
+    """Stop at the first non-finite gradient, before the optimizer applies it (the loss is checked in
+    ``ResumeWeightsMixin.training_step``): one NaN sample would otherwise turn the weights to NaN while training
+    went on and checkpoints were marked complete."""
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        grads = [p.grad for p in (model.parameters() if model is not None else ()) if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
+            step = state.global_step + 1
+            raise NonFiniteError(f"non-finite gradient at step {step}; no checkpoint of it is kept (check that "
+                                 "step's inputs: audio with NaN/inf samples; or a too high lr)")  # fmt: skip
+
+
+class NonFiniteError(AudioMCQError):
+    """Training met a non-finite loss or gradient."""
 
 
 class ResumeWeightsMixin:
@@ -41,6 +68,17 @@ class ResumeWeightsMixin:
     loads and training silently restarts from the initial weights (it only logs "missing keys"). Loading through
     ``from_pretrained`` applies the conversion; ``strict=True`` makes any remaining mismatch an error.
     """
+
+    def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        loss = super().training_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
+        if not torch.isfinite(loss.detach()).all():
+            ids = getattr(getattr(self, "data_collator", None), "last_ids", None)
+            where = f" (records {ids})" if ids else ""
+            raise NonFiniteError(f"non-finite loss {loss.item()} at step {self.state.global_step + 1}{where}; "  # type: ignore[attr-defined]
+                                 "training stopped before the update")  # fmt: skip
+        return loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         model = model if model is not None else self.model  # type: ignore[attr-defined]
@@ -183,19 +221,27 @@ def run_training(
     """Build a trainer with ``build(model, data, audio_root, local_out, **kw)`` and train it; ``model_dir`` and
     ``out_dir`` may be ``s3://`` URIs (see ``audiomcq.train.remote``)."""
     from audiomcq.storage import local_model
+    from audiomcq.train.fingerprint import fingerprint
     from audiomcq.train.remote import resolve_out
 
     local, remote = resolve_out(out_dir)
-    trainer, processor = build(local_model(model_dir), data, audio_root, local, **kw)
-    return train_and_save(trainer, processor, local, final_dir, remote)
+    start = local_model(model_dir)
+    trainer, processor = build(start, data, audio_root, local, **kw)
+    return train_and_save(trainer, processor, local, final_dir, remote, fingerprint(start, data, kw))
 
 
 def train_and_save(
-    trainer: Any, processor: Any, out_dir: str | Path, final_dir: str | Path | None, remote: str | None = None
+    trainer: Any,
+    processor: Any,
+    out_dir: str | Path,
+    final_dir: str | Path | None,
+    remote: str | None = None,
+    run_fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train (resuming when ``out_dir`` — or ``remote``, when given — holds a complete checkpoint); save model +
-    processor to ``final_dir`` (default ``<out_dir>/final``); return path, steps and logs. With ``remote`` every
-    checkpoint and the finished run are uploaded there."""
+    """Train (resuming when ``out_dir`` — or ``remote``, when given — holds a complete checkpoint of the same
+    ``run_fingerprint``); save model + processor to ``final_dir`` (default ``<out_dir>/final``); return path, steps
+    and logs. With ``remote`` every checkpoint and the finished run are uploaded there."""
+    from audiomcq.train import fingerprint
     from audiomcq.train import remote as s3run
     from audiomcq.train.launch import barrier, is_main
     from audiomcq.train.telemetry import Telemetry
@@ -205,7 +251,8 @@ def train_and_save(
     # runs) that share folder names never overwrite each other's series in the Pushgateway
     where = hashlib.sha256(str(remote or out.resolve()).encode()).hexdigest()[:6]
     trainer.add_callback(Telemetry(run=f"{out.parent.name}-{out.name}-{where}"))
-    trainer.add_callback(MarkComplete())  # after Telemetry, so the marker is the last file a checkpoint gets
+    trainer.add_callback(FiniteGuard())
+    trainer.add_callback(MarkComplete(run_fingerprint))  # after Telemetry: the marker is a checkpoint's last file
     if remote:
         trainer.add_callback(s3run.UploadCheckpoints(remote))  # after the marker: only complete ones go up
         if os.environ.get("LOCAL_RANK", "0") == "0":  # each node's staging disk needs the checkpoint
@@ -214,6 +261,8 @@ def train_and_save(
     resume = latest_complete_checkpoint(out_dir)
     if resume is not None:
         log.info("resuming %s from %s", out_dir, resume)
+        if run_fingerprint is not None:
+            fingerprint.check(resume, run_fingerprint)
         if getattr(trainer, "is_deepspeed_enabled", False) and not any(Path(resume).glob("global_step*")):
             # transformers' DeepSpeed resume needs the engine's state; it would fail deep inside train() instead
             from audiomcq.errors import AudioMCQError
@@ -230,6 +279,8 @@ def train_and_save(
         trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the shards; the trainer writes on rank 0
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
+        if run_fingerprint is not None:
+            fingerprint.write(final, run_fingerprint)
     if remote and is_main():
         s3run.publish_run(out, remote)
     return {

@@ -1,0 +1,87 @@
+"""What produced a training run, so a resumed run proves it continues the same training.
+
+A checkpoint carries ``fingerprint.json``: a digest of the starting model, of the training records and of the
+settings that change the result. Resuming compares it with the current run's and refuses, naming what changed,
+instead of continuing one run with another's data or model (or handing back a finished run's old model).
+Settings that only change logging or saving are left out, so a resumed run may change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from audiomcq.errors import AudioMCQError
+
+NAME = "fingerprint.json"
+# Keys (short or trainer_args) that never change what is learned.
+NEUTRAL = {"logging_steps", "save_steps", "save_strategy", "save_total_limit", "save_only_model", "report_to",
+           "dataloader_num_workers", "disable_tqdm", "log_completions", "eval_steps",
+           "logging_first_step"}  # fmt: skip
+_EDGE = 1 << 20  # bytes hashed at each end of a weight file: tells models apart without reading 15 GB
+
+
+def model_digest(model_dir: str | Path) -> str:
+    """A digest of a model directory: its configs and, for each weight file, its size and both ends."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_dir).iterdir()):
+        if not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        if path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            size = path.stat().st_size
+            digest.update(str(size).encode())
+            with path.open("rb") as fh:
+                digest.update(fh.read(_EDGE))
+                fh.seek(max(size - _EDGE, 0))
+                digest.update(fh.read(_EDGE))
+        elif path.suffix in (".json", ".jinja", ".txt", ".model"):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change the result, as plain JSON (trainer_args flattened under their own names)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "trainer_args":
+            out.update({f"trainer_args.{k}": v for k, v in (value or {}).items() if k not in NEUTRAL})
+        elif key not in NEUTRAL:
+            out[key] = value
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def fingerprint(model_dir: str | Path, data: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's fingerprint: starting model, training records, result-changing settings."""
+    records = file_digest(data) if Path(data).is_file() else str(data)
+    return {"model": model_digest(model_dir), "data": records, "settings": settings_view(settings)}
+
+
+def check(saved_dir: Path, current: dict[str, Any]) -> None:
+    """Refuse to continue from ``saved_dir`` (a checkpoint or final model) made by another run; name what changed."""
+    path = saved_dir / NAME
+    if not path.is_file():
+        raise AudioMCQError(f"{saved_dir}: no {NAME}, so nothing proves it belongs to this run; start afresh with a "
+                            "new --out (or remove the old directory)")  # fmt: skip
+    saved = json.loads(path.read_text())
+    changed = [part for part in ("model", "data") if saved.get(part) != current[part]]
+    old, new = saved.get("settings", {}), current["settings"]
+    changed += [f"setting {k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]  # fmt: skip
+    if changed:
+        raise AudioMCQError(f"{saved_dir} was trained with another {', '.join(changed)}; resuming would mix two "
+                            "runs. Start afresh with a new --out (or remove the old directory)")  # fmt: skip
+
+
+def write(folder: Path, current: dict[str, Any]) -> None:
+    (folder / NAME).write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
