@@ -20,6 +20,7 @@ from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger(__name__)
 COMPLETE = "_COMPLETE"
+TRAIN_COMPLETE = "COMPLETE"  # a training checkpoint's own marker (audiomcq.train.common)
 
 
 def is_s3(uri: str | Path) -> bool:
@@ -72,7 +73,9 @@ def fetch(uri: str | Path, dest_dir: str | Path) -> Path:
 def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> int:
     """Upload every file under ``local_dir`` to the ``uri`` prefix, then the ``_COMPLETE`` marker; returns the count.
 
-    ``exclude`` names top-level entries to leave out (scratch directories)."""
+    ``exclude`` names top-level entries to leave out (scratch directories). A training checkpoint's own
+    ``COMPLETE`` file goes up after everything else in its folder, so a copy interrupted mid-upload never looks
+    complete to a reader of the plain files either."""
     import io
 
     bucket, prefix = split(uri)
@@ -82,7 +85,8 @@ def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> i
     count = 0
     marker = f"{prefix}/{COMPLETE}" if prefix else COMPLETE
     s3.remove_object(bucket, marker)  # a re-publish is incomplete until its own marker lands (no-op when absent)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: (p.name == TRAIN_COMPLETE, str(p)))
+    for path in files:
         rel = path.relative_to(root)
         if rel.parts[0] in exclude or path.name.endswith(".tmp"):
             continue

@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,8 @@ def test_training_checkpoints_go_to_s3_and_a_fresh_machine_resumes_from_them(
     for ckpt in ("checkpoint-2", "checkpoint-4"):
         assert {f"runs/sft/{ckpt}/COMPLETE", f"runs/sft/{ckpt}/_COMPLETE", f"runs/sft/{ckpt}/optimizer.pt"} <= names
     assert {"runs/sft/final/model.safetensors", "runs/sft/metrics.jsonl", "runs/sft/_COMPLETE"} <= names
+    assert "runs/sft/final/_COMPLETE" in names  # the final model is a loadable prefix of its own
+    assert (Path(storage.local_model(f"{uri}/final")) / "model.safetensors").is_file()
     # The machine is lost after checkpoint-2 went up: nothing local, nothing later in the store.
     shutil.rmtree(staging_dir(uri))
     for name in names:
@@ -122,3 +125,28 @@ def test_fetch_dir_can_leave_checkpoints_in_s3(s3, tmp_path):
     got = storage.fetch_dir("s3://data/runs/r1", tmp_path / "copy", skip="checkpoint-*")
     files = sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file())
     assert files == ["_COMPLETE", "sft/final/model.bin", "sft/metrics.jsonl", "summary.json"]
+
+
+def test_a_checkpoint_interrupted_mid_upload_never_carries_its_marker(s3, tmp_path, monkeypatch):
+    """The checkpoint's own COMPLETE file goes up after its weights: an upload that dies in between leaves neither
+    marker in the store."""
+    ckpt = tmp_path / "checkpoint-2"
+    ckpt.mkdir()
+    for name in ("COMPLETE", "config.json", "model.safetensors", "optimizer.pt"):
+        (ckpt / name).write_text(name)
+    real, sent = storage.client(), []
+
+    class DiesOnTheLastWeight:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def fput_object(self, bucket, key, path):
+            if key.endswith("optimizer.pt"):
+                raise ConnectionError("the store went away")
+            sent.append(key)
+            return real.fput_object(bucket, key, path)
+
+    monkeypatch.setattr(storage, "client", DiesOnTheLastWeight)
+    with pytest.raises(ConnectionError):
+        storage.publish(ckpt, "s3://data/runs/x/checkpoint-2")
+    assert sent and not any(k.endswith("COMPLETE") for k in sent)

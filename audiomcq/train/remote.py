@@ -68,5 +68,8 @@ class UploadCheckpoints(TrainerCallback):
 
 
 def publish_run(local: Path, uri: str) -> None:
-    """Upload the run's final model, metrics and records (checkpoints are already up), then the run's marker."""
-    storage.publish(local, uri, exclude=tuple(p.name for p in local.glob("checkpoint-*")))
+    """Upload the final model under its own marker (so ``<uri>/final`` is itself a loadable model prefix), then the
+    run's metrics and records (checkpoints are already up), then the run's marker."""
+    if (local / "final").is_dir():
+        storage.publish(local / "final", f"{uri}/final")
+    storage.publish(local, uri, exclude=(*(p.name for p in local.glob("checkpoint-*")), "final"))
