@@ -9,6 +9,8 @@
   retries: nothing is preempted there.
 - Caching on for stages whose outputs depend only on their inputs; off for training (GPU kernels are not bit-stable
   and a rerun should train again).
+- Every step runs as the images' non-root user (uid/gid 10001), so its pod passes the namespace's "restricted"
+  Pod Security admission.
 - Credentials only by *name*: the S3 keys come from the Secret ``AUDIOMCQ_S3_SECRET`` (default ``audiomcq-s3``),
   the LLM key from ``AUDIOMCQ_LLM_SECRET`` (default ``audiomcq-llm``). The endpoints come from the ConfigMap
   ``AUDIOMCQ_CONFIGMAP`` (default ``audiomcq-config``). No value is compiled into the YAML.
@@ -54,6 +56,7 @@ STAGES: dict[str, Stage] = {
     "promote": Stage(cpu="1", memory="2Gi", cache=False, timeout_s=3600),  # reads and changes live cluster state
 }
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+IMAGE_USER = 10001  # the non-root USER of every audiomcq image (images/*/Dockerfile)
 
 
 def stage(name: str) -> Stage:
@@ -92,6 +95,7 @@ def place(task: Any, name: str, reads_uris: bool = False) -> Any:
     if s.retries and not os.environ.get("AUDIOMCQ_PIPELINE_LOCAL"):  # nothing is preempted in a local run
         task.set_retry(num_retries=s.retries, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="600s")
     kubernetes.set_timeout(task, s.timeout_s)
+    kubernetes.set_security_context(task, run_as_user=IMAGE_USER, run_as_group=IMAGE_USER, run_as_non_root=True)
     kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_S3_SECRET", "audiomcq-s3"), S3_KEYS)
     if s.llm:
         # optional: the template backend needs no key, and a missing Secret must not stop the pod from starting

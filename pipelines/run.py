@@ -1,42 +1,76 @@
-"""Compile the pipelines to IR YAML, or run one locally with kfp.local (lightweight components in subprocesses)."""
+"""Compile the pipelines to IR YAML, or run one locally with kfp.local (lightweight components in subprocesses).
+
+Each pipeline is a module-level ``@dsl.pipeline`` object in its own module, which is what ``kfp dsl compile --py
+pipelines/<module>.py`` compiles. Placement and image pins are read when a pipeline's graph is traced, so
+``compile_all``, ``run_local`` and ``submit`` trace it again (``fresh``) under the settings of the moment: with no
+settings the result is byte-identical to the module-level object's.
+"""
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
-from kfp import compiler
+from kfp import compiler, dsl
+from kfp.dsl.graph_component import GraphComponent
 
-from pipelines import post_training, scaleout
+from pipelines.evaluate import audiomcq_evaluate
+from pipelines.filter import audiomcq_filter
+from pipelines.post_training import audiomcq_post_training
+from pipelines.sdg import audiomcq_sdg
+from pipelines.train import audiomcq_train
 
-PIPELINES = {
-    "audiomcq-post-training": post_training.build,
-    "audiomcq-filter": scaleout.build_filter,
-    "audiomcq-sdg": scaleout.build_sdg,
-    "audiomcq-evaluate": scaleout.build_evaluate,
-    "audiomcq-train": scaleout.build_train,
+PIPELINES: dict[str, Any] = {
+    "audiomcq-post-training": audiomcq_post_training,
+    "audiomcq-filter": audiomcq_filter,
+    "audiomcq-sdg": audiomcq_sdg,
+    "audiomcq-evaluate": audiomcq_evaluate,
+    "audiomcq-train": audiomcq_train,
 }
+# where each one is defined, for `kfp dsl compile --py`
+MODULES = {name: f"pipelines/{getattr(p, 'pipeline_func', p).__module__.rsplit('.', 1)[-1]}.py"
+           for name, p in PIPELINES.items()}  # fmt: skip
+
+
+def fresh(pipeline: Any) -> GraphComponent:
+    """The pipeline traced again now, so that placement overrides and pinned images set since its module was
+    imported apply (a builder function, called, is accepted too)."""
+    if not isinstance(pipeline, GraphComponent):
+        return pipeline()
+    spec = pipeline.component_spec
+    return dsl.pipeline(pipeline.pipeline_func, name=spec.name, description=spec.description,
+                        pipeline_config=pipeline.pipeline_config)  # fmt: skip
+
+
+def version_name(name: str, package: str | os.PathLike[str]) -> str:
+    """A pipeline version's name from its compiled YAML's content: ``<name>-<first 12 hex of its sha256>``. KFP
+    versions are immutable, so a changed pipeline gets a new version and an unchanged one keeps its name."""
+    return f"{name}-{hashlib.sha256(Path(package).read_bytes()).hexdigest()[:12]}"
 
 
 def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
     """Write ``<name>.yaml`` for every pipeline (and, with ``manifests``, ``<name>.k8s.yaml``: the
-    ``Pipeline``/``PipelineVersion`` custom resources for a cluster that takes pipelines as Kubernetes objects).
-    The output is deterministic for a given kfp version and placement settings."""
+    ``Pipeline``/``PipelineVersion`` custom resources for a cluster that takes pipelines as Kubernetes objects, the
+    version named by ``version_name``). The output is deterministic for a given kfp version and placement
+    settings."""
     from kfp.compiler import KubernetesManifestOptions
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, build in PIPELINES.items():
+    for name, pipeline in PIPELINES.items():
         path = out / f"{name}.yaml"
-        compiler.Compiler().compile(build(), str(path))
+        traced = fresh(pipeline)
+        compiler.Compiler().compile(traced, str(path))
         paths.append(path)
         if manifests:
-            options = KubernetesManifestOptions(pipeline_name=name, pipeline_version_name=f"{name}-v1",
+            options = KubernetesManifestOptions(pipeline_name=name, pipeline_version_name=version_name(name, path),
                                                 include_pipeline_manifest=True)  # fmt: skip
             crs = out / f"{name}.k8s.yaml"
-            compiler.Compiler().compile(build(), str(crs), kubernetes_manifest_format=True,
+            compiler.Compiler().compile(traced, str(crs), kubernetes_manifest_format=True,
                                         kubernetes_manifest_options=options)  # fmt: skip
             paths.append(crs)
     return paths
@@ -66,7 +100,7 @@ def run_local(root: str | Path, recipe: str | None = None, overrides: list[str] 
     real_print = builtins.print
     os.environ["AUDIOMCQ_PIPELINE_LOCAL"] = "1"  # placement: no preemption retries in a local run
     try:
-        PIPELINES[pipeline]()(**params)
+        fresh(PIPELINES[pipeline])(**params)
     finally:
         builtins.print = real_print
         del os.environ["AUDIOMCQ_PIPELINE_LOCAL"]
@@ -93,7 +127,7 @@ def submit(name: str, arguments: dict[str, object], experiment: str, run_name: s
         raise AudioMCQError("KFP_ENDPOINT is not set (the KFP API, e.g. https://kubeflow.example.com/pipeline)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.yaml"
-        compiler.Compiler().compile(PIPELINES[name](), str(path))
+        compiler.Compiler().compile(fresh(PIPELINES[name]), str(path))
         try:
             client = kfp.Client(host=host, existing_token=os.environ.get(token_env) or None,
                                 namespace=os.environ.get("KFP_NAMESPACE", "kubeflow"))  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,8 @@ def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
         assert int(placement["activeDeadlineSeconds"]) > 0, name
         secrets = {s["secretName"]: {e["envVar"] for e in s["keyToEnv"]} for s in placement["secretAsEnv"]}
         assert secrets["audiomcq-s3"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+        # the images' non-root user, so that the pod passes a namespace enforcing "restricted"
+        assert placement["securityContext"] == {"runAsUser": "10001", "runAsGroup": "10001", "runAsNonRoot": True}
         if name in gpu:
             assert resources["accelerator"]["resourceCount"] == gpu[name], name
             assert placement["nodeSelector"]["labels"] == {"pool": "h100"}, name
@@ -158,11 +161,7 @@ def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypa
 
 def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
     """CI fails when `audiomcq pipeline compile --out pipelines/compiled --manifests` was not rerun after a change."""
-    for name in ("AUDIOMCQ_PLACEMENT", "AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET",
-                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_CONFIGMAP", "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    for name in [n for n in os.environ if n.startswith("AUDIOMCQ_IMAGE_")]:
-        monkeypatch.delenv(name)
+    _clean_compile_env(monkeypatch)
     from pipelines.run import compile_all
 
     fresh = {p.name: p.read_text() for p in compile_all(tmp_path, manifests=True)}
@@ -172,6 +171,140 @@ def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
     assert not stale, (
         f"stale compiled pipelines {stale}: run `audiomcq pipeline compile --out pipelines/compiled --manifests`"
     )
+
+
+def _clean_compile_env(monkeypatch) -> None:
+    """No placement override and no pinned image: the settings the committed YAML was compiled with."""
+    for name in ("AUDIOMCQ_PLACEMENT", "AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET",
+                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_CONFIGMAP", "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("AUDIOMCQ_IMAGE_")]:
+        monkeypatch.delenv(name)
+
+
+def test_the_kfp_cli_compiles_every_pipeline_module_like_audiomcq(tmp_path, monkeypatch):
+    """`kfp dsl compile --py pipelines/<module>.py` (no --function: one pipeline per module), run from another
+    directory, writes the same bytes as `audiomcq pipeline compile`, which the committed YAML is."""
+    import subprocess
+    import sys
+
+    from pipelines.run import MODULES
+
+    _clean_compile_env(monkeypatch)
+    kfp = Path(sys.executable).parent / "kfp"
+    assert sorted(MODULES) == sorted(p.name.removesuffix(".yaml") for p in (REPO / "pipelines" / "compiled").glob(
+        "*.yaml") if not p.name.endswith(".k8s.yaml"))  # fmt: skip
+    for name, module in MODULES.items():
+        out = tmp_path / f"{name}.yaml"
+        done = subprocess.run([str(kfp), "dsl", "compile", "--py", str(REPO / module), "--output", str(out)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert out.read_bytes() == (REPO / "pipelines" / "compiled" / f"{name}.yaml").read_bytes(), name
+
+
+def run_form_problems(spec: dict) -> list[str]:
+    """What the KFP UI would show without explanation: a pipeline without a description, a run-form parameter
+    without one (a dict or list parameter also needs "Example:" followed by a JSON value of its type), a task of the
+    run graph showing its generated name (no display name)."""
+    found = [] if len(spec["pipelineInfo"].get("description", "")) > 100 else ["pipeline: no description"]
+    for param, definition in spec["root"]["inputDefinitions"]["parameters"].items():
+        text = definition.get("description", "")
+        kind = {"STRUCT": dict, "LIST": list}.get(definition["parameterType"])
+        if len(text.strip()) < 20:
+            found.append(f"{param}: no description")
+        elif kind:
+            where = text.find("Example:")
+            try:
+                example = json.JSONDecoder().raw_decode(" ".join(text[where + len("Example:") :].split()))[0]
+            except ValueError:
+                example = None
+            if where < 0 or not isinstance(example, kind):
+                found.append(f"{param}: no example {kind.__name__}")
+    found += [f"task {key}: no display name" for key, shown in _display_names(spec).items() if shown == key]
+    return found
+
+
+def _display_names(spec: dict) -> dict[str, str]:
+    """Every task of the run graph (in the root and in every loop or condition): its name shown in the UI."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return {key: task["taskInfo"]["name"] for dag in dags for key, task in dag["tasks"].items()}
+
+
+@pytest.mark.parametrize("name", ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate",
+                                  "audiomcq-train"])  # fmt: skip
+def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
+    """The committed YAML, as the KFP UI shows it: descriptions for the pipeline and every parameter of the run
+    form (dicts and lists with an example of their shape), and a display name for every task of the run graph."""
+    spec = next(yaml.safe_load_all((REPO / "pipelines" / "compiled" / f"{name}.yaml").read_text()))
+    assert run_form_problems(spec) == []
+    assert "embedded default" not in spec["pipelineInfo"]["description"]
+    expected = {
+        "audiomcq-post-training": {"pretrain base", "pretrain filter model", "evaluate base", "filter models"},
+        "audiomcq-filter": {"filter model × shard", "model × shard cells"},
+        "audiomcq-sdg": {"generate shard", "merge shards"},
+        "audiomcq-evaluate": {"evaluate benchmark task", "evaluation table"},
+        "audiomcq-train": {"train in this pod", "train on a TrainJob"},
+    }[name]
+    assert expected <= set(_display_names(spec).values())
+
+
+BARE_PIPELINE = '''
+from kfp import dsl
+
+from components import run_prefix
+
+
+@dsl.pipeline(name="bare")
+def bare(publish: str, shards: list = [0], prefix: str = "") -> None:
+    """A pipeline whose description is long enough to pass, but whose parameters and tasks are not all
+    described: the check must point at each of them, one by one, by name.
+
+    Args:
+        shards: the shard indices, one task each. Example: [0, 1,
+        prefix: where the outputs go, an s3:// prefix or a directory in the pod.
+    """
+    run_prefix(publish=publish, run_id=prefix).set_display_name("run prefix")
+    run_prefix(publish=publish, run_id="x")
+'''
+
+
+def test_run_form_check_rejects_planted_mistakes(tmp_path):
+    """A parameter missing from the docstring's Args, a list whose example is not JSON, a task left with its
+    generated name: each is reported (the pipeline is loaded from a file, as the kfp CLI does)."""
+    import importlib.util
+
+    from kfp import compiler
+
+    (tmp_path / "bare.py").write_text(BARE_PIPELINE)
+    spec = importlib.util.spec_from_file_location("bare", tmp_path / "bare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    compiler.Compiler().compile(module.bare, str(tmp_path / "bare.yaml"))
+    found = run_form_problems(next(yaml.safe_load_all((tmp_path / "bare.yaml").read_text())))
+    assert found == ["publish: no description", "shards: no example list", "task run-prefix-2: no display name"]
+
+
+def test_docs_list_every_parameter_of_every_pipeline():
+    """docs/pipelines.md has a table per pipeline, with a row for each of its parameters and no others."""
+    from pipelines.run import PIPELINES
+
+    text = (REPO / "docs" / "pipelines.md").read_text()
+    for name, pipeline in PIPELINES.items():
+        section = text.split(f"### `{name}`\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        rows = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
+        assert rows == set(pipeline.component_spec.inputs), name
+
+
+def test_kubernetes_manifests_name_the_version_by_content():
+    """A PipelineVersion is immutable, so `<name>.k8s.yaml` names it after its YAML's digest: a rebuild that changes
+    the pipeline applies as a new version instead of being refused."""
+    from pipelines.run import version_name
+
+    for path in sorted((REPO / "pipelines" / "compiled").glob("*.k8s.yaml")):
+        name = path.name.removesuffix(".k8s.yaml")
+        (version,) = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "PipelineVersion"]
+        assert version["metadata"]["name"] == version_name(name, path.with_name(f"{name}.yaml"))
+        assert version["spec"]["pipelineName"] == name
 
 
 @pytest.mark.slow
