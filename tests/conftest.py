@@ -140,26 +140,41 @@ def tiny_qwen2_audio(synth_corpus, tmp_path_factory) -> Path:
     return save_tiny(model, processor, tmp_path_factory.mktemp("tiny_qwen2_audio"))
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One SeaweedFS server (a real object store) for the session; each test gets it emptied (``s3``)."""
+    from s3_server import SeaweedS3
+
+    root = tmp_path_factory.mktemp("seaweedfs")
+    server = SeaweedS3(root / "data", root / "weed.log")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def s3(monkeypatch):
-    """A real S3 server (moto) on 127.0.0.1 with a ``data`` bucket; the environment points the client at it."""
-    from moto.server import ThreadedMotoServer
+def s3(s3_server, monkeypatch):
+    """A real S3 server (SeaweedFS) on 127.0.0.1 with an empty ``data`` bucket and no other; the environment points
+    the client at it."""
+    from minio.deleteobjects import DeleteObject
 
     from audiomcq import storage
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
     # Throwaway values for a throwaway local server.
-    monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", f"127.0.0.1:{port}")
+    monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", s3_server.endpoint)
     monkeypatch.setenv("AUDIOMCQ_S3_SECURE", "false")
     monkeypatch.setenv("AUDIOMCQ_S3_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     client = storage.client()
-    client.make_bucket("data")
-    yield client
-    server.stop()
+    for bucket in client.list_buckets():
+        names = [DeleteObject(o.object_name) for o in client.list_objects(bucket.name, recursive=True)]
+        for error in client.remove_objects(bucket.name, names):
+            raise RuntimeError(f"could not empty {bucket.name}: {error}")
+        if bucket.name != "data":
+            client.remove_bucket(bucket.name)
+    if not client.bucket_exists("data"):
+        client.make_bucket("data")
+    return client
 
 
 @pytest.fixture

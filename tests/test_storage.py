@@ -1,4 +1,4 @@
-"""S3 inputs and outputs through the MinIO client, against a real local S3 server (moto) on 127.0.0.1."""
+"""S3 inputs and outputs through the MinIO client, against a real local S3 server (SeaweedFS) on 127.0.0.1."""
 
 import io
 import json
