@@ -10,14 +10,18 @@ from typing import Any
 
 def add_promote_commands(sub: Any) -> None:
     """Register ``promote`` on the top-level parser."""
+    from audiomcq.promote.smoke import SmokeSettings
+
     p = sub.add_parser(
         "promote",
         help="promote an evaluated checkpoint to KServe: decide, canary, smoke query, promote or roll back",
         description=(
             "Compare the candidate's `audiomcq eval` metrics with production's (--baseline, else the live "
-            "InferenceService's lineage annotation); if it wins, roll it out as a canary, send one real audio "
-            "question to the new revision, then give it 100%% of the traffic and record its lineage, or restore "
-            "the previous model and exit 1. A rejected candidate changes nothing (exit 0)."
+            "InferenceService's lineage annotation); if it wins, roll it out as a canary and ask the new revision "
+            "held-out questions with known answers, with their audio and in silence; if it answers about as well "
+            "as its evaluation said and better with the audio than without, give it 100%% of the traffic and "
+            "record its lineage, else restore the previous model and exit 1. A rejected candidate changes "
+            "nothing (exit 0)."
         ),
     )
     p.add_argument("--model", required=True, help="the candidate checkpoint's storage URI (s3://…)")
@@ -47,9 +51,23 @@ def add_promote_commands(sub: Any) -> None:
     r.add_argument("--canary", type=int, default=10, help="traffic share of the new revision while it is tested")
     r.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each rollout step")
     r.add_argument("--poll", type=float, default=5.0)
-    r.add_argument("--smoke-data", help="records to take the smoke question from (default <run>/data/selection.jsonl)")
+    r.add_argument("--smoke-data", help="held-out records with audio for the smoke check, of the kind --smoke-task "
+                   "was evaluated on (default <run>/data/selection.jsonl)")  # fmt: skip
     r.add_argument("--smoke-audio-root", help="their audio (a folder or s3:// prefix)")
-    r.add_argument("--smoke-url", help="send the smoke query here instead of the revision's URL from the status")
+    r.add_argument("--smoke-url", help="send the smoke questions here instead of the revision's URL from the status")
+    r.add_argument("--smoke-task", help="the evaluated task whose accuracy the smoke check expects (default: the "
+                   "only scored task, else the only decisive benchmark)")  # fmt: skip
+    r.add_argument("--smoke-size", type=int, default=SmokeSettings.size, help="questions the smoke check scores")
+    r.add_argument("--smoke-min-size", type=int, default=SmokeSettings.min_size,
+                   help="refuse to roll out when the smoke data has fewer questions with audio")  # fmt: skip
+    r.add_argument("--smoke-min-listening", type=int, default=SmokeSettings.min_listening,
+                   help="audio-dependent questions (audio-contribution: strong) asked in silence too, "
+                   "at least")  # fmt: skip
+    r.add_argument("--smoke-tolerance", type=float, default=SmokeSettings.tolerance,
+                   help="points the smoke accuracy may fall below the evaluated one (default: the binomial bound "
+                   "at --smoke-confidence)")  # fmt: skip
+    r.add_argument("--smoke-confidence", type=float, default=SmokeSettings.confidence,
+                   help="chance that a model as good as its evaluation passes the derived pass mark")  # fmt: skip
     r.add_argument("--lineage-uri", help="where the lineage document goes (default <model>/lineage.json)")
     p.add_argument("--out", type=Path, help="write decision.json and inferenceservice.yaml into this folder")
     p.add_argument("--validate-against", help="a CRD file: refuse an InferenceService its schema rejects")
@@ -78,6 +96,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from audiomcq.promote.decision import Criteria, write_decision
     from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
     from audiomcq.promote.render import Serving, parse_toleration, to_yaml
+    from audiomcq.promote.smoke import SmokeSettings
 
     namespace = args.namespace
     if namespace is None:
@@ -92,9 +111,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
                       min_replicas=args.min_replicas, max_replicas=args.max_replicas)  # fmt: skip
     criteria = Criteria(benchmarks=tuple(args.benchmark), metric=args.metric, margin=args.margin,
                         ac_strong_tolerance=args.ac_strong_tolerance, floors=_floors(args.floor))  # fmt: skip
+    smoke = SmokeSettings(size=args.smoke_size, min_size=args.smoke_min_size, min_listening=args.smoke_min_listening,
+                          tolerance=args.smoke_tolerance, confidence=args.smoke_confidence,
+                          task=args.smoke_task)  # fmt: skip
     cfg = GateConfig(serving=serving, canary=args.canary, timeout=args.timeout, poll=args.poll,
                      smoke_url=args.smoke_url, smoke_data=args.smoke_data, smoke_audio_root=args.smoke_audio_root,
-                     lineage_uri=args.lineage_uri, validate_against=args.validate_against,
+                     smoke=smoke, lineage_uri=args.lineage_uri, validate_against=args.validate_against,
                      dry_run=args.dry_run)  # fmt: skip
     code = 0
     try:

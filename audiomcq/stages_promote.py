@@ -4,7 +4,10 @@ The selected checkpoint's held-out metrics become the candidate's (an ``audiomcq
 ``held-out``); the model served is its ``s3://`` copy when the run published to S3 (a cluster serves from there),
 else its local directory, which only a dry run accepts. ``settings`` (a pipeline argument, keys in ``SETTINGS``)
 says where to serve and how strict to be; without ``apply: true`` the gate runs dry: it decides, renders the
-InferenceService and writes both, touching no cluster, which is what the local demo does.
+InferenceService and writes both, touching no cluster, which is what the local demo does. Applied, the new
+revision's smoke check asks questions of the held-out split the checkpoint was evaluated on (its ACF labels mark
+the audio-dependent items) and expects the held-out accuracy; ``smoke_size``, ``smoke_min_size``,
+``smoke_min_listening``, ``smoke_tolerance`` and ``smoke_confidence`` tune it (``audiomcq.promote.smoke``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from audiomcq.timing import timed
 
 if TYPE_CHECKING:
     from audiomcq.promote.render import Serving
+    from audiomcq.promote.smoke import SmokeSettings
 
 log = logging.getLogger(__name__)
+SMOKE = ("size", "min_size", "min_listening", "tolerance", "confidence")  # as smoke_<key> settings
 SETTINGS = {"apply", "name", "namespace", "service_account", "runtime", "canary", "margin", "ac_strong_tolerance",
-            "floor", "gpus", "cpu", "memory", "node_selector", "tolerations", "timeout"}  # fmt: skip
+            "floor", "gpus", "cpu", "memory", "node_selector", "tolerations", "timeout",
+            *(f"smoke_{key}" for key in SMOKE)}  # fmt: skip
 
 
 def _published_model(name: str, publish: str) -> tuple[str, str | None]:
@@ -47,6 +53,20 @@ def _serving(settings: dict[str, Any]) -> Serving:
         raise AudioMCQError(f"promotion setting tolerations {tolerations!r}: expected a list of KEY[=VALUE]:EFFECT")
     return Serving(**{k: settings[k] for k in keys if k in settings}, node_selector=dict(selector),
                    tolerations=tuple(parse_toleration(t) for t in tolerations))  # fmt: skip
+
+
+def _smoke(settings: dict[str, Any]) -> SmokeSettings:
+    """The smoke check's settings (``smoke_<key>``); the rest keep ``SmokeSettings``' defaults."""
+    from audiomcq.promote.smoke import SmokeSettings
+
+    given = {key: settings[f"smoke_{key}"] for key in SMOKE if settings.get(f"smoke_{key}") is not None}
+    for key in ("size", "min_size", "min_listening"):
+        if key in given:
+            given[key] = int(given[key])
+    for key in ("tolerance", "confidence"):
+        if key in given:
+            given[key] = float(given[key])
+    return SmokeSettings(**given)
 
 
 @timed
@@ -89,7 +109,7 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     cfg = GateConfig(serving=serving, canary=int(settings.get("canary", 10)),
                      timeout=float(settings.get("timeout", 900.0)),
                      smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),
-                     smoke_audio_root=str(Path(corpus_dir) / "loop"),
+                     smoke_audio_root=str(Path(corpus_dir) / "loop"), smoke=_smoke(settings),
                      dry_run=not settings.get("apply", False))  # fmt: skip
     failure = None
     try:

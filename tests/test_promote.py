@@ -2,8 +2,11 @@
 
 The metrics are real: ``audiomcq eval``'s own harness (``run_eval``: prediction files, official scoring, AC-strong
 subset, silent control) runs over eight real WAV questions with a scripted engine that answers the chosen items
-right, so each model's accuracy is known exactly. KServe is played by a controller hook; the smoke query goes to
-a real HTTP predictor that decodes the WAV it is sent.
+right, so each model's accuracy is known exactly. KServe is played by a controller hook; the smoke check goes to
+real HTTP predictors on 127.0.0.1 that decode the WAV they are sent: one that hears which tone plays (a trained
+model's behaviour, with the test owning the ground truth), one that answers the same whatever it hears, one that
+knows the answers from the question text alone, broken ones, and the real ``audiomcq serve`` on the random tiny
+model.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,9 +33,11 @@ from audiomcq.promote import lineage
 from audiomcq.promote.decision import Criteria, decide, load_metrics
 from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
 from audiomcq.promote.render import Serving, parse_toleration, render, validate
+from audiomcq.promote.smoke import SmokeSet, SmokeSettings, judge, pass_mark
 
 CRD = REPO.parent / "shared" / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
-STRONG = {"q0", "q1", "q2", "q3"}
+STRONG = {"q0", "q1", "q2", "q3"}  # of the eight evaluated questions
+CLIPS = 32  # tone questions in the corpus: the first eight are evaluated, all are the run's selection split
 PROFILES = {  # items answered right -> accuracy, AC-strong accuracy
     "prod": {"q0", "q1", "q2", "q4", "q5"},  # 62.5, 75
     "better": {"q0", "q1", "q2", "q3", "q4", "q5", "q6"},  # 87.5, 100
@@ -41,19 +47,26 @@ PROFILES = {  # items answered right -> accuracy, AC-strong accuracy
 
 
 # --- fixtures: questions with audio, real evaluations, a run directory, predictors ---------------------------------
+def tone(i: int) -> int:
+    """The frequency (Hz) of clip ``i``'s tone."""
+    return 220 + 55 * i
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
+    """Tone questions whose right answer is the tone heard: clip i plays ``tone(i)``, the choice at position
+    i % 4; every other block of four is labelled audio-dependent (16 of 32)."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "audio").mkdir()
     records = []
-    for i in range(8):
+    for i in range(CLIPS):
         t = np.arange(4000) / 16000
-        sf.write(root / "audio" / f"q{i}.wav", 0.3 * np.sin(2 * np.pi * (220 + 55 * i) * t), 16000)
-        choices = [f"a tone near {220 + 55 * j} hertz" for j in range(i, i + 4)]
+        sf.write(root / "audio" / f"q{i}.wav", 0.3 * np.sin(2 * np.pi * tone(i) * t), 16000)
+        choices = [f"a tone near {tone(i - i % 4 + j)} hertz" for j in range(4)]
         records.append({"id": f"q{i}", "question": f"Which tone is heard in clip {i}?", "choices": choices,
                         "answer": choices[i % 4], "audio_path": f"q{i}.wav",
-                        "audio-contribution": "strong" if f"q{i}" in STRONG else "weak"})  # fmt: skip
-    (root / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+                        "audio-contribution": "strong" if i % 8 < 4 else "weak"})  # fmt: skip
+    (root / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:8]))
     (root / "strong.txt").write_text("\n".join(sorted(STRONG)) + "\n")
     return root, records
 
@@ -79,7 +92,7 @@ def metrics(corpus, tmp_path_factory):
         for name, right in PROFILES.items():
             wrong = {r["question"]: next(c for c in r["choices"] if c != r["answer"]) for r in records}
             answers = {r["question"]: r["answer"] if r["id"] in right else wrong[r["question"]] for r in records}
-            harness.lazy_engine = lambda model, batch_size, dtype="auto", a=answers: lambda: Scripted(a)
+            harness.lazy_engine = lambda model, batch_size, *_, a=answers, **__: lambda: Scripted(a)
             target = tmp_path_factory.mktemp(f"eval-{name}")
             config = harness.EvalConfig(batch_size=8, chunk_size=8)
             tasks, audio = {"synthetic": root / "eval.jsonl"}, {"synthetic": root / "audio"}
@@ -115,12 +128,20 @@ def make_run(root: Path, records: list[dict]) -> Path:
 
 
 class Predictor(ThreadingHTTPServer):
-    """A V1 predictor on 127.0.0.1: decodes the WAV and answers (``ok``), fails (``500``), answers no choice
-    (``no-choice``) or an HTML page with a 200 (``html``)."""
+    """A V1 predictor on 127.0.0.1 that decodes the WAV it is sent, then:
 
-    def __init__(self, mode: str) -> None:
+    - ``listens``: answers the choice naming the tone it hears (the spectrum's peak), as a trained model would,
+      and guesses the first choice in silence;
+    - ``deaf``: answers the second choice whatever it hears (an untrained or audio-blind model);
+    - ``memorised``: answers right from the question text alone, with or without sound (``key``: question ->
+      answer);
+    - ``500``, ``no-choice`` (an answer naming no choice), ``html`` (an ingress's page with a 200).
+
+    ``seen``: (path, question, samples, rate, silent) per request."""
+
+    def __init__(self, mode: str, key: dict[str, str] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), PredictHandler)
-        self.mode, self.seen = mode, []
+        self.mode, self.key, self.seen = mode, key or {}, []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -136,7 +157,8 @@ class PredictHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         instance = body["instances"][0]
         wave, rate = sf.read(io.BytesIO(base64.b64decode(instance["audio"])))
-        self.server.seen.append((self.path, instance["question"], len(wave), rate))
+        silent = bool(np.max(np.abs(wave)) < 1e-4)
+        self.server.seen.append((self.path, instance["question"], len(wave), rate, silent))
         if self.server.mode == "500":
             self.send_response(500)
             self.end_headers()
@@ -149,13 +171,26 @@ class PredictHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(page)
             return
-        answer = instance["choices"][1] if self.server.mode == "ok" else "a dog barking"
+        answer = self.answer(self.server.mode, instance, wave, rate, silent)
         data = json.dumps({"predictions": [{"answer": answer, "raw": f"<answer>{answer}</answer>"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def answer(self, mode: str, instance: dict, wave: np.ndarray, rate: int, silent: bool) -> str:
+        choices = instance["choices"]
+        if mode == "listens":
+            if silent:
+                return choices[0]
+            heard = np.argmax(np.abs(np.fft.rfft(wave))) * rate / len(wave)
+            return min(choices, key=lambda c: abs(int(re.search(r"\d+", c)[0]) - heard))
+        if mode == "deaf":
+            return choices[1]
+        if mode == "memorised":
+            return self.server.key[instance["question"]]
+        return "a dog barking"
 
 
 @pytest.fixture
@@ -276,7 +311,8 @@ def test_a_file_that_is_not_eval_metrics_is_named(tmp_path):
 # --- the gate ----------------------------------------------------------------------------------------------------
 def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluster, corpus, metrics, s3, capsys):
     """From S3: the first model is created at 100% directly; the better one is read against the first's recorded
-    metrics, rolled out at 10%, smoke-tested on its own revision URL with a real WAV, then promoted."""
+    metrics, rolled out at 10%, smoke-checked on its own revision URL with real WAVs and their silent twins by a
+    predictor that hears the tones, then promoted, with the smoke result in the decision and the lineage."""
     from audiomcq import storage
     from audiomcq.cli import main
 
@@ -287,7 +323,7 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     for name in ("prod", "better"):
         storage.publish(metrics[name].parent, f"s3://data/eval/{name}")
     first, second = "s3://data/runs/w2s/sft/final", "s3://data/runs/w2s/grpo/final"
-    predictor = Predictor("ok")
+    predictor = Predictor("listens")
     cluster.urls = {first: predictor.url, second: predictor.url}
 
     cfg = gate_config(root, smoke_audio_root="s3://data/audio")
@@ -297,8 +333,9 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
 
     code = main(["promote", "--model", second, "--metrics", "s3://data/eval/better/metrics.json", "--name", "audiomcq",
                  "--namespace", "serving", "--margin", "5", "--canary", "10", "--timeout", "5", "--poll", "0.02",
-                 "--smoke-audio-root", "s3://data/audio", "--gpus", "1", "--toleration", "nvidia.com/gpu:NoSchedule",
-                 "--validate-against", str(CRD), "--out", str(root / "promotion")])  # fmt: skip
+                 "--smoke-audio-root", "s3://data/audio", "--smoke-tolerance", "20", "--gpus", "1",
+                 "--toleration", "nvidia.com/gpu:NoSchedule", "--validate-against", str(CRD),
+                 "--out", str(root / "promotion")])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "decision: promote" in printed and "promoted s3://data/runs/w2s/grpo/final to 100%" in printed
@@ -309,8 +346,19 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     assert predictor_spec["model"]["storageUri"] == second and "canaryTrafficPercent" not in predictor_spec
     assert predictor_spec["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert isvc["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
-    assert [q for _, q, n, rate in predictor.seen if n == 4000 and rate == 16000] == [records[0]["question"]] * 2
-    assert predictor.seen[0][0] == "/v1/models/audiomcq:predict"
+    strong = {r["question"] for r in records if r["audio-contribution"] == "strong"}
+    assert len(predictor.seen) == 2 * (CLIPS + len(strong))  # each gate: every question with audio, 16 in silence
+    for gate in (predictor.seen[: len(predictor.seen) // 2], predictor.seen[len(predictor.seen) // 2 :]):
+        assert {path for path, *_ in gate} == {"/v1/models/audiomcq:predict"}
+        assert {(n, rate) for _, _, n, rate, _ in gate} == {(4000, 16000)}  # the silence is as long as the clip
+        assert sorted(q for _, q, _, _, silent in gate if not silent) == sorted(r["question"] for r in records)
+        assert sorted(q for _, q, _, _, silent in gate if silent) == sorted(strong)
+    assert "ok: smoke: accuracy with audio 100.0% (32/32) >= pass mark 68.8% (evaluated 87.5% on synthetic" in printed
+    smoke = json.loads((root / "promotion" / "decision.json").read_text())["smoke"]
+    assert smoke["ok"] and smoke["numbers"]["tolerance_source"] == "fixed" and smoke["numbers"]["tolerance"] == 20
+    assert smoke["numbers"]["listening_accuracy_audio"] == 100 and smoke["numbers"]["listening_accuracy_silence"] == 25
+    assert len(smoke["answers"]) == CLIPS
+    assert smoke["numbers"]["endpoint"] == f"{predictor.url}/v1/models/audiomcq:predict"
 
     notes = isvc["metadata"]["annotations"]
     doc = lineage.read_json(notes["audiomcq/lineage"])
@@ -329,6 +377,7 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     assert doc["inference_service"]["revision"] == "audiomcq-predictor-00002"
     assert doc["previous"] == {"storageUri": first, "lineage": f"{first}/lineage.json"}
     assert doc["decision"]["promote"] and doc["gaps"] == []
+    assert doc["decision"]["smoke"] == smoke  # the lineage records the same smoke check
     decision = json.loads((root / "promotion" / "decision.json").read_text())
     assert decision["baseline"]["synthetic"]["accuracy"] == 62.5  # read back through the first model's lineage
     assert yaml.safe_load((root / "promotion" / "inferenceservice.yaml").read_text())["kind"] == "InferenceService"
@@ -340,7 +389,7 @@ def production(cluster, corpus, metrics, tmp_path):
     root, records = corpus
     run = make_run(tmp_path, records)
     prod, candidate = str(run / "sft" / "final"), str(run / "grpo" / "final")
-    ok = Predictor("ok")
+    ok = Predictor("listens")
     cluster.urls = {prod: ok.url, candidate: ok.url}
     assert run_gate(prod, [str(metrics["prod"])], Criteria(), gate_config(root)).action == "promoted"
     return prod, candidate, live(cluster)
@@ -373,6 +422,132 @@ def test_a_failed_smoke_query_restores_the_previous_model(cluster, production, c
     assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
     assert after["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
     assert len(broken.seen) == 1 and not Path(candidate, "lineage.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["deaf", "memorised"])
+def test_a_model_that_does_not_know_or_does_not_hear_the_audio_is_rolled_back(cluster, production, corpus, metrics,
+                                                                              mode):  # fmt: skip
+    """Both answer every question with a choice, which the old check accepted. The deaf one (the same answer
+    whatever it hears, like an untrained model) scores 8/32 against an evaluated 87.5%; the memorising one scores
+    32/32 but does as well in silence on the audio-dependent items: it is not listening."""
+    prod, candidate, before = production
+    records = corpus[1]
+    served = Predictor(mode, key={r["question"]: r["answer"] for r in records})
+    cluster.urls[candidate] = served.url
+    with pytest.raises(RolledBack) as err:
+        run_gate(candidate, [str(metrics["better"])], Criteria(), gate_config(corpus[0]))
+    message = str(err.value)
+    assert f"restored the previous model {prod}" in message
+    not_listening = "silence answers as well as audio, the served model is not listening"
+    decision = err.value.outcome.decision
+    smoke = decision.smoke
+    assert not smoke["ok"] and not decision.promote
+    if mode == "deaf":
+        assert "accuracy with audio 25.0% (8/32) < pass mark 71.9% (evaluated 87.5% on synthetic" in message
+        assert "binomial bound at 0.99" in message and not_listening in message
+        assert smoke["numbers"]["listening_accuracy_audio"] == smoke["numbers"]["listening_accuracy_silence"] == 25
+    else:
+        assert "accuracy with audio" not in message and not_listening in message
+        assert "with audio 100.0% (16/16), in silence 100.0% (16/16)" in message
+        assert decision.reasons[-2].startswith("ok: smoke: accuracy with audio 100.0% (32/32) >= pass mark 71.9%")
+    assert decision.reasons[-1].startswith("FAIL: smoke: on 16 audio-dependent (audio-contribution: strong) items")
+    silent = [(n, rate) for _, _, n, rate, quiet in served.seen if quiet]
+    assert silent == [(4000, 16000)] * 16  # a silent clip as long as each audio-dependent item's
+    after = live(cluster)
+    assert after["spec"] == before["spec"] and after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert err.value.outcome.lineage["decision"]["smoke"] == smoke  # what the gate knew, for the caller
+    assert not Path(candidate, "lineage.json").exists()
+
+
+def test_unlabelled_smoke_data_asks_every_question_in_silence(cluster, corpus, metrics, tmp_path):
+    """Without audio-contribution labels every question counts as audio-dependent: the listening model is
+    promoted (32/32 with audio, 8/32 guessing in silence), the memorising one is rolled back."""
+    root, records = corpus
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "audio-contribution"}) + "\n"
+                             for r in records))  # fmt: skip
+    run = make_run(tmp_path, records)
+    model = str(run / "grpo" / "final")
+    memorised = Predictor("memorised", key={r["question"]: r["answer"] for r in records})
+    cluster.urls[model] = memorised.url
+    with pytest.raises(RolledBack, match=r"on 32 \(unlabelled: all\) items: with audio 100.0% \(32/32\), in "
+                                         r"silence 100.0% \(32/32\): silence answers as well as audio"):  # fmt: skip
+        run_gate(model, [str(metrics["better"])], Criteria(), gate_config(root, smoke_data=str(plain)))
+    assert live(cluster) is None  # the new service was deleted
+    listens = Predictor("listens")
+    cluster.urls[model] = listens.url
+    outcome = run_gate(model, [str(metrics["better"])], Criteria(), gate_config(root, smoke_data=str(plain)))
+    assert outcome.action == "promoted", outcome.message
+    numbers = outcome.decision.smoke["numbers"]
+    assert (numbers["listening_items"], numbers["listening_accuracy_silence"], numbers["labelled"]) == (32, 25, False)
+    assert sum(quiet for *_, quiet in listens.seen) == 32
+
+
+@pytest.mark.parametrize("case", ["too-few", "too-few-strong", "ambiguous-task"])
+def test_a_smoke_check_that_cannot_tell_is_refused_before_anything_is_applied(cluster, corpus, metrics, tmp_path,
+                                                                             case):  # fmt: skip
+    """Too few questions, too few audio-dependent ones, or no single evaluated accuracy to expect: one line, and
+    the cluster is only read."""
+    root, records = corpus
+    data = tmp_path / "smoke.jsonl"
+    rows = records[:12] if case == "too-few" else records
+    if case == "too-few-strong":  # 4 of 32 audio-dependent
+        rows = [{**r, "audio-contribution": "strong" if i < 4 else "weak"} for i, r in enumerate(records)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = make_run(tmp_path, records)
+    uris = [str(metrics["better"])]
+    if case == "ambiguous-task":
+        two = tmp_path / "two.json"
+        task = json.loads(metrics["better"].read_text())["tasks"]["synthetic"]
+        two.write_text(json.dumps({"model": "m", "tasks": {"synthetic": task, "other": task}}))
+        uris = [str(two)]
+    with pytest.raises(AudioMCQError) as err:
+        run_gate(str(run / "grpo" / "final"), uris, Criteria(), gate_config(root, smoke_data=str(data)))
+    expected = {
+        "too-few": f"smoke set: {data} has 12 records whose audio exists under {root / 'audio'}; the smoke check "
+        "needs at least 16 (smoke min size)",
+        "too-few-strong": f"smoke set: {data} has 4 records labelled audio-contribution: strong whose audio exists "
+        f"under {root / 'audio'}; the silence check needs at least 8 (smoke min listening)",
+        "ambiguous-task": "smoke check: the candidate is evaluated on other, synthetic; name the task evaluated on "
+        "the smoke data's kind of data (smoke task)",
+    }
+    assert str(err.value) == expected[case]
+    assert [m for m, _ in cluster.requests] == ["GET"] and live(cluster) is None
+    if case == "ambiguous-task":  # naming the task settles it
+        cluster.urls[str(run / "grpo" / "final")] = Predictor("listens").url
+        cfg = gate_config(root, smoke_data=str(data), smoke=SmokeSettings(task="other"))
+        assert run_gate(str(run / "grpo" / "final"), uris, Criteria(), cfg).action == "promoted"
+
+
+def test_the_pass_mark_lets_a_model_at_its_evaluated_accuracy_pass_as_often_as_asked():
+    """Checked against simulated smoke checks (numpy's binomial sampler), not the formula itself: a model at its
+    evaluated accuracy passes at least ``confidence`` of the time, and one more right answer would be too many."""
+    rng = np.random.default_rng(0)
+    for n, accuracy, confidence in ((32, 87.5, 0.99), (32, 70.0, 0.99), (16, 62.5, 0.95), (64, 50.0, 0.99)):
+        mark = pass_mark(accuracy, n, confidence)
+        draws = rng.binomial(n, accuracy / 100, size=400_000)
+        assert (draws >= mark).mean() >= confidence - 0.001, (n, accuracy, mark)
+        assert (draws >= mark + 1).mean() < confidence, (n, accuracy, mark)
+    assert pass_mark(100.0, 32, 0.99) == 32 and pass_mark(0.0, 32, 0.99) == 0
+
+
+def test_the_smoke_judgement_at_the_pass_mark_and_with_a_fixed_tolerance():
+    """23 of 32 right passes against an evaluated 87.5% (the 99% binomial mark), 22 does not; a fixed tolerance of
+    20 points moves the mark to 68.75% (22 of 32)."""
+    smoke_set = SmokeSet([], "held-out.jsonl", labelled=True)
+
+    def rows(right: int) -> list[dict]:
+        return [{"scored": True, "listening": i < 8, "right": i < right, "silence_right": i < 2} for i in range(32)]
+
+    auto = SmokeSettings()
+    assert judge(rows(23), 87.5, "t", auto, "http://x", smoke_set).ok
+    failed = judge(rows(22), 87.5, "t", auto, "http://x", smoke_set)
+    assert not failed.ok and failed.numbers["pass_mark"] == 71.875 and failed.numbers["accuracy"] == 68.75
+    assert failed.reasons[0].startswith("FAIL: accuracy with audio 68.8% (22/32) < pass mark 71.9%")
+    fixed = judge(rows(22), 87.5, "t", SmokeSettings(tolerance=20), "http://x", smoke_set)
+    assert fixed.ok and fixed.numbers["pass_mark"] == 68.75 and fixed.numbers["tolerance_source"] == "fixed"
+    with pytest.raises(AudioMCQError, match="min size 40 must be between 1 and the size 32"):
+        SmokeSettings(min_size=40)
 
 
 @pytest.mark.parametrize("fault", ["no-url", "promotion-refused"])
@@ -509,17 +684,25 @@ def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, me
 
 
 @pytest.mark.slow
-def test_the_real_predictor_answers_the_smoke_query(cluster, corpus, metrics, tiny_omni, tmp_path):
-    """`audiomcq serve` on the tiny Omni model behind the new revision: the request format is the predictor's."""
+def test_the_random_tiny_model_behind_the_real_predictor_is_rolled_back(cluster, corpus, metrics, tiny_omni,
+                                                                       tmp_path):  # fmt: skip
+    """`audiomcq serve` on the random tiny Omni model behind the new revision, with metrics that say 87.5%: it
+    answers every question with one of the choices (the request format is the predictor's), which the old check
+    took for a pass, and far fewer of them right than its evaluation promised, so the new service is deleted."""
     from audiomcq.bench_serve import running_server
 
     run = make_run(tmp_path, corpus[1])
     model = str(run / "grpo" / "final")
     with running_server(tiny_omni, log_path=tmp_path / "serve.log") as base:
         cluster.urls[model] = base
-        outcome = run_gate(model, [str(metrics["better"])], Criteria(), gate_config(corpus[0], timeout=30))
-    assert outcome.action == "promoted", (tmp_path / "serve.log").read_text()[-2000:]
-    assert "names a choice" in outcome.message and live(cluster)["spec"]["predictor"]["model"]["storageUri"] == model
+        with pytest.raises(RolledBack) as err:
+            run_gate(model, [str(metrics["better"])], Criteria(), gate_config(corpus[0], timeout=30))
+    log = (tmp_path / "serve.log").read_text()[-2000:]
+    smoke = err.value.outcome.decision.smoke
+    assert smoke is not None and len(smoke["answers"]) == CLIPS, (str(err.value), log)  # every question answered
+    assert all("silence_answer" in row for row in smoke["answers"] if row["listening"])
+    assert smoke["numbers"]["right"] < 23 and "< pass mark 71.9%" in str(err.value), log
+    assert "deleted the new InferenceService serving/audiomcq" in str(err.value) and live(cluster) is None
 
 
 # --- the pipeline's promotion stage ----------------------------------------------------------------------------------
@@ -569,3 +752,18 @@ def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_p
     with pytest.raises(AudioMCQError, match=r"toleration 'nvidia\.com/gpu'"):
         promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"),
                       {"tolerations": ["nvidia.com/gpu"]})  # fmt: skip
+
+
+def test_the_stage_passes_its_smoke_settings_to_the_check(tmp_path):
+    """``smoke_*`` keys of the pipeline's serving settings reach the smoke check (a bad pair is refused there);
+    a misspelt one is refused by name."""
+    from audiomcq.stages_promote import _smoke, promote_stage
+
+    selection, results = _stage_inputs(tmp_path)
+    (tmp_path / "out").mkdir()
+    assert _smoke({"smoke_size": "48", "smoke_tolerance": 10, "margin": 1}) == SmokeSettings(size=48, tolerance=10.0)
+    with pytest.raises(AudioMCQError, match="smoke set: min size 20 must be between 1 and the size 8"):
+        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"),
+                      {"smoke_size": 8, "smoke_min_size": 20})  # fmt: skip
+    with pytest.raises(AudioMCQError, match=r"unknown promotion setting\(s\) \['smoke_seed'\]"):
+        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), {"smoke_seed": 1})

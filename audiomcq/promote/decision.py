@@ -53,7 +53,9 @@ class Criteria:
 
 @dataclass
 class Decision:
-    """The verdict and every check behind it (``reasons`` in the order they were made)."""
+    """The verdict and every check behind it (``reasons`` in the order they were made). ``smoke``: the gate's
+    smoke check of the served revision (``smoke.SmokeResult.to_dict``), once it ran; its checks are reasons too,
+    and a failed one turns the verdict to keep production."""
 
     promote: bool
     reasons: list[str]
@@ -61,6 +63,7 @@ class Decision:
     baseline: dict[str, dict[str, float | None]] | None
     criteria: dict[str, Any]
     sources: dict[str, list[str]]
+    smoke: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,7 +9,12 @@
    canary needs a serving revision to split traffic with.
 3. Wait until the InferenceService has observed the change, is Ready, its latest revision is the ready one and
    carries the expected traffic share.
-4. Smoke query (``smoke``) the new revision: its tag URL (tag routing is on), or ``smoke_url``.
+4. Smoke-check (``smoke``) the new revision on its tag URL (tag routing is on), or ``smoke_url``: held-out
+   questions with known answers, with their audio and in silence. It fails when the accuracy with audio falls
+   below the binomial pass mark under the accuracy the evaluation reported for this checkpoint, or when silence
+   answers as well as audio on the audio-dependent items. The set, the reference accuracy and the minimum sizes
+   are checked before anything is applied (no rollout without a test that can fail); the result joins the
+   decision's reasons (``Decision.smoke``) and, through it, the lineage document.
 5. Pass: remove ``canaryTrafficPercent`` (100% to the new revision), wait again, write the lineage document.
    Fail (or not ready in time, or any error once the new revision is applied): restore the previous predictor and
    annotations exactly (a merge patch computed from the saved object), or delete an InferenceService this gate
@@ -28,7 +33,7 @@ from audiomcq.errors import AudioMCQError
 from audiomcq.promote import lineage
 from audiomcq.promote.decision import Criteria, Decision, decide, load_metrics
 from audiomcq.promote.render import Serving, render
-from audiomcq.promote.smoke import Question, SmokeResult, pick_question, smoke_query
+from audiomcq.promote.smoke import SmokeResult, SmokeSet, SmokeSettings, pick_set, run_smoke
 
 log = logging.getLogger(__name__)
 FAILED_REASONS = {"RevisionFailed"}
@@ -43,9 +48,10 @@ class GateConfig:
     timeout: float = 900.0  # per wait (canary ready, promoted, rolled back)
     poll: float = 5.0
     smoke_url: str | None = None  # instead of the revision's URL from the status (tests, port-forwards)
-    smoke_data: str | None = None  # records; default <run>/data/selection.jsonl
+    smoke_data: str | None = None  # held-out records with audio; default <run>/data/selection.jsonl
     smoke_audio_root: str | None = None
     smoke_retries: int = 2
+    smoke: SmokeSettings = field(default_factory=SmokeSettings)
     lineage_uri: str | None = None  # default <model>/lineage.json
     validate_against: str | None = None  # a CRD file: refuse to apply an object its schema rejects
     dry_run: bool = False
@@ -117,22 +123,63 @@ def run_gate(
     if cfg.dry_run:
         verdict = "would promote" if decision.promote else f"would keep production: {_failures(decision)}"
         return Outcome("dry-run", decision, [obj], f"nothing applied; {verdict}", lineage_uri, doc)
-    question = _question(cfg, doc)
-    return _rollout(kube, obj, live, canary, question, cfg, decision, doc, lineage_uri)
+    plan = _smoke_plan(cfg, doc, decision)
+    return _rollout(kube, obj, live, canary, plan, cfg, decision, doc, lineage_uri)
 
 
 def _failures(decision: Decision) -> str:
     return "; ".join(r[6:] for r in decision.reasons if r.startswith("FAIL: "))
 
 
-def _question(cfg: GateConfig, doc: dict[str, Any]) -> Question:
-    """The smoke question, chosen before anything is applied (no rollout without a test)."""
+@dataclass(frozen=True)
+class _SmokePlan:
+    """What the smoke check asks and what it compares with: the evaluated accuracy on ``task``."""
+
+    questions: SmokeSet
+    task: str
+    reference: float
+
+
+def _smoke_plan(cfg: GateConfig, doc: dict[str, Any], decision: Decision) -> _SmokePlan:
+    """The smoke set and its reference accuracy, settled before anything is applied (no rollout without a test)."""
+    task, reference = smoke_reference(decision, cfg.smoke.task)
     data = cfg.smoke_data
     if data is None and doc.get("run"):
         data = f"{doc['run']['uri'].rstrip('/')}/data/selection.jsonl"
     if data is None:
-        raise AudioMCQError("no smoke-query data: pass the held-out records (the model is not inside a run)")
-    return pick_question(data, cfg.smoke_audio_root)
+        raise AudioMCQError("no smoke-check data: pass the held-out records (the model is not inside a run)")
+    return _SmokePlan(pick_set(data, cfg.smoke_audio_root, cfg.smoke), task, reference)
+
+
+def smoke_reference(decision: Decision, task: str | None) -> tuple[str, float]:
+    """The task whose evaluated accuracy the smoke check compares with, and that accuracy: ``task``, else the
+    candidate's only scored task, else the only decisive benchmark; refuses when that is ambiguous or unscored."""
+    scored = sorted(t for t, m in decision.candidate.items() if m.get("accuracy") is not None)
+    decisive = list(decision.criteria.get("benchmarks") or [])
+    if task is None:
+        if len(scored) == 1:
+            task = scored[0]
+        elif len(decisive) == 1:
+            task = decisive[0]
+        else:
+            raise AudioMCQError(f"smoke check: the candidate is evaluated on {', '.join(scored) or 'nothing'}; name "
+                                "the task evaluated on the smoke data's kind of data (smoke task)")  # fmt: skip
+    accuracy = (decision.candidate.get(task) or {}).get("accuracy")
+    if accuracy is None:
+        raise AudioMCQError(f"smoke check: the candidate's metrics have no accuracy on {task!r} to compare the "
+                            f"served model with (scored: {', '.join(scored) or 'none'})")  # fmt: skip
+    return task, float(accuracy)
+
+
+def _record_smoke(decision: Decision, doc: dict[str, Any], result: SmokeResult) -> None:
+    """The smoke result into the decision (its checks as reasons) and the lineage document's copy of it."""
+    decision.smoke = result.to_dict()
+    for reason in result.reasons:
+        verdict, _, text = reason.partition(": ")
+        decision.reasons.append(f"{verdict}: smoke: {text}")
+    if not result.ok:
+        decision.promote = False
+    doc["decision"] = decision.to_dict()
 
 
 def _rollout(
@@ -140,7 +187,7 @@ def _rollout(
     obj: dict[str, Any],
     live: dict[str, Any] | None,
     canary: int | None,
-    question: Question,
+    plan: _SmokePlan,
     cfg: GateConfig,
     decision: Decision,
     doc: dict[str, Any],
@@ -181,7 +228,7 @@ def _rollout(
 
     # from here on the new revision is applied: whatever goes wrong, production is restored before raising
     try:
-        ready, result = _verify(kube, cfg, canary, question)
+        ready, result = _verify(kube, cfg, canary, plan, decision, doc)
         prior = None
         if previous is not None:
             prior = {"storageUri": previous["predictor"]["model"].get("storageUri"),
@@ -211,8 +258,10 @@ def _share(canary: int | None) -> int:
     return 100 if canary is None else canary
 
 
-def _verify(kube: Any, cfg: GateConfig, canary: int | None, question: Question) -> tuple[dict[str, Any], SmokeResult]:
-    """Wait for the new revision, smoke-query it, then move all traffic to it; raises ``_StepFailed`` (or
+def _verify(
+    kube: Any, cfg: GateConfig, canary: int | None, plan: _SmokePlan, decision: Decision, doc: dict[str, Any]
+) -> tuple[dict[str, Any], SmokeResult]:
+    """Wait for the new revision, smoke-check it, then move all traffic to it; raises ``_StepFailed`` (or
     anything unexpected) when it must be rolled back."""
     from audiomcq.k8s import INFERENCE_SERVICE, KubeError
 
@@ -222,8 +271,9 @@ def _verify(kube: Any, cfg: GateConfig, canary: int | None, question: Question) 
     except KubeError as err:
         raise _StepFailed(f"the new revision did not become ready ({err})") from None
     url = cfg.smoke_url or _revision_url(ready, canary)
-    result = smoke_query(url, name, question, retries=cfg.smoke_retries)
+    result = run_smoke(url, name, plan.questions, plan.reference, plan.task, cfg.smoke, retries=cfg.smoke_retries)
     log.info("%s", result.detail)
+    _record_smoke(decision, doc, result)
     if not result.ok:
         raise _StepFailed(result.detail)
     if canary is not None:
