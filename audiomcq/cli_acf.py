@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from audiomcq.cli_eval import add_dtype_flag
+from audiomcq.cli_eval import add_budget_flags, add_dtype_flag
 
 
 def add_filter_commands(sub: Any) -> None:
@@ -23,7 +23,8 @@ def add_filter_commands(sub: Any) -> None:
     r.add_argument("--audio-root", help="root of relative audio paths, or an s3:// prefix (synced to a local cache)")
     models = r.add_mutually_exclusive_group(required=True)
     models.add_argument("--models", nargs="+", help="filter model directories or s3:// prefixes (transformers)")
-    models.add_argument("--models-config", type=Path, help="YAML list of model specs (path, backend, name, dtype, …)")
+    models.add_argument("--models-config", type=Path, help="YAML list of model specs (path, backend, name, dtype, "
+                        "prompt, system, max_length, …; see docs/filtering.md)")  # fmt: skip
     r.add_argument(
         "--probes", nargs="+", default=["silence:30"], help="first = the paper's probe (default silence:30)"
     )
@@ -31,7 +32,7 @@ def add_filter_commands(sub: Any) -> None:
     r.add_argument("--rule", default="paper", help="which rule variant sets the labels (default: the paper's)")
     r.add_argument("--samples", type=int, default=1, help="answers per model and probe (> 1 needs --temperature)")
     r.add_argument("--temperature", type=float, default=0.0)
-    r.add_argument("--max-new-tokens", type=int, default=16)
+    add_budget_flags(r)
     r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
     r.add_argument("--batch-size", type=int, default=64)
     add_dtype_flag(r, "with --models")
@@ -48,10 +49,13 @@ def add_filter_commands(sub: Any) -> None:
     k.add_argument("--benchmark", required=True, choices=["mmau", "mmar", "mmsu"])
     k.add_argument("--data", required=True, type=Path, help="the benchmark's metadata file")
     k.add_argument("--audio-root", type=Path, help="the benchmark's audio (for the with-audio control)")
-    k.add_argument("--models", required=True, nargs="+", help="filter model directories")
+    kmodels = k.add_mutually_exclusive_group(required=True)
+    kmodels.add_argument("--models", nargs="+", help="filter model directories")
+    kmodels.add_argument("--models-config", type=Path, help="YAML list of model specs (see docs/filtering.md)")
     k.add_argument("--probes", nargs="+", default=["silence:30"])
     k.add_argument("--min-correct", type=int, default=2)
     k.add_argument("--batch-size", type=int, default=64)
+    add_budget_flags(k)
     k.add_argument("--out", required=True, type=Path)
     k.set_defaults(func=cmd_filter_benchmark)
 
@@ -90,6 +94,19 @@ def add_filter_commands(sub: Any) -> None:
     bs.set_defaults(func=cmd_bench_serve)
 
 
+def model_entries(models: list[str] | None, config: Path | None, dtype: str = "auto") -> list[Any]:
+    """The filter models: directories from ``--models``, or the spec list of ``--models-config``."""
+    from audiomcq.errors import AudioMCQError
+
+    if models:
+        return [{"path": m, "dtype": dtype} for m in models]
+    assert config is not None
+    entries = yaml.safe_load(config.read_text())
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, (dict, str)) for e in entries):
+        raise AudioMCQError(f"{config}: expected a YAML list of model specs (mappings with at least `path`)")
+    return entries
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``i/N`` -> (i, N)."""
     index, sep, count = text.partition("/")
@@ -103,12 +120,12 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
     from audiomcq.acf import FilterConfig
     from audiomcq.acf.run import run_filter_uri
 
-    models = [{"path": m, "dtype": args.dtype} for m in args.models] if args.models else None
-    models = models or yaml.safe_load(args.models_config.read_text())
+    models = model_entries(args.models, args.models_config, args.dtype)
     config = FilterConfig(
         probes=tuple(args.probes), min_correct=args.min_correct, label_rule=args.rule, samples=args.samples,
         temperature=args.temperature, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-        batch_size=args.batch_size, shard=parse_shard(args.shard),
+        batch_size=args.batch_size, shard=parse_shard(args.shard), budget_margin=args.budget_margin,
+        max_length=args.max_length,
     )  # fmt: skip
     _print(run_filter_uri(args.data, models, args.audio_root, args.out, config, args.work), args.out)
     return 0
@@ -119,8 +136,11 @@ def cmd_filter_benchmark(args: argparse.Namespace) -> int:
     from audiomcq.acf import FilterConfig
     from audiomcq.acf.benchmark import filter_benchmark, zero_ac_markdown
 
-    config = FilterConfig(probes=tuple(args.probes), min_correct=args.min_correct, batch_size=args.batch_size)
-    report = filter_benchmark(args.benchmark, args.data, args.models, args.audio_root, args.out, config)
+    config = FilterConfig(probes=tuple(args.probes), min_correct=args.min_correct, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, budget_margin=args.budget_margin,
+                          max_length=args.max_length)  # fmt: skip
+    models = model_entries(args.models, args.models_config)
+    report = filter_benchmark(args.benchmark, args.data, models, args.audio_root, args.out, config)
     print(zero_ac_markdown(report))
     return 0
 
@@ -135,6 +155,12 @@ def cmd_filter_merge(args: argparse.Namespace) -> int:
 
 def _print(stats: dict[str, Any], out: Path) -> None:
     print(f"filter: {stats['weak']} weak / {stats['strong']} strong ({stats['rule']}) -> {out}")
+    if stats.get("over_length"):
+        print(f"  {stats['over_length']} records too long for a model's context: unlabelled, see over_length.jsonl")
+    for model, n in (stats.get("truncated") or {}).items():
+        if n:
+            budget = (stats.get("budgets") or {}).get(model, {}).get("max_new_tokens")
+            print(f"  {model}: {n} answers hit the generation budget ({budget} tokens) and were cut")
     for rule, q in (stats.get("ground_truth") or {}).items():
         print(
             f"  {rule}: agreement {q['agreement']}%, weak precision {q['weak_precision']}%, recall {q['weak_recall']}%"

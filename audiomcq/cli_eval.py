@@ -12,7 +12,10 @@ def add_eval_commands(sub: Any) -> None:
     from audiomcq.evaluation.tasks import TASKS
 
     p = sub.add_parser("eval", help="a model on benchmark tasks: official prediction files, scores, silent control")
-    p.add_argument("--model", required=True, help="model directory or s3:// prefix")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model directory or s3:// prefix")
+    which.add_argument("--model-config", type=Path, help="YAML mapping of one model spec (an endpoint, its own prompt "
+                       "format, max_length, …; the keys of a `filter run --models-config` entry)")  # fmt: skip
     p.add_argument("--tasks", default="", help=f"comma-separated NAME or NAME=METADATA ({', '.join(TASKS)})")
     p.add_argument("--data", type=Path, help="shorthand for --tasks synthetic=DATA (our JSONL records)")
     p.add_argument("--data-dir", type=Path, help="where a task's metadata has its usual name (default: audio root)")
@@ -24,7 +27,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--no-silence", action="store_true", help="skip the silent-audio control run")
     p.add_argument("--balanced", action="store_true", help="every question once per answer position")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    add_budget_flags(p)
     p.add_argument("--chunk-size", type=int, default=256, help="items per resumable part")
     add_dtype_flag(p)
     p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
@@ -49,6 +52,21 @@ def add_dtype_flag(parser: argparse.ArgumentParser, scope: str = "") -> None:
     where = f" ({scope})" if scope else ""
     help = f"model dtype{where}: auto = the checkpoint's own, float32 on a CPU without bf16"
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help=help)
+
+
+def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    """``--max-new-tokens``, ``--budget-margin`` and ``--max-length``, shared by filtering and evaluation."""
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="generation budget; default: from the data (the longest answer in each model's tokens "
+        "plus --budget-margin). An explicit value wins; answers it cuts are counted as truncated",
+    )
+    parser.add_argument("--budget-margin", type=int, default=16, help="tokens added to the data's longest answer")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="model context in tokens (default: the checkpoint's max positions); longer records are "
+                        "skipped, counted as over_length and listed in over_length.jsonl")  # fmt: skip
 
 
 def _pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
@@ -91,9 +109,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise AudioMCQError(f"task {name}: give its metadata (NAME=PATH), --data-dir or --audio-root")
             tasks[name] = str(Path(base) / get_task(name).default_file)
     index, _, count = args.shard.partition("/")
-    config = EvalConfig(args.batch_size, args.max_new_tokens, args.chunk_size, (int(index), int(count or 1)),
-                        not args.no_silence, args.balanced, args.dtype)  # fmt: skip
-    summary = run_eval(args.model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"))
+    config = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
+                        shard=(int(index), int(count or 1)), silent_control=not args.no_silence,
+                        balanced=args.balanced, dtype=args.dtype, budget_margin=args.budget_margin,
+                        max_length=args.max_length)  # fmt: skip
+    model: str | dict[str, Any] = args.model
+    if args.model_config:
+        import yaml
+
+        model = yaml.safe_load(args.model_config.read_text())
+        if not isinstance(model, dict) or "path" not in model:
+            raise AudioMCQError(f"{args.model_config}: expected a YAML mapping of one model spec, with `path`")
+    summary = run_eval(model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"))
     from audiomcq.evaluation.harness import markdown
 
     print(markdown(summary), end="")

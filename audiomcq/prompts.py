@@ -72,3 +72,52 @@ def clean_messages(messages: Any) -> Any:
 def solution(answer: str) -> str:
     """The target completion for an answer text: ``<answer>text</answer>`` (SFT label and GRPO solution)."""
     return f"{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
+
+
+# --- Other models' own prompt formats ------------------------------------------------------------------------------
+# A filter or evaluated model of another family (Kimi-Audio, Audio Flamingo 2, ...) answers best when asked the way it
+# was trained. ``render_prompt`` fills a user template; the AudioMCQ prompt above stays the default everywhere.
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+PLACEHOLDERS = {
+    "question": "the question text",
+    "choices": "the options as a Python list repr, as the AudioMCQ prompt shows them: ['x', 'y']",
+    "choices_lines": "one lettered option per line: 'A. x\\nB. y'",
+    "choices_plain": "one option per line, no letters: 'x\\ny'",
+    "options": "each option rendered by the spec's `option` pattern ({letter}, {choice}), joined by `option_sep`",
+    "letters": "the letters in use, comma-separated: 'A, B, C, D'",
+}
+
+
+def template_fields(template: str) -> list[str]:
+    """The placeholder names a template uses (``{{`` and ``}}`` are literal braces)."""
+    import string
+
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def render_prompt(
+    template: str, question: str, choices: Sequence[str], option: str = "{letter}. {choice}", option_sep: str = "\n"
+) -> str:
+    """A user template filled for one question (see ``PLACEHOLDERS``)."""
+    if len(choices) > len(LETTERS):
+        raise ValueError(f"{len(choices)} options: lettered prompts go up to {len(LETTERS)}")
+    letters = LETTERS[: len(choices)]
+    return template.format(
+        question=question,
+        choices=repr(list(choices)),
+        choices_lines="\n".join(f"{k}. {c}" for k, c in zip(letters, choices, strict=True)),
+        choices_plain="\n".join(choices),
+        options=option_sep.join(option.format(letter=k, choice=c) for k, c in zip(letters, choices, strict=True)),
+        letters=", ".join(letters),
+    )
+
+
+def chat_messages(user_text: str, system: str | None, audio: Any = None, *, audio_first: bool = True) -> list[dict]:
+    """Chat messages for an already rendered user text: an optional system turn, then the user turn with its audio
+    block before (the AudioMCQ layout) or after the text."""
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+    blocks = [{"type": "audio", "audio": audio}, {"type": "text", "text": user_text}]
+    messages.append({"role": "user", "content": blocks if audio_first else blocks[::-1]})
+    return messages

@@ -18,6 +18,11 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def first_user(body: dict) -> str:
+    """The first user turn's content (requests may or may not open with a system turn)."""
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
 class Stub:
     def __init__(self, slow_seconds: float = 2.0, delay: float = 0.0) -> None:
         self.log: list[tuple[str, int]] = []  # (body hash, status)
@@ -36,7 +41,7 @@ class Stub:
                 status, reply, headers = stub.answer(json.loads(body))
                 with stub.lock:
                     stub.log.append((hashlib.sha256(body).hexdigest(), status))
-                    stub.prompts.append(json.loads(body)["messages"][1]["content"])
+                    stub.prompts.append(first_user(json.loads(body)))
                 data = json.dumps(reply).encode()
                 try:
                     self.send_response(status)
@@ -57,7 +62,7 @@ class Stub:
         self.server.shutdown()
 
     def answer(self, body: dict) -> tuple[int, dict, dict]:
-        first = body["messages"][1]["content"]
+        first = first_user(body)
         retry = len(body["messages"]) > 2  # we are being asked again after an invalid reply
         step = ("grade" if "answer_consistency" in first else "simple" if "simple_analysis" in first
                 else "cot" if '"stage1"' in first else "mcq")  # fmt: skip

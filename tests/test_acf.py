@@ -101,6 +101,19 @@ def test_filter_labels_every_record_once_in_input_order(filtered, synth_corpus):
     assert set(stats["ground_truth"]) == {"paper", "silence:2+mismatch"}  # the synthetic corpus has ground truth
 
 
+def test_each_models_budget_comes_from_the_data_and_its_truncations_are_counted(filtered):
+    out, stats = filtered
+    budget = json.loads((out / "work" / "filter0" / "budget.json").read_text())
+    assert stats["budgets"]["filter0"] == budget and budget["source"] == "data" and budget["margin"] == 16
+    assert budget["max_new_tokens"] == budget["longest_tokens"] + 16
+    cells = [c for r in read_records(out / "labelled.jsonl") for c in r.extra["acf"]["models"]["filter0"].values()]
+    flagged = sum(sum(c["truncated"]) for c in cells)
+    assert stats["truncated"]["filter0"] == flagged > 0  # a random tiny model rarely closes its tag
+    per_probe = stats["models"]["filter0"]
+    assert per_probe["silence:2"]["truncated"] + per_probe["mismatch:1"]["truncated"] == flagged
+    assert stats["over_length"] == 0 and not (out / "over_length.jsonl").read_text()
+
+
 def test_unparsable_output_is_recorded_and_counted_wrong(filtered):
     out, stats = filtered
     cells = [c for r in read_records(out / "labelled.jsonl") for c in r.extra["acf"]["models"]["filter0"].values()]

@@ -63,6 +63,10 @@ def test_official_rescoring_of_the_prediction_file_gives_our_totals(mmau_eval):
     assert main(["score", "--benchmark", "mmau", "--predictions", str(pred), "--output", str(rescored)]) == 0
     assert load_json(rescored)["total"] == audio["total"]
     assert "| mmau-test-mini | 1000 |" in (out / "metrics.md").read_text()
+    # --max-new-tokens 8 was asked for: it wins over the data's budget, and the answers it cut are counted and flagged
+    assert metrics["max_new_tokens"] == 8 and metrics["budget"]["source"] == "user"
+    assert metrics["budget"]["longest_tokens"] > 8
+    assert audio["truncated"] == sum(bool(p.get("truncated")) for p in predictions) > 0
 
 
 def test_ac_strong_subset_and_silent_control_are_reported(mmau_eval):

@@ -109,3 +109,26 @@ def test_openai_backend_names_a_missing_key_variable():
         make_engine(
             EngineSpec("m", backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="NOT_SET_ANYWHERE")
         )
+
+
+def test_openai_replies_say_when_they_hit_the_budget_and_keep_their_stop_string():
+    from audiomcq.inference.base import is_truncated
+    from audiomcq.inference.openai_http import completion
+
+    stop = ("</answer>",)
+    cut = completion({"message": {"content": "<answer>A long"}, "finish_reason": "length"}, stop)
+    assert cut == "<answer>A long" and is_truncated(cut)
+    reply = {"message": {"content": "<answer>A"}, "finish_reason": "stop", "stop_reason": "</answer>"}
+    stopped = completion(reply, stop)
+    assert stopped == "<answer>A</answer>" and not is_truncated(stopped)
+    ended = completion({"message": {"content": "<answer>A"}, "finish_reason": "stop", "stop_reason": None}, stop)
+    assert ended == "<answer>A"  # the model's own end token, not the stop string: nothing to put back
+
+
+def test_a_custom_format_without_a_system_prompt_sends_only_the_user_turn():
+    from audiomcq.inference.openai_http import chat_body
+
+    spec = EngineSpec.from_dict({"path": "m", "prompt": "{question}\n{choices_plain}", "system": None})
+    body = chat_body(Request("Q?", ("x", "y"), np.zeros(SR, np.float32)), Sampling(stop=("END",)), "m", spec.format)
+    assert [m["role"] for m in body["messages"]] == ["user"] and body["stop"] == ["END"]
+    assert body["messages"][0]["content"][1] == {"type": "text", "text": "Q?\nx\ny"}

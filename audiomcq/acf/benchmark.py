@@ -51,6 +51,8 @@ def filter_benchmark(
         "benchmark": benchmark,
         "items": stats["count"],
         "audio_missing": stats["audio_missing"],
+        "over_length": stats["over_length"],  # too long for some filter model: unlabelled, so never AC-strong
+        "truncated": stats["truncated"],
         "ac_strong": len(strong),
         "ac_strong_pct": 100.0 * len(strong) / stats["count"],
         "paper_ac_strong_pct": PAPER_STRONG.get(benchmark),
@@ -77,6 +79,12 @@ def zero_ac_markdown(report: dict[str, Any]) -> str:
             f"{pct(report['paper_ac_strong_pct'])}%). Silent probe `{report['probe']}`; paper's mean silent accuracy "
             f"{pct(report['paper_mean_silent_pct'])}%. With-audio accuracy leaves out the {report['audio_missing']} "
             "items whose audio is missing."
+            + (
+                f" {report['over_length']} items were too long for a filter model and stay unlabelled (not in the "
+                "AC-strong subset; see over_length.jsonl)."
+                if report.get("over_length")
+                else ""
+            )
         ),
         "",
         "| filter model | with audio | in silence | chance |",

@@ -6,6 +6,10 @@ A restarted run skips the parts that exist, so a SIGKILL costs at most one chunk
 drops a record. The merge streams the input and the K part files side by side into ``labelled.jsonl``,
 ``weak.jsonl``, ``strong.jsonl`` and ``stats.json`` (all written atomically), so memory does not grow with the
 input. ``shard=(i, N)`` keeps the records whose position p has p % N == i, for a KFP fan-out.
+
+Each model's generation budget comes from the data unless set (``audiomcq.acf.answer``); truncated answers are
+counted per model and probe, and records too long for a model's context are left unlabelled, counted as
+``over_length`` and listed in ``over_length.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,32 +22,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audiomcq.acf.probes import Clips, Probe, requests
+from audiomcq.acf.answer import BUDGET_FILE, answer_all, chunks
+from audiomcq.acf.probes import Probe
 from audiomcq.acf.stats import Rule, Summary, rule_variants
-from audiomcq.data.io import RecordReader
 from audiomcq.data.record import MCQRecord
 from audiomcq.errors import AudioMCQError
-from audiomcq.inference import EngineSpec, Sampling, make_engine
+from audiomcq.inference import EngineSpec, Sampling
+from audiomcq.inference.budget import DEFAULT_MARGIN
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, load_json, write_json
-from audiomcq.scoring import extract_answer, string_match, tagged_answer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """What a filter run does; defaults reproduce the paper (30 s silence, greedy, weak if >= 2 of 3)."""
+    """What a filter run does; defaults reproduce the paper (30 s silence, greedy, weak if >= 2 of 3).
+
+    ``max_new_tokens`` None: each model's budget comes from the data (longest answer + ``budget_margin``);
+    ``max_length``: the context of every model whose spec sets none (default: its checkpoint's max positions)."""
 
     probes: tuple[str, ...] = ("silence:30",)
     min_correct: int = 2
     label_rule: str = "paper"
     samples: int = 1
     temperature: float = 0.0
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = None
     chunk_size: int = 256
     batch_size: int = 64
     shard: tuple[int, int] = (0, 1)
     validate: bool = True  # off for benchmark items, which are filtered as published
+    budget_margin: int = DEFAULT_MARGIN
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, least in (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0)):
+            value = getattr(self, key)
+            if isinstance(value, float) and value.is_integer():  # numbers passed through KFP arrive as doubles
+                object.__setattr__(self, key, value := int(value))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise AudioMCQError(f"filter setting {key} must be a whole number >= {least}, not {value!r}")
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any], **override: Any) -> FilterConfig:
@@ -59,15 +76,15 @@ class FilterConfig:
                 merged[key] = tuple(merged[key])
         return cls(**merged)
 
-    def sampling(self) -> Sampling:
-        return Sampling(self.max_new_tokens, self.temperature if self.samples > 1 else 0.0, n=self.samples)
+    def sampling(self, max_new_tokens: int, stop: tuple[str, ...] = ()) -> Sampling:
+        """Generation settings for one model, with its budget and its prompt's stop strings."""
+        temperature = self.temperature if self.samples > 1 else 0.0
+        return Sampling(max_new_tokens, temperature, n=self.samples, stop=stop)
 
 
 def _plan(models: Sequence[Any], config: FilterConfig) -> tuple[list[EngineSpec], list[str], list[Probe], list[Rule]]:
     """The engines, their names, the probes and the rule variants of a run (checked, nothing loaded)."""
-    specs = [
-        m if isinstance(m, EngineSpec) else EngineSpec.from_dict(_with_batch(m, config.batch_size)) for m in models
-    ]
+    specs = [m if isinstance(m, EngineSpec) else EngineSpec.from_dict(_with_batch(m, config)) for m in models]
     names = [s.name or f"filter{i}" for i, s in enumerate(specs)]
     if len(set(names)) != len(names):
         raise AudioMCQError(f"filter model names must be unique, got {names}")
@@ -91,7 +108,7 @@ def run_filter(
     specs, names, probes, rules = _plan(models, config)
     out = Path(out_dir)
     for name, spec in zip(names, specs, strict=True):
-        _answer_all(data, spec, name, probes, audio_root, out / "work" / name, config)
+        answer_all(data, spec, name, probes, audio_root, out / "work" / name, config)
     return _merge(data, {n: out / "work" / n for n in names}, out, rules, config)
 
 
@@ -142,8 +159,8 @@ def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | 
         raise AudioMCQError(f"filter model index {index} is not in 0..{len(specs) - 1}")
     with tempfile.TemporaryDirectory(prefix="audiomcq-cell-") as scratch:
         local_data, (model,), audio = _local_inputs(data, [models[index]], audio_root, Path(scratch))
-        spec = model if isinstance(model, EngineSpec) else EngineSpec.from_dict(_with_batch(model, config.batch_size))
-        _answer_all(local_data, spec, names[index], probes, audio, out / "parts", config)
+        spec = model if isinstance(model, EngineSpec) else EngineSpec.from_dict(_with_batch(model, config))
+        answer_all(local_data, spec, names[index], probes, audio, out / "parts", config)
     meta = {"model": names[index], "index": index, "shard": list(config.shard), "probes": list(config.probes)}
     write_json(out / "answers.json", meta)
     return meta
@@ -183,67 +200,13 @@ def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | 
         return merge_shards(parts, out)
 
 
-def _with_batch(model: str | Path | dict[str, Any], batch_size: int) -> dict[str, Any]:
+def _with_batch(model: str | Path | dict[str, Any], config: FilterConfig) -> dict[str, Any]:
+    """A model entry with the run's batch size and max_length where the entry sets none."""
     entry = {"path": str(model)} if isinstance(model, (str, Path)) else dict(model)
-    return {"batch_size": batch_size, **entry}
-
-
-def _chunks(data: str | Path, config: FilterConfig) -> Iterator[list[MCQRecord]]:
-    """The shard's records in chunks, in input order (a bad record raises, naming file and line)."""
-    index, count = config.shard
-    if not 0 <= index < count:
-        raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
-    reader = RecordReader(data, validate=config.validate)
-    mine = (r for p, r in enumerate(reader) if p % count == index)
-    while chunk := list(itertools.islice(mine, config.chunk_size)):
-        yield chunk
-
-
-def _answer_all(
-    data: str | Path,
-    spec: EngineSpec,
-    name: str,
-    probes: list[Probe],
-    audio_root: str | Path | None,
-    work: Path,
-    config: FilterConfig,
-) -> None:
-    import time
-
-    from audiomcq.metrics import push
-
-    engine = None  # loaded on the first chunk that is not done yet, so a finished model costs nothing on resume
-    done = skipped = records = 0
-    start = time.perf_counter()
-    group = {"model": name, "shard": f"{config.shard[0]}of{config.shard[1]}"}
-    for i, chunk in enumerate(_chunks(data, config)):
-        part = work / f"part-{i:06d}.jsonl"
-        if part.is_file():
-            skipped += 1
-            continue
-        engine = engine or make_engine(spec)
-        clips = Clips.load(chunk, audio_root)
-        cells: list[dict[str, Any]] = [{} for _ in chunk]
-        for probe in probes:
-            reqs, shown = requests(probe, chunk, clips)
-            outputs = engine.generate(reqs, config.sampling())
-            for cell, record, choices, outs in zip(cells, chunk, shown, outputs, strict=True):
-                cell[probe.name] = _judge(record, choices, outs)
-        with atomic_writer(part) as f:
-            for record, cell, wave in zip(chunk, cells, clips.waves, strict=True):
-                f.write(json_line({"id": record.id, "audio_missing": wave is None, "probes": cell}) + "\n")
-        done, records = done + 1, records + len(chunk)
-        push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
-             "records_per_second": records / (time.perf_counter() - start)}, prefix="audiomcq_filter")  # fmt: skip
-    log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
-
-
-def _judge(record: MCQRecord, choices: tuple[str, ...], outputs: list[str]) -> dict[str, Any]:
-    """Raw outputs, parsed answers (None: no ``<answer>`` tag, recorded as unparsed) and verdicts, judged like the
-    official scripts (the raw output stands in for a missing tag; an empty one is wrong)."""
-    answers = [tagged_answer(o) for o in outputs]
-    correct = [string_match(record.answer, extract_answer(o), choices) for o in outputs]
-    return {"outputs": outputs, "answers": answers, "correct": correct}
+    defaults: dict[str, Any] = {"batch_size": config.batch_size}
+    if config.max_length is not None:
+        defaults["max_length"] = config.max_length
+    return {**defaults, **entry}
 
 
 def _merge(data: str | Path, work: dict[str, Path], out: Path, rules: list[Rule], config: FilterConfig) -> dict:
@@ -252,29 +215,41 @@ def _merge(data: str | Path, work: dict[str, Path], out: Path, rules: list[Rule]
     names = list(work)
 
     def labelled() -> Iterator[MCQRecord]:
-        for i, chunk in enumerate(_chunks(data, config)):
+        for i, chunk in enumerate(chunks(data, config)):
             parts = {n: [row for _, row in iter_jsonl(work[n] / f"part-{i:06d}.jsonl")] for n in names}
             for j, record in enumerate(chunk):
                 acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i)
-                record.audio_contribution = "weak" if acf["votes"][label_rule.name] >= config.min_correct else "strong"
+                if acf.get("over_length"):
+                    record.audio_contribution = None  # not every model could be asked: no label, reported
+                else:
+                    weak = acf["votes"][label_rule.name] >= config.min_correct
+                    record.audio_contribution = "weak" if weak else "strong"
                 record.extra["acf"] = acf
                 yield record
 
+    budgets = {n: load_json(work[n] / BUDGET_FILE) for n in names if (work[n] / BUDGET_FILE).is_file()}
     meta = {"rule": f"weak if >= {config.min_correct} of {len(names)} right ({config.label_rule})",
-            "probes": list(config.probes), "shard": list(config.shard)}  # fmt: skip
+            "probes": list(config.probes), "shard": list(config.shard), "budgets": budgets}  # fmt: skip
     stats = _write_labelled(labelled(), out, Summary(rules, config.label_rule), meta)
     log.info("ACF %s: %d weak / %d strong", data, stats["weak"], stats["strong"])
     return stats
 
 
 def _write_labelled(records: Iterator[MCQRecord], out: Path, summary: Summary, meta: dict[str, Any]) -> dict:
-    """Stream labelled records into the three JSONL files and ``stats.json``, each written atomically."""
+    """Stream labelled records into the JSONL files and ``stats.json``, each written atomically: every record in
+    ``labelled``, the labelled ones in ``weak``/``strong``, and the id and token counts of each record too long
+    for some model in ``over_length``."""
     with ExitStack() as stack:
-        files = {k: stack.enter_context(atomic_writer(out / f"{k}.jsonl")) for k in ("labelled", "weak", "strong")}
+        names = ("labelled", "weak", "strong", "over_length")
+        files = {k: stack.enter_context(atomic_writer(out / f"{k}.jsonl")) for k in names}
         for record in records:
             line = json_line(record.to_dict()) + "\n"
             files["labelled"].write(line)
-            files[record.audio_contribution or "strong"].write(line)
+            over = record.extra["acf"].get("over_length")
+            if over:
+                files["over_length"].write(json_line({"id": record.id, "models": over}) + "\n")
+            else:
+                files[record.audio_contribution or "strong"].write(line)
             summary.add(record, record.extra["acf"])
     stats = {**meta, **summary.result()}
     write_json(out / "stats.json", stats)
@@ -300,6 +275,7 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[
         "rule": metas[0]["rule"],
         "probes": metas[0]["probes"],
         "shard": [0, 1],
+        "budgets": metas[0].get("budgets", {}),  # fixed from the whole input, so the same in every shard
         "merged_from": [str(d) for d in dirs],
     }
     return _write_labelled(interleaved(), Path(out_dir), Summary(rules, metas[0]["labelled_by"]), meta)
@@ -311,11 +287,15 @@ def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[
             raise AudioMCQError(f"{name} part {chunk}: has {row['id']!r} where the input has {record.id!r}; "
                                 "the input changed since the run started; remove the work directory")  # fmt: skip
     results = {name: row["probes"] for name, row in rows.items()}
+    audio_missing = any(row["audio_missing"] for row in rows.values())
+    over = {name: row["over_length"] for name, row in rows.items() if row.get("over_length")}
+    if over:
+        return {"models": results, "over_length": over, "audio_missing": audio_missing}
     primary = rules[0].probes[0]
     samples = [c for res in results.values() for c in res[primary]["correct"]]
     return {
         "models": results,
         "votes": {rule.name: rule.votes(results) for rule in rules},
         "score": sum(samples) / len(samples),  # graded: share of silent answers (all models, all samples) right
-        "audio_missing": any(row["audio_missing"] for row in rows.values()),
+        "audio_missing": audio_missing,
     }

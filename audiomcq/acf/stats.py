@@ -1,5 +1,6 @@
-"""Streaming statistics of a filter run: labels per source and type, per-model accuracy per probe, every rule
-variant scored against the synthetic ground truth, the graded score's distribution, and the paper's numbers.
+"""Streaming statistics of a filter run: labels per source and type, per-model accuracy per probe (with its unparsed
+and truncated answers), every rule variant scored against the synthetic ground truth, the graded score's
+distribution, the paper's numbers, and the records left unlabelled because they exceed a model's context.
 
 Everything is a running count, so memory does not grow with the input, and shard summaries add up exactly.
 """
@@ -61,11 +62,12 @@ class Summary:
 
     def __init__(self, rules: list[Rule], label_rule: str) -> None:
         self.rules, self.label_rule = rules, label_rule
-        self.count = self.missing_audio = 0
+        self.count = self.missing_audio = self.over_length = 0
         self.labels: Counter[str] = Counter()
         self.groups: dict[str, Counter[str]] = defaultdict(Counter)
         self.probe_tally: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.unparsed: Counter[str] = Counter()
+        self.truncated: Counter[str] = Counter()
         self.confusion: dict[str, Counter[str]] = defaultdict(Counter)
         self.scores: Counter[str] = Counter()
         self.chance = [0.0, 0.0, 0.0]  # sum of 1/n, sum of P(>= m of K independent guessers right), items
@@ -73,6 +75,9 @@ class Summary:
     def add(self, record: MCQRecord, acf: dict[str, Any]) -> None:
         self.count += 1
         self.missing_audio += bool(acf.get("audio_missing"))
+        if acf.get("over_length"):  # never asked of every model: no label, no verdicts (listed in over_length.jsonl)
+            self.over_length += 1
+            return
         label = record.audio_contribution or "unlabelled"
         self.labels[label] += 1
         self.groups[f"source:{record.source_dataset or '?'}"][label] += 1
@@ -84,6 +89,7 @@ class Summary:
                 if probe == "audio" and acf.get("audio_missing"):
                     continue  # the with-audio control only counts records whose audio exists
                 self.unparsed[f"{model}/{probe}"] += sum(a is None for a in cell["answers"])
+                self.truncated[f"{model}/{probe}"] += sum(cell.get("truncated", ()))
                 for group in ("all", subset):
                     if group:
                         tally = self.probe_tally[(model, probe, group)]
@@ -106,16 +112,23 @@ class Summary:
         models: dict[str, dict[str, Any]] = defaultdict(dict)
         for (model, probe, group), (right, n) in sorted(self.probe_tally.items()):
             models[model].setdefault(probe, {})[group] = round(100.0 * right / n, 2)
-        for key, n in self.unparsed.items():
-            model, probe = key.split("/", 1)
-            models[model].setdefault(probe, {})["unparsed"] = n
+        for kind, counts in (("unparsed", self.unparsed), ("truncated", self.truncated)):
+            for key, n in counts.items():
+                model, probe = key.split("/", 1)
+                models[model].setdefault(probe, {})[kind] = n
+        truncated: Counter[str] = Counter()
+        for key, n in self.truncated.items():
+            truncated[key.split("/", 1)[0]] += n
+        labelled = self.labels["weak"] + self.labels["strong"]
         out: dict[str, Any] = {
             "count": self.count,
             "labelled_by": self.label_rule,
             "weak": self.labels["weak"],
             "strong": self.labels["strong"],
-            "weak_pct": round(100.0 * self.labels["weak"] / self.count, 2) if self.count else None,
+            "weak_pct": round(100.0 * self.labels["weak"] / labelled, 2) if labelled else None,
             "audio_missing": self.missing_audio,
+            "over_length": self.over_length,
+            "truncated": dict(truncated),
             "rules": {r.name: {"probes": list(r.probes), "min_correct": r.min_correct} for r in self.rules},
             "models": dict(models),
             "groups": {g: dict(c) for g, c in sorted(self.groups.items())},
@@ -142,9 +155,10 @@ class Summary:
                     "ours": round(100.0 * c[label] / sum(c.values()), 2),
                     "paper": paper_pct,
                 }
-        if not rows:
+        labelled = self.labels["weak"] + self.labels["strong"]
+        if not rows or not labelled:
             return None
-        return {"overall_weak": {"ours": round(100.0 * self.labels["weak"] / self.count, 2),
+        return {"overall_weak": {"ours": round(100.0 * self.labels["weak"] / labelled, 2),
                                  "paper": PAPER["overall_weak"]}, "sources": rows}  # fmt: skip
 
 

@@ -6,8 +6,13 @@ atomically to ``<out>/<task>/work/<mode>/part-NNNNNN.jsonl``, so a restarted run
 duplicates, no gaps). Then the official prediction file is written and scored by the benchmark's official rules;
 ``metrics.json`` holds those totals (so re-scoring the file gives the same numbers), the AC-strong subset's
 accuracy, the accuracy in silence and the difference (the model's audio contribution), and counts of items left
-unanswered because their audio is missing or unreadable. Greedy decoding; ``max_new_tokens`` defaults to 256,
-room for a short reasoning before the ``<answer>`` tag.
+unanswered because their audio is missing or unreadable.
+
+Greedy decoding that stops at ``</answer>``, with a budget from the data unless ``max_new_tokens`` is set: the
+longest well-formed answer over the task's options in the model's tokens plus a margin (``budget.json`` and
+``metrics.json`` say which). Answers that still hit the budget are flagged and counted (``truncated``). Items whose
+prompt, audio and budget exceed the model's context (``max_length``) are not asked: they are counted as
+``over_length``, listed in ``over_length.jsonl`` and get no prediction, like items whose audio is missing.
 """
 
 from __future__ import annotations
@@ -24,23 +29,57 @@ import numpy as np
 from audiomcq.data.record import MCQRecord, resolve_audio
 from audiomcq.errors import AudioMCQError
 from audiomcq.evaluation.tasks import Task, get_task
-from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
-from audiomcq.scoring import extract_answer
+from audiomcq.inference.budget import DEFAULT_MARGIN, Budget, over_length, resolve_budget
+from audiomcq.inference.formats import DEFAULT, PromptFormat
+from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, load_json, write_json
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How an evaluation runs."""
+    """How an evaluation runs (``max_new_tokens`` None: the budget comes from the data)."""
 
     batch_size: int = 64
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None
     chunk_size: int = 256
     shard: tuple[int, int] = (0, 1)
     silent_control: bool = True
     balanced: bool = False  # each question once per answer position; adds consistency across positions
     dtype: str = "auto"  # the model's dtype (auto: the checkpoint's own)
+    budget_margin: int = DEFAULT_MARGIN
+    max_length: int | None = None  # the model's context in tokens (default: the checkpoint's max positions)
+
+    def __post_init__(self) -> None:
+        for key, least in (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0)):
+            value = getattr(self, key)
+            if isinstance(value, float) and value.is_integer():  # numbers passed through KFP arrive as doubles
+                object.__setattr__(self, key, value := int(value))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise AudioMCQError(f"eval setting {key} must be a whole number >= {least}, not {value!r}")
+
+
+class _Asker:
+    """The engine with its generation budget, both made on first use, so a finished, resumed run loads no model;
+    the budget is kept in ``budget.json`` for the metrics of such a run."""
+
+    def __init__(self, engine: Callable[[], Any], records: Sequence[MCQRecord], config: EvalConfig, work: Path):
+        self.engine, self.records, self.config, self.path = engine, records, config, work / "budget.json"
+        self.format: PromptFormat = getattr(engine, "format", DEFAULT)
+        self.budget: Budget | None = None
+
+    def ready(self) -> tuple[Any, Budget]:
+        engine = self.engine()
+        if self.budget is None:
+            self.budget = resolve_budget(self.config.max_new_tokens, self.records, engine, self.config.budget_margin)
+            log.info("eval: %d new tokens at most (%s)", self.budget.max_new_tokens, self.budget.describe())
+            write_json(self.path, self.budget.to_dict())
+        return engine, self.budget
+
+    def report(self) -> dict[str, Any] | None:
+        if self.budget is not None:
+            return self.budget.to_dict()
+        return load_json(self.path) if self.path.is_file() else None
 
 
 def load_audio(record: MCQRecord, audio_root: str | Path | None) -> tuple[str, np.ndarray | None]:
@@ -80,6 +119,7 @@ def evaluate_task(
     if config.balanced:
         records = position_balanced(records)
     out = Path(out_dir)
+    asker = _Asker(engine, loaded.records, config, out / "work")  # the budget spans every item, whatever the shard
     metrics: dict[str, Any] = {
         "task": task.name,
         "data": str(data),
@@ -90,8 +130,10 @@ def evaluate_task(
         "problems": dict(loaded.problem_counts()),
         "modes": {},
     }
+    too_long: list[dict[str, Any]] = []
     for mode in ("audio", "silence") if config.silent_control else ("audio",):
-        answers = _answer(engine, records, audio_root, mode, out / "work" / mode, config)
+        answers = _answer(asker, records, audio_root, mode, out / "work" / mode, config)
+        too_long += [{"id": i, "mode": mode, **a["over_length"]} for i, a in answers.items() if a.get("over_length")]
         path = task.predictions_path(out, mode)
         counts = task.write_predictions(records, answers, path)
         result: dict[str, Any] = {"predictions": str(path), **counts}
@@ -109,21 +151,25 @@ def evaluate_task(
     if "silence" in metrics["modes"] and "total" in metrics["modes"]["audio"]:
         audio, silence = (metrics["modes"][m]["total"]["accuracy"] for m in ("audio", "silence"))
         metrics["audio_contribution"] = audio - silence
+    metrics["budget"] = asker.report()
+    if metrics["budget"]:
+        metrics["max_new_tokens"] = metrics["budget"]["max_new_tokens"]
+    with atomic_writer(out / "over_length.jsonl") as f:
+        f.writelines(json_line(row) + "\n" for row in too_long)
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
 def _answer(
-    engine: Callable[[], Any],
+    asker: _Asker,
     records: Sequence[MCQRecord],
     audio_root: str | Path | None,
     mode: str,
     work: Path,
     config: EvalConfig,
 ) -> dict[str, dict[str, Any]]:
-    """``{id: {"audio": status, "output": raw, "answer": extracted}}``, from the part files, answering the chunks
-    that have none yet."""
-    from audiomcq.inference import Request, Sampling
+    """``{id: {"audio": status, "output": raw, "truncated": bool, "answer": extracted[, "over_length": need]}}``,
+    from the part files, answering the chunks that have none yet."""
 
     answers: dict[str, dict[str, Any]] = {}
     it = iter(records)
@@ -137,20 +183,40 @@ def _answer(
             asked = [(r, w) for r, (status, w) in zip(chunk, loaded, strict=True) if status == "ok"]
             if mode == "silence":  # as long as each clip, the same silence array for equal lengths
                 asked = [(r, _silence(len(w))) for r, w in asked]
-            reqs = [Request(r.question, tuple(r.choices), w) for r, w in asked]
-            outputs = iter(engine().generate(reqs, Sampling(config.max_new_tokens)) if reqs else [])
+            rows = _ask(asker, asked) if asked else {}
             with atomic_writer(part) as f:
                 for r, (status, _) in zip(chunk, loaded, strict=True):
-                    output = next(outputs)[0] if status == "ok" else None
-                    f.write(json_line({"id": r.id, "audio": status, "output": output}) + "\n")
-        rows = [row for _, row in iter_jsonl(part)]
-        if [row["id"] for row in rows] != [r.id for r in chunk]:
+                    row = {"id": r.id, "audio": status, "output": None, **rows.get(r.id, {})}
+                    f.write(json_line(row) + "\n")
+        stored = [row for _, row in iter_jsonl(part)]
+        if [row["id"] for row in stored] != [r.id for r in chunk]:
             raise AudioMCQError(f"{part}: its items differ from the input's; the input changed since the run "
                                 "started; remove the work directory")  # fmt: skip
-        for row in rows:
-            row["answer"] = extract_answer(row["output"]) if row["output"] is not None else None
+        for row, record in zip(stored, chunk, strict=True):
+            output = row["output"]
+            row["answer"] = asker.format.prediction(output, record.choices) if output is not None else None
             answers[row["id"]] = row
     return answers
+
+
+def _ask(asker: _Asker, asked: list[tuple[MCQRecord, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """The part-file fields of each asked item: its output and whether it was truncated, or, for an item too long
+    for the model's context, the tokens it needs (then it is not asked)."""
+    from audiomcq.inference import Request, Sampling
+    from audiomcq.inference.base import is_truncated
+
+    engine, budget = asker.ready()
+    reqs = [Request(r.question, tuple(r.choices), w) for r, w in asked]
+    too_long = over_length(engine, reqs, budget.max_new_tokens)
+    keep = [k for k in range(len(reqs)) if k not in too_long]
+    sampling = Sampling(budget.max_new_tokens, stop=asker.format.stops)
+    outputs = engine.generate([reqs[k] for k in keep], sampling) if keep else []
+    rows: dict[str, dict[str, Any]] = {}
+    for k, outs in zip(keep, outputs, strict=True):
+        rows[asked[k][0].id] = {"output": str(outs[0]), "truncated": is_truncated(outs[0])}
+    for k, need in too_long.items():
+        rows[asked[k][0].id] = {"over_length": {"tokens": need, "limit": engine.max_length}}
+    return rows
 
 
 _SILENCES: dict[int, np.ndarray] = {}
@@ -186,19 +252,44 @@ def _consistency(records: Sequence[MCQRecord], verdicts: dict[str, bool | None])
     return {"all_positions_right": 100.0 * stable / len(complete) if complete else 0.0, "questions": len(complete)}
 
 
-def lazy_engine(model: str | Path, batch_size: int, dtype: str = "auto") -> Callable[[], Any]:
-    """A function that loads the model's engine on its first call (a finished, resumed run loads no model)."""
-    import functools
+class LazyEngine:
+    """The engine of a spec, loaded on its first call (a finished, resumed run loads no model); its prompt
+    ``format`` is known before that, from the spec."""
 
-    from audiomcq.inference import EngineSpec, make_engine
+    def __init__(self, spec: Any) -> None:
+        self.spec, self.format = spec, spec.format
+        self._engine: Any = None
+
+    def __call__(self) -> Any:
+        if self._engine is None:
+            from audiomcq.inference import make_engine
+
+            self._engine = make_engine(self.spec)
+        return self._engine
+
+
+def lazy_engine(
+    model: str | Path | dict[str, Any], batch_size: int, dtype: str = "auto", max_length: int | None = None
+) -> LazyEngine:
+    """The engine of a model directory (or ``s3://`` prefix), or of a model spec mapping (``EngineSpec`` keys: an
+    endpoint, a prompt format), loaded on its first call."""
+    from audiomcq.inference import EngineSpec
     from audiomcq.storage import local_model
 
-    spec = EngineSpec(local_model(model), batch_size=batch_size, dtype=dtype)
-    return functools.cache(lambda: make_engine(spec))
+    entry = dict(model) if isinstance(model, dict) else {"path": str(model)}
+    defaults: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype}
+    if max_length is not None:
+        defaults["max_length"] = max_length
+    spec = EngineSpec.from_dict({**defaults, **entry})
+    if spec.backend != "openai":
+        from dataclasses import replace
+
+        spec = replace(spec, path=local_model(spec.path))
+    return LazyEngine(spec)
 
 
 def run_eval(
-    model: str,
+    model: str | dict[str, Any],
     tasks: dict[str, str | Path],
     audio_roots: dict[str, str | Path | None],
     out_dir: str | Path,
@@ -207,7 +298,7 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every task (name -> metadata path); writes ``<out>/<task>/…`` and ``<out>/metrics.json``
     (all tasks) and ``<out>/metrics.md``."""
-    engine = lazy_engine(model, config.batch_size, config.dtype)
+    engine = lazy_engine(model, config.batch_size, config.dtype, config.max_length)
     out = Path(out_dir)
     results = {}
     for name, data in tasks.items():
@@ -215,17 +306,19 @@ def run_eval(
         if ac_strong and name in ac_strong:
             ids = {line.strip() for line in Path(ac_strong[name]).read_text().splitlines() if line.strip()}
         results[name] = evaluate_task(engine, get_task(name), data, audio_roots.get(name), out / name, config, ids)
-    summary = {"model": model, "tasks": results}
+    name = model if isinstance(model, str) else str(model.get("name") or model.get("path"))
+    summary = {"model": name, "tasks": results}
     write_json(out / "metrics.json", summary)
     (out / "metrics.md").write_text(markdown(summary))
     return summary
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """One row per task: accuracy with audio (official rule), AC-strong, in silence, audio contribution, unanswered."""
-    lines = [f"# Evaluation of `{summary['model']}`", "",
-             "| task | items | accuracy | AC-strong | silence | audio contribution | missing/corrupt audio |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """One row per task: accuracy with audio (official rule), AC-strong, in silence, audio contribution, unanswered,
+    and the answers cut at the budget."""
+    header = ("| task | items | accuracy | AC-strong | silence | audio contribution | missing/corrupt audio "
+              "| over-length | truncated |")  # fmt: skip
+    lines = [f"# Evaluation of `{summary['model']}`", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["tasks"].items():
         audio, silence = m["modes"]["audio"], m["modes"].get("silence", {})
 
@@ -235,5 +328,6 @@ def markdown(summary: dict[str, Any]) -> str:
         contribution = f"{m['audio_contribution']:+.1f}" if "audio_contribution" in m else "-"
         lines.append(f"| {name} | {m['items']} | {pct(audio.get('total'))} | {pct(audio.get('ac_strong'))} | "
                      f"{pct(silence.get('total'))} | {contribution} | "
-                     f"{audio['audio_missing']}/{audio['audio_corrupt']} |")  # fmt: skip
+                     f"{audio['audio_missing']}/{audio['audio_corrupt']} | {audio.get('over_length', 0)} | "
+                     f"{audio.get('truncated', 0)} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -3,8 +3,10 @@
 A task writes every item in the benchmark's own format with the model's answer under the key the official
 script reads (MMAU ``model_output``, MMAR ``answer_prediction``, MMSU ``response``), so the official scripts can
 re-score the file; the raw model output goes beside it as ``raw_output``. The answer written is the one AudioMCQ's
-evaluation extracts (the ``<answer>`` tag, else the whole output), which is also what our metrics score. An item
-whose audio is missing or unreadable gets no prediction key: it is reported as such, never scored as if heard.
+evaluation extracts (the ``<answer>`` tag, else the whole output; a letter mapped to its choice for a model asked with
+lettered options), which is also what our metrics score. An item whose audio is missing or unreadable, or that was
+too long for the model's context (``skipped: over_length``), gets no prediction key: it is reported as such, never
+scored as if answered. An answer that hit the generation budget carries ``truncated: true``.
 Adding a task is one entry in ``TASKS`` (plus an adapter in ``audiomcq.benchmarks`` for a new format).
 """
 
@@ -61,16 +63,24 @@ class Task:
         self, records: Sequence[MCQRecord], answers: dict[str, dict[str, Any]], path: Path
     ) -> dict[str, int]:
         """Every item in the benchmark's format, with the prediction key where the model answered; returns how many
-        items were answered and how many were left unanswered for missing/corrupt audio."""
-        bench, counts = self.benchmark, {"answered": 0, "audio_missing": 0, "audio_corrupt": 0}
+        items were answered (and of those, truncated) and how many were left unanswered for missing/corrupt audio
+        or for being too long for the model."""
+        bench = self.benchmark
+        counts = {"answered": 0, "audio_missing": 0, "audio_corrupt": 0, "over_length": 0, "truncated": 0}
         key = bench.prediction_keys[0]
         rows = []
         for record in records:
             row = bench.to_raw(record)
             cell = answers[record.id]
-            if cell["audio"] == "ok":
+            if cell.get("over_length"):
+                row["skipped"] = "over_length"
+                counts["over_length"] += 1
+            elif cell["audio"] == "ok":
                 row[key], row["raw_output"] = cell["answer"], cell["output"]
                 counts["answered"] += 1
+                if cell.get("truncated"):
+                    row["truncated"] = True
+                    counts["truncated"] += 1
             else:
                 row["audio_status"] = cell["audio"]
                 counts[f"audio_{cell['audio']}"] += 1
@@ -104,7 +114,7 @@ def write_dcase_submission(records: Sequence[MCQRecord], answers: dict[str, dict
             cell = answers[record.id]
             raw_choices = list(record.extra.get("choice", record.choices))
             chosen = ""
-            if cell["audio"] == "ok":
+            if cell["audio"] == "ok" and not cell.get("over_length"):
                 index = next((i for i, c in enumerate(record.choices)
                               if string_match(c, cell["answer"], record.choices)), None)  # fmt: skip
                 chosen = raw_choices[index] if index is not None else ""

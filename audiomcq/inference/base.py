@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -22,15 +22,35 @@ class Request:
     audio: np.ndarray = field(repr=False)
 
 
+class Completion(str):
+    """A completion's text that also says whether generation ran into its token budget before it stopped (at an
+    end token or a stop string): a str, so every caller that only wants the text keeps working."""
+
+    truncated: bool
+
+    def __new__(cls, text: str, truncated: bool = False) -> Self:
+        obj = super().__new__(cls, text)
+        obj.truncated = truncated
+        return obj
+
+
+def is_truncated(output: str) -> bool:
+    """Whether an engine's output hit its budget (plain strings, from engines that cannot tell, never did)."""
+    return bool(getattr(output, "truncated", False))
+
+
 @dataclass(frozen=True)
 class Sampling:
-    """Generation settings; ``temperature`` 0 means greedy (the default for filtering and evaluation)."""
+    """Generation settings; ``temperature`` 0 means greedy (the default for filtering and evaluation).
+
+    ``stop``: strings that end a completion, kept at its end (filtering and evaluation stop at ``</answer>``)."""
 
     max_new_tokens: int = 16
     temperature: float = 0.0
     top_k: int | None = None
     n: int = 1
     seed: int = 0
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n > 1 and self.temperature == 0:
@@ -43,6 +63,10 @@ class EngineSpec:
 
     ``api_key_env`` names the environment variable holding the endpoint's key (from a Kubernetes Secret); the key
     itself never appears in a recipe, a log or an output.
+
+    The prompt keys (``prompt``, ``system``, ``option``, ``option_sep``, ``stop``, ``audio_first``) ask a model of
+    another family its own way (``audiomcq.inference.formats``); without them every model gets the AudioMCQ prompt.
+    ``max_length``: the model's context in tokens (default: the checkpoint's max positions; endpoints: none).
     """
 
     path: str
@@ -58,6 +82,28 @@ class EngineSpec:
     concurrency: int = 8
     retries: int = 3
     timeout: float = 120.0
+    prompt: str | None = None
+    system: str | None = None  # None: AudioMCQ's with the default prompt, none with a custom one; "": none
+    option: str = "{letter}. {choice}"
+    option_sep: str = "\n"
+    stop: tuple[str, ...] | None = None
+    audio_first: bool = True
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        from audiomcq.inference.formats import PromptFormat
+
+        length = self.max_length
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+            raise AudioMCQError(f"model {self.name or self.path}: max_length must be a positive number of tokens")
+        PromptFormat.from_spec(self)  # a bad template is refused when the spec is made, not mid-run
+
+    @property
+    def format(self) -> Any:
+        """The ``PromptFormat`` this spec asks with."""
+        from audiomcq.inference.formats import PromptFormat
+
+        return PromptFormat.from_spec(self)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any] | str) -> EngineSpec:
@@ -71,11 +117,24 @@ class EngineSpec:
             )
         if obj.get("backend", "transformers") not in BACKENDS:
             raise AudioMCQError(f"backend must be one of {BACKENDS}, not {obj.get('backend')!r}")
-        return cls(**{k: str(v) if k == "path" else v for k, v in obj.items()})
+        values = {k: str(v) if k == "path" else v for k, v in obj.items()}
+        if "system" in values and values["system"] is None:
+            values["system"] = ""  # an explicit null: no system turn
+        if isinstance(values.get("stop"), str):
+            values["stop"] = [values["stop"]]
+        if values.get("stop") is not None:
+            values["stop"] = tuple(values["stop"])
+        if isinstance(values.get("max_length"), float) and values["max_length"].is_integer():
+            values["max_length"] = int(values["max_length"])
+        return cls(**values)
 
 
 class Engine(Protocol):
-    """Answers requests; ``generate`` returns ``sampling.n`` completions per request, in request order."""
+    """Answers requests; ``generate`` returns ``sampling.n`` completions per request, in request order.
+
+    The project's engines also expose ``format`` (their ``PromptFormat``), ``max_length`` (context in tokens or
+    None), ``count_tokens(texts)`` and ``prompt_tokens(request)``; ``audiomcq.inference.budget`` falls back to safe
+    defaults for engines that do not."""
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[list[str]]: ...
 

@@ -24,13 +24,13 @@ AUDIO_END = "<|audio_eos|>"
 class SharedPrefix:
     """The KV cache of ``system + user audio block`` for one waveform, and generation that continues from it."""
 
-    def __init__(self, model: Any, processor: Any, wave: np.ndarray) -> None:
+    def __init__(self, model: Any, processor: Any, wave: np.ndarray, fmt: Any = None) -> None:
         import torch
 
         from audiomcq.models.batch import prompt_text
 
         self.model, self.processor = model, processor
-        probe = prompt_text(processor, "?", ["a", "b"])
+        probe = prompt_text(processor, "?", ["a", "b"], fmt)
         if AUDIO_END not in probe:
             raise AudioMCQError(f"the chat template has no {AUDIO_END} marker; shared-prefix generation needs it")
         self.text = probe[: probe.index(AUDIO_END) + len(AUDIO_END)]
@@ -49,9 +49,14 @@ class SharedPrefix:
         cache.layers = [_GrowingLayer(layer.keys, layer.values, rows, spare) for layer in self.cache.layers]
         return cache
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, **sample: Any) -> list[list[str]]:
-        """Completions for full prompt texts that all start with the shared prefix (``n`` per prompt)."""
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (), **sample: Any
+    ) -> list[list[str]]:
+        """Completions for full prompt texts that all start with the shared prefix (``n`` per prompt), each a
+        ``Completion`` ended by an end token, a ``stop`` string or the budget (then marked truncated)."""
         import torch
+
+        from audiomcq.models.batch import completions, end_ids
 
         tok = self.processor.tokenizer
         for i, text in enumerate(prompts):
@@ -72,11 +77,13 @@ class SharedPrefix:
             # Omni's thinker offsets text positions by rope_deltas once a cache exists; audio-only prompts have
             # sequential positions, so the offset is 0 (generate would otherwise recompute it from the audio).
             self.model.model.rope_deltas = torch.zeros(rows, 1, dtype=torch.long, device=ids.device)
+        if stop:
+            sample.update(stop_strings=list(stop), tokenizer=tok)
         with torch.inference_mode():
             gen = self.model.generate(
                 input_ids=ids, attention_mask=attention, cache=cache, max_new_tokens=max_new_tokens, **sample
             )
-        texts = tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
+        texts = completions(tok, gen[:, ids.shape[1] :], max_new_tokens, end_ids(self.model), stop)
         return [texts[k * n : (k + 1) * n] for k in range(len(prompts))]
 
 

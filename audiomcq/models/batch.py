@@ -26,9 +26,19 @@ def load_waveform(record: MCQRecord, audio_root: str | Path | None) -> np.ndarra
     return load_audio(path)
 
 
-def prompt_text(processor: Any, question: str, choices: Sequence[str]) -> str:
-    """The chat-template text up to the assistant turn, with one audio placeholder."""
-    return processor.apply_chat_template(build_messages(question, choices), add_generation_prompt=True, tokenize=False)
+def prompt_text(processor: Any, question: str, choices: Sequence[str], fmt: Any = None) -> str:
+    """The chat-template text up to the assistant turn, with one audio placeholder; ``fmt`` (a ``PromptFormat``)
+    asks the model its own way, None the AudioMCQ way."""
+    messages = build_messages(question, choices) if fmt is None else fmt.messages(question, choices)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_tokens(processor: Any, question: str, choices: Sequence[str], seconds: float, fmt: Any = None) -> int:
+    """Tokens of one question's prompt once ``processor`` has expanded its audio placeholder for a clip of
+    ``seconds`` at 16 kHz: what a model's context must hold before it generates a single token."""
+    from audiomcq.models.lengths import text_tokens
+
+    return text_tokens(processor, prompt_text(processor, question, choices, fmt), round(seconds * SR))
 
 
 def encode_prompts(processor: Any, texts: list[str], waves: list[np.ndarray]) -> Any:
@@ -79,17 +89,43 @@ def generate_batch(
     temperature: float = 0.0,
     top_k: int | None = None,
     n: int = 1,
-) -> list[str]:
+    stop: Sequence[str] = (),
+    fmt: Any = None,
+) -> list[Any]:
     """Completions for ``(question, choices, 16 kHz waveform)`` items in one left-padded batch: greedy by default,
-    else ``n`` samples per item (item-major). Decoded with special tokens removed."""
+    else ``n`` samples per item (item-major). Decoded with special tokens removed; each one a ``Completion`` that
+    says whether it hit ``max_new_tokens`` before an end token or a ``stop`` string (which ends a row and is kept)."""
     import torch
 
     model.eval()
-    texts = [prompt_text(processor, q, c) for q, c, _ in items]
+    texts = [prompt_text(processor, q, c, fmt) for q, c, _ in items]
     batch = encode_prompts(processor, texts, [w for _, _, w in items]).to(model.device)
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
     if temperature > 0:
         kwargs.update(temperature=temperature, top_k=top_k, num_return_sequences=n)
+    if stop:
+        kwargs.update(stop_strings=list(stop), tokenizer=processor.tokenizer)
     with torch.inference_mode():
         ids = model.generate(**batch, **kwargs)
-    return processor.tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    new = ids[:, batch["input_ids"].shape[1] :]
+    return completions(processor.tokenizer, new, max_new_tokens, end_ids(model), stop)
+
+
+def end_ids(model: Any) -> set[int]:
+    """The token ids that end generation for ``model`` (its generation config's end-of-sequence ids)."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    return set() if eos is None else {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+
+
+def completions(tokenizer: Any, generated: Any, max_new_tokens: int, eos: set[int], stop: Sequence[str]) -> list[Any]:
+    """Decoded rows of new tokens, each marked truncated when it ran the whole budget without an end token or a stop
+    string: a row that stopped early was padded, so only a full-width batch can hold a truncated row."""
+    from audiomcq.inference.base import Completion
+
+    texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+    full = generated.shape[1] >= max_new_tokens
+    out = []
+    for row, text in zip(generated.tolist(), texts, strict=True):
+        ended = any(t in eos for t in row) or any(s in text for s in stop)
+        out.append(Completion(text, truncated=full and not ended))
+    return out

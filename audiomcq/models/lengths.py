@@ -28,14 +28,18 @@ def audio_tokens(processor: Any, samples: int) -> int:
     return ((frames - 1) // 2 + 1 - 2) // 2 + 1
 
 
+def text_tokens(processor: Any, text: str, samples: int) -> int:
+    """Tokens of a chat text holding one audio placeholder once the audio (``samples`` at 16 kHz) is expanded."""
+    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return len(ids) - 1 + audio_tokens(processor, samples)  # the one placeholder becomes the audio's tokens
+
+
 def record_tokens(processor: Any, record: MCQRecord, samples: int, target: str | None = None) -> int:
     """Tokens of ``record``'s chat prompt (and ``target``, the SFT answer with its end token, when given) once its
     audio of ``samples`` 16 kHz samples is expanded."""
     from audiomcq.models.batch import prompt_text
 
-    text = prompt_text(processor, record.question, record.choices) + (target or "")
-    ids = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-    return len(ids) - 1 + audio_tokens(processor, samples)  # the one placeholder becomes the audio's tokens
+    return text_tokens(processor, prompt_text(processor, record.question, record.choices) + (target or ""), samples)
 
 
 def token_counts(
