@@ -6,6 +6,12 @@ The trainer container runs the same ``audiomcq train`` command a single node wou
 a Secret by name, endpoints from a ConfigMap, as in the pipelines. Nothing here talks to a cluster: the object is
 validated against the TrainJob CRD in tests and applied by whoever holds the credentials (``kubectl apply``, the
 Kubeflow SDK, or a pipeline step).
+
+The node pods pass the Pod Security "restricted" profile, patched onto the runtime's node job: the images' non-root
+user, no privilege escalation, no capabilities, the runtime's default seccomp profile, and a read-only root
+filesystem. What training writes goes to emptyDir volumes: ``$HOME`` (the working directory, and the Hugging Face,
+Triton and DeepSpeed caches under it), ``/tmp`` (torch's compile caches, temporary files) and the staging area
+``AUDIOMCQ_STAGING`` points at (the inputs a node localizes from S3, and the run it writes before uploading it).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ API = "trainer.kubeflow.org/v1alpha1"
 CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
                "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY",
                "kube_namespace": "AUDIOMCQ_KUBE_NAMESPACE"}  # fmt: skip
+NODE = "node"  # the replicated job and the trainer container of Kubeflow Trainer's torch runtimes
+IMAGE_USER = 10001  # the non-root USER (uid and gid) of every audiomcq image (images/*/Dockerfile)
+IMAGE_HOME = "/home/audiomcq"  # the images' HOME and working directory
+STAGING = "/staging"  # AUDIOMCQ_STAGING on a node
+# the writable directories of a node whose root filesystem is read-only: emptyDir volume name -> mount path
+SCRATCH = {"audiomcq-home": IMAGE_HOME, "audiomcq-tmp": "/tmp", "audiomcq-staging": STAGING}
 
 
 def gpu_pool() -> tuple[dict[str, str], str]:
@@ -92,11 +104,12 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
         {"name": env, "valueFrom": {"configMapKeyRef": {"name": cluster.config_map, "key": key, "optional": True}}}
         for key, env in CONFIG_KEYS.items()
     ]
-    placement = {
-        "nodeSelector": cluster.node_selector,
+    pod = {
+        "nodeSelector": cluster.node_selector,  # onto the GPU pool
         "tolerations": [{"key": cluster.toleration, "operator": "Exists", "effect": "NoSchedule"}],
+        **restricted_pod(),
     }
-    node = {"name": "node", "template": {"spec": {"template": {"spec": placement}}}}  # the runtime's node job
+    node = {"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}  # the runtime's node job
     resources = {
         "cpu": cluster.cpu_per_node,
         "memory": cluster.memory_per_node,
@@ -111,7 +124,7 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
             "runtimeRef": {"name": cluster.runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API.split("/")[0]},
             "activeDeadlineSeconds": cluster.deadline_s,
             "runtimePatches": [{"manager": "audiomcq", "trainingRuntimeSpec": {
-                "template": {"spec": {"replicatedJobs": [node]}}}}],  # onto the GPU pool
+                "template": {"spec": {"replicatedJobs": [node]}}}}],
             "trainer": {
                 "image": cluster.image,
                 "command": ["audiomcq", "train"],
@@ -123,3 +136,22 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
             },
         },
     }  # fmt: skip
+
+
+def restricted_pod() -> dict[str, Any]:
+    """The part of a node's pod spec that makes it pass Pod Security "restricted" with a read-only root filesystem:
+    the pod's and the trainer container's security context, and the emptyDir volumes the container writes to."""
+    seccomp = {"type": "RuntimeDefault"}
+    user = {"runAsNonRoot": True, "runAsUser": IMAGE_USER, "runAsGroup": IMAGE_USER}
+    container = {
+        "name": NODE,
+        "securityContext": {**user, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "readOnlyRootFilesystem": True, "seccompProfile": seccomp},
+        "volumeMounts": [{"name": name, "mountPath": path} for name, path in SCRATCH.items()],
+        "env": [{"name": "AUDIOMCQ_STAGING", "value": STAGING}],
+    }  # fmt: skip
+    return {
+        "securityContext": {**user, "seccompProfile": seccomp},
+        "containers": [container],
+        "volumes": [{"name": name, "emptyDir": {}} for name in SCRATCH],
+    }

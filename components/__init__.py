@@ -1,5 +1,6 @@
 """KFP components: thin shims over ``audiomcq.stages`` (one import, one call each)."""
 
+from components.fetch import fetch_benchmark, fetch_dataset, fetch_model, resolve_dataset, resolve_model
 from components.scaleout import (
     eval_report,
     eval_task,
@@ -21,6 +22,9 @@ __all__ = [
     "eval_report",
     "eval_task",
     "evaluate",
+    "fetch_benchmark",
+    "fetch_dataset",
+    "fetch_model",
     "filter_answer",
     "filter_cells",
     "filter_label",
@@ -31,6 +35,8 @@ __all__ = [
     "pretrain",
     "promote",
     "report",
+    "resolve_dataset",
+    "resolve_model",
     "run_prefix",
     "select",
     "select_checkpoint",

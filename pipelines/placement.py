@@ -5,15 +5,17 @@
   - ``AUDIOMCQ_GPU_NODE_SELECTOR``: ``label=value``; default ``nvidia.com/gpu.present=true``;
   - ``AUDIOMCQ_GPU_TOLERATION``: a taint key; default ``nvidia.com/gpu``.
 - Retries only where a failure can be transient: GPU stages run on preemptible pools and get retries with
-  backoff. CPU stages are deterministic, so a failure is real and is not retried. Local runs (kfp.local) set no
-  retries: nothing is preempted there.
+  backoff, and so do the downloads of the ingest pipeline (a dropped connection; a retry resumes where the last
+  attempt stopped). Other CPU stages are deterministic, so a failure is real and is not retried. Local runs
+  (kfp.local) set no retries: nothing is preempted there.
 - Caching on for stages whose outputs depend only on their inputs; off for training (GPU kernels are not bit-stable
-  and a rerun should train again).
+  and a rerun should train again) and for resolving a hub revision (a branch moves).
 - Every step runs as the images' non-root user (uid/gid 10001), so its pod passes the namespace's "restricted"
   Pod Security admission.
 - Credentials only by *name*: the S3 keys come from the Secret ``AUDIOMCQ_S3_SECRET`` (default ``audiomcq-s3``),
-  the LLM key from ``AUDIOMCQ_LLM_SECRET`` (default ``audiomcq-llm``). The endpoints come from the ConfigMap
-  ``AUDIOMCQ_CONFIGMAP`` (default ``audiomcq-config``). No value is compiled into the YAML.
+  the LLM key from ``AUDIOMCQ_LLM_SECRET`` (default ``audiomcq-llm``), the Hugging Face token of the ingest steps
+  from ``AUDIOMCQ_HF_SECRET`` (default ``audiomcq-hf``, key ``token``, as ``HF_TOKEN``). The endpoints come from
+  the ConfigMap ``AUDIOMCQ_CONFIGMAP`` (default ``audiomcq-config``). No value is compiled into the YAML.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from audiomcq.trainjob import CONFIG_KEYS, gpu_pool
+from audiomcq.trainjob import CONFIG_KEYS, IMAGE_USER, gpu_pool
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Stage:
     cache: bool = True
     timeout_s: int = 6 * 3600
     llm: bool = False  # needs the LLM endpoint's key
+    hub: bool = False  # talks to the Hugging Face Hub: gets its token
 
     @property
     def cpu_limit(self) -> str:
@@ -54,9 +57,13 @@ STAGES: dict[str, Stage] = {
     "select": Stage(cpu="1", memory="2Gi"),
     "report": Stage(cpu="1", memory="2Gi"),
     "promote": Stage(cpu="1", memory="2Gi", cache=False, timeout_s=3600),  # reads and changes live cluster state
+    # the ingest pipeline: a hub revision resolved to its commit now (never cached: a branch moves), then the fetch
+    # at that commit, cached on it; a download that breaks is retried and resumes
+    "resolve": Stage(cpu="1", memory="1Gi", retries=2, cache=False, timeout_s=900, hub=True),
+    "fetch": Stage(cpu="2", memory="8Gi", retries=2, timeout_s=48 * 3600, hub=True),
 }
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
-IMAGE_USER = 10001  # the non-root USER of every audiomcq image (images/*/Dockerfile)
+HF_KEYS = {"token": "HF_TOKEN"}  # the variable the fetch library reads the hub token from (its token_env default)
 
 
 def stage(name: str) -> Stage:
@@ -80,8 +87,9 @@ def _pool() -> tuple[str, str, str]:
 
 def place(task: Any, name: str, reads_uris: bool = False) -> Any:
     """Apply stage ``name``'s settings to a pipeline task; returns the task. ``reads_uris``: the task reads its
-    inputs by ``s3://`` URI, whose objects may change under the same URI, so a cached result could be stale: such a
-    task is never cached (tasks fed by upstream artifacts keep the stage's caching)."""
+    inputs by a name whose content may change under it (an ``s3://`` URI, a hub repo's default branch), so a cached
+    result could be stale: such a task is never cached (tasks fed by upstream artifacts keep the stage's
+    caching)."""
     from kfp import kubernetes
 
     s = stage(name)
@@ -101,6 +109,10 @@ def place(task: Any, name: str, reads_uris: bool = False) -> Any:
         # optional: the template backend needs no key, and a missing Secret must not stop the pod from starting
         kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_LLM_SECRET", "audiomcq-llm"),
                                      {"api_key": "LLM_API_KEY"}, optional=True)  # fmt: skip
+    if s.hub:
+        # optional: public repos need no token, and a missing Secret must not stop the pod from starting
+        kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_HF_SECRET", "audiomcq-hf"), HF_KEYS,
+                                     optional=True)  # fmt: skip
     # optional: a cluster without a Pushgateway (or with default TLS/region) leaves those keys out
     kubernetes.use_config_map_as_env(task, os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"), CONFIG_KEYS,
                                      optional=True)  # fmt: skip

@@ -19,6 +19,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from pipelines.evaluate import audiomcq_evaluate
 from pipelines.filter import audiomcq_filter
+from pipelines.ingest import audiomcq_ingest
 from pipelines.post_training import audiomcq_post_training
 from pipelines.sdg import audiomcq_sdg
 from pipelines.train import audiomcq_train
@@ -29,6 +30,7 @@ PIPELINES: dict[str, Any] = {
     "audiomcq-sdg": audiomcq_sdg,
     "audiomcq-evaluate": audiomcq_evaluate,
     "audiomcq-train": audiomcq_train,
+    "audiomcq-ingest": audiomcq_ingest,
 }
 # where each one is defined, for `kfp dsl compile --py`
 MODULES = {name: f"pipelines/{getattr(p, 'pipeline_func', p).__module__.rsplit('.', 1)[-1]}.py"

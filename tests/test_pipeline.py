@@ -19,7 +19,8 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     from pipelines.run import compile_all
 
     paths = compile_all(tmp_path)
-    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate", "audiomcq-train"]
+    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate", "audiomcq-train",
+             "audiomcq-ingest"]  # fmt: skip
     assert [p.name for p in paths] == [f"{n}.yaml" for n in names]
     path = paths[0]
     spec = next(yaml.safe_load_all(path.read_text()))
@@ -32,7 +33,7 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     assert [p.read_text() for p in again] == [p.read_text() for p in paths]
 
 
-@pytest.mark.parametrize("module", ["stages.py", "scaleout.py"])
+@pytest.mark.parametrize("module", ["stages.py", "scaleout.py", "fetch.py"])
 def test_components_are_thin_shims(module):
     tree = ast.parse((REPO / "components" / module).read_text())
     for fn in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
@@ -176,7 +177,8 @@ def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
 def _clean_compile_env(monkeypatch) -> None:
     """No placement override and no pinned image: the settings the committed YAML was compiled with."""
     for name in ("AUDIOMCQ_PLACEMENT", "AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET",
-                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_CONFIGMAP", "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
+                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_HF_SECRET", "AUDIOMCQ_CONFIGMAP",
+                 "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     for name in [n for n in os.environ if n.startswith("AUDIOMCQ_IMAGE_")]:
         monkeypatch.delenv(name)
@@ -231,7 +233,7 @@ def _display_names(spec: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate",
-                                  "audiomcq-train"])  # fmt: skip
+                                  "audiomcq-train", "audiomcq-ingest"])  # fmt: skip
 def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
     """The committed YAML, as the KFP UI shows it: descriptions for the pipeline and every parameter of the run
     form (dicts and lists with an example of their shape), and a display name for every task of the run graph."""
@@ -244,6 +246,15 @@ def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
         "audiomcq-sdg": {"generate shard", "merge shards"},
         "audiomcq-evaluate": {"evaluate benchmark task", "evaluation table"},
         "audiomcq-train": {"train in this pod", "train on a TrainJob"},
+        "audiomcq-ingest": {
+            "models",
+            "resolve model revision",
+            "fetch model",
+            "datasets",
+            "fetch dataset",
+            "benchmarks",
+            "fetch benchmark",
+        },
     }[name]
     assert expected <= set(_display_names(spec).values())
 

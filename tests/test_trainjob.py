@@ -187,3 +187,67 @@ def test_each_node_fetches_s3_inputs_once_and_relaunches_on_the_local_copies(s3,
     assert (Path(args.audio_root) / "a.wav").read_bytes() == b"RIFF"
     assert args.argv == ["train", "run", "--model", args.model, f"--data={args.data}", "--audio-root", args.audio_root,
                          "--out", "s3://data/runs/x", "--nnodes=2"]  # fmt: skip
+
+
+# --- Pod Security "restricted" for the node pods --------------------------------------------------------------------
+def _merge(base, patch):
+    """``patch`` applied onto ``base`` as Kubeflow Trainer applies runtime patches: objects merged key by key,
+    lists of named items (containers, volumes, mounts, env) merged by name, anything else replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        return {**base, **{key: _merge(base.get(key), value) for key, value in patch.items()}}
+    named = isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i
+                                                                       for i in base + patch)  # fmt: skip
+    if named:
+        merged = {item["name"]: item for item in base}
+        for item in patch:
+            merged[item["name"]] = _merge(merged.get(item["name"]), item)
+        return list(merged.values())
+    return patch
+
+
+def test_trainjob_node_pods_pass_pod_security_restricted_with_a_read_only_root_filesystem(monkeypatch):
+    """The runtime patch gives the node pods the images' non-root user, no privilege escalation, no capabilities,
+    RuntimeDefault seccomp and a read-only root filesystem, and emptyDirs where training writes: $HOME, /tmp and
+    the staging area AUDIOMCQ_STAGING names. The TrainJob holds only fields the CRD declares (strictly: one it does
+    not would be pruned and do nothing); the node pod, the torch runtime's node job with the patch and the
+    trainer's image and resources, is a valid Pod that passes "restricted" where the runtime's alone does not."""
+    from test_manifests import pod_security_problems, schema_problems
+
+    from audiomcq import storage
+
+    job = render("secure", ["run", "--out", "s3://runs/x"], Cluster(nodes=2, gpus_per_node=4))
+    jsonschema.validate(job, _schema())
+    assert schema_problems([job]) == []
+    (patch,) = job["spec"]["runtimePatches"]
+    (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    (runtime_node,) = _runtime()["spec"]["template"]["spec"]["replicatedJobs"]
+    assert node["name"] == runtime_node["name"]
+    trainer = job["spec"]["trainer"]  # what the controller puts on the node container itself
+    from_trainer = {
+        "containers": [{"name": "node", "image": trainer["image"], "resources": trainer["resourcesPerNode"]}]
+    }
+    runtime_pod = _merge(runtime_node["template"]["spec"]["template"]["spec"], from_trainer)
+    pod = _merge(runtime_pod, node["template"]["spec"]["template"]["spec"])
+    as_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "secure-node-0-0"}}
+    assert pod_security_problems([{**as_pod, "spec": runtime_pod}]), "the runtime alone would be refused"
+    assert schema_problems([{**as_pod, "spec": pod}]) == []
+    assert pod_security_problems([{**as_pod, "spec": pod}]) == []
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}  # the GPU pool placement is still there
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["runAsUser"] == context["runAsGroup"] == 10001
+    assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
+    base = (REPO / "images" / "base" / "Dockerfile").read_text()  # the user and HOME the train image runs with
+    users = [line for line in (REPO / "images" / "train" / "Dockerfile").read_text().splitlines()
+             if line.startswith("USER")]  # fmt: skip
+    assert "HOME=/home/audiomcq" in base and "--uid 10001 --user-group" in base and users[-1] == "USER 10001:10001"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    staging = {e["name"]: e.get("value") for e in container["env"]}["AUDIOMCQ_STAGING"]
+    for path in ("/home/audiomcq", "/tmp", staging):
+        assert set(mounts[path]) == {"name", "emptyDir"}, path
+    # where a node's `audiomcq train` writes: the S3 inputs it localizes and the run staged before upload
+    monkeypatch.setenv("AUDIOMCQ_STAGING", staging)
+    assert storage.cache_dir("s3://runs/x").is_relative_to(staging)
