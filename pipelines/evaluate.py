@@ -28,7 +28,8 @@ def audiomcq_evaluate(
             metadata file) and audio_root (where its audio is). Example: [{"name": "mmau-test-mini", "data":
             "s3://audiomcq/benchmarks/mmau-test-mini.json", "audio_root": "s3://audiomcq/benchmarks/mmau"}].
         settings: Evaluation settings (EvalConfig fields: batch_size, max_new_tokens, chunk_size, silent_control,
-            balanced, dtype). Empty: greedy, 256 new tokens, with the silent control. Example:
+            balanced, dtype, budget_margin, max_length). Empty: greedy, the answer budget from the data (longest
+            answer plus a margin, stopping at </answer>), with the silent control. Example:
             {"max_new_tokens": 512, "balanced": true}.
     """
     with dsl.ParallelFor(tasks, name="benchmark tasks") as task:

@@ -33,8 +33,9 @@ def audiomcq_filter(
         audio_root: Where the records' relative audio paths resolve: an s3:// prefix or a directory. Empty: the
             paths in data are used as they are. Example: "s3://audiomcq/audio".
         settings: Filter settings (FilterConfig fields: probes, min_correct, label_rule, samples, temperature,
-            max_new_tokens, chunk_size, batch_size, validate). Empty: the paper's, 30 s of silence and weak if 2
-            of 3 models are right. Example: {"probes": ["silence:30"], "min_correct": 2, "batch_size": 32}.
+            max_new_tokens, chunk_size, batch_size, validate, budget_margin, max_length). Empty: the paper's, 30 s
+            of silence and weak if 2 of 3 models are right; each model's answer budget from the data. Example:
+            {"probes": ["silence:30"], "min_correct": 2, "batch_size": 32}.
         shards: The shard indices; each model answers every shard in its own task, so K models on these N shards
             run K x N ways. Example: [0, 1, 2, 3, 4, 5, 6, 7].
         publish: S3 prefix for the labelled records (labelled.jsonl) and their statistics; empty keeps them in

@@ -44,7 +44,8 @@ def audiomcq_post_training(
             Example: "s3://audiomcq/runs".
         serving: Promotion gate settings. apply false (the default) only decides and renders the InferenceService;
             apply true changes the cluster. Other keys: name, namespace, service_account, runtime, canary, margin,
-            ac_strong_tolerance, floor, gpus, cpu, memory, node_selector, tolerations, timeout. Example:
+            ac_strong_tolerance, floor, gpus, cpu, memory, node_selector, tolerations, timeout, and the smoke
+            check's smoke_size, smoke_min_size, smoke_min_listening, smoke_tolerance, smoke_confidence. Example:
             {"apply": true, "namespace": "audiomcq", "canary": 10, "margin": 0.5}.
 
     Returns:
