@@ -270,7 +270,8 @@ def test_serve_answers_v1_v2_openai_and_query(real, corpus, tmp_path):
         client = openai.OpenAI(base_url=f"{base}/openai/v1", api_key="unused", max_retries=0)
         from audiomcq.prompts import user_prompt
 
-        reply = client.chat.completions.create(model="audiomcq", messages=[{"role": "user", "content": [
+        reply = client.chat.completions.create(model="audiomcq", temperature=0, max_tokens=32, messages=[
+            {"role": "user", "content": [
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}},
             {"type": "text", "text": user_prompt(record["question"], record["choices"])}]}])  # fmt: skip
         assert reply.choices[0].message.content == str(out["raw"][0])

@@ -29,7 +29,8 @@ from conftest import free_port, wait_ready
 pytest.importorskip("kserve")
 
 LIMITS = ["--max-batch-size", "8", "--max-wait-ms", "30", "--max-audio-seconds", "4", "--max-audio-bytes", "400000",
-          "--max-choices", "6", "--max-question-chars", "300", "--max-instances", "4"]  # fmt: skip
+          "--max-choices", "6", "--max-question-chars", "300", "--max-instances", "4",
+          "--max-completion-tokens", "32"]  # fmt: skip
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -137,17 +138,26 @@ def test_kserve_reports_ready_and_describes_the_v2_tensors(server):
     asyncio.run(check())
     meta = json.loads(urllib.request.urlopen(f"{server}/v2/models/audiomcq", timeout=10).read())
     assert {t["name"] for t in meta["inputs"]} == {"question", "choices", "audio", "audio_url"}
-    assert {t["name"] for t in meta["outputs"]} == {"answer", "index", "raw", "scores"}
+    assert {t["name"] for t in meta["outputs"]} == {"answer", "index", "raw", "scores", "answer_source"}
 
 
 def test_v1_answers_with_a_choice_its_index_and_per_choice_log_likelihoods(server, records, synth_corpus):
+    from audiomcq.serve.scoring import pick_answer
+
     first, second = (_instance(r, synth_corpus) for r in records[:2])
     body = _infer("v1", server, {"instances": [first, second, first]})
     a, b, again = body["predictions"]
     for p, inst in ((a, first), (b, second)):
-        assert set(p) == {"answer", "index", "raw", "scores"}
+        assert set(p) == {"answer", "index", "raw", "scores", "answer_source"}
         assert p["answer"] == inst["choices"][p["index"]]
         assert len(p["scores"]) == len(inst["choices"]) and all(s < 0 for s in p["scores"])
+        # the source says where the answer came from: the reply's text, or the best score
+        said = pick_answer(p["raw"], inst["choices"], [0.0] * len(inst["choices"]))
+        if p["answer_source"] == "generated":
+            assert said == (p["index"], "generated")
+        else:
+            assert p["answer_source"] == "scored" and said[1] == "scored"
+            assert p["index"] == int(np.argmax(p["scores"]))
     assert a == again  # greedy decoding and scoring are deterministic
     assert a["scores"] != b["scores"]
 
@@ -176,6 +186,7 @@ def test_v2_infer_matches_v1_for_json_and_tensor_choices(server, records, synth_
         assert [str(x) for x in out["answer"]] == [p["answer"] for p in expected]
         assert out["index"].tolist() == [p["index"] for p in expected]
         assert [str(x) for x in out["raw"]] == [p["raw"] for p in expected]
+        assert [str(x) for x in out["answer_source"]] == [p["answer_source"] for p in expected]
         assert out["scores"].shape == (2, 4) and np.isnan(out["scores"][1, 3])
         np.testing.assert_allclose(out["scores"][0], expected[0]["scores"], rtol=1e-5)
     square = InferRequest("audiomcq", [tensor("question", [rows[0]["question"]]),
@@ -185,24 +196,26 @@ def test_v2_infer_matches_v1_for_json_and_tensor_choices(server, records, synth_
     assert result.outputs[1].as_numpy().tolist() == [expected[0]["index"]]
 
 
-def test_the_openai_client_sends_audio_and_gets_the_raw_answer(server, records, synth_corpus):
+def test_an_openai_chat_with_the_model_card_question_answers_as_v1_from_one_pass(server, records, synth_corpus):
     import openai
 
     inst = _instance(records[0], synth_corpus)
     _, v1 = _predict(server, [inst])
+    expected = json.loads(v1)["predictions"][0]
     client = openai.OpenAI(base_url=f"{server}/openai/v1", api_key="unused", max_retries=0)
     assert [m.id for m in client.models.list()] == ["audiomcq"]
-    message = [{"role": "system", "content": "ignored"}, {"role": "user", "content": [
+    message = [{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}},
         {"type": "text", "text": _prompt(inst["question"], inst["choices"])}]}]  # fmt: skip
-    reply = client.chat.completions.create(model="audiomcq", messages=message)
-    assert reply.object == "chat.completion" and reply.choices[0].finish_reason == "stop"
-    assert reply.choices[0].message.content == json.loads(v1)["predictions"][0]["raw"]
+    reply = client.chat.completions.create(model="audiomcq", messages=message, temperature=0, max_tokens=32)
+    assert reply.object == "chat.completion" and reply.choices[0].message.content == expected["raw"]
+    mcq = reply.choices[0].model_extra["mcq"]
+    assert {k: mcq[k] for k in ("answer", "index", "answer_source")} == {
+        k: expected[k] for k in ("answer", "index", "answer_source")
+    }
+    np.testing.assert_allclose(mcq["scores"], expected["scores"], rtol=1e-5)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="other", messages=message)
-    message[1]["content"][1]["text"] = inst["question"]  # no choices
-    with pytest.raises(openai.BadRequestError, match="model-card prompt"):
-        client.chat.completions.create(model="audiomcq", messages=message)
 
 
 def test_concurrent_requests_are_batched_and_answered_as_alone(server, records, synth_corpus):
@@ -363,10 +376,10 @@ def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
     text = _prompt(inst["question"], inst["choices"])
     good = {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}}
     for body, reason in [
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": text}]}, "content parts"),
-        ({"model": "audiomcq", "stream": True, "messages": []}, "streaming is not supported"),
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]},
-         "exactly one input_audio part"),
+        ({"model": "audiomcq", "stream": True, "messages": []}, "'messages' must be a non-empty list"),
+        ({"model": "audiomcq", "messages": [{"role": "user", "content": [good, good,
+                                                                         {"type": "text", "text": text}]}]},
+         "2 input_audio parts; at most 1 per request"),
         ({"model": "audiomcq", "messages": [{"role": "user", "content": [
             {**good, "input_audio": {"data": inst["audio"], "format": "ogg"}}, {"type": "text", "text": text}]}]},
          "input_audio.format"),
@@ -485,10 +498,17 @@ def _fuzz_bodies(valid: dict):
     })  # fmt: skip
     message = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "x"]),
                                      "content": st.lists(part, max_size=3) | text})  # fmt: skip
+    number = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70) | anything
     chat = st.fixed_dictionaries(
         {"model": st.sampled_from(["audiomcq", "x"]), "messages": st.lists(message, max_size=3)},
-        optional={"stream": st.booleans(), "n": anything},
-    )
+        optional={"stream": st.booleans(), "n": st.integers(0, 5) | anything, "temperature": number,
+                  "top_p": number, "max_tokens": st.integers(-1, 40) | anything, "seed": number,
+                  "stop": text | anything,
+                  "logprobs": st.booleans() | anything, "top_logprobs": st.integers(-1, 25) | anything,
+                  "logit_bias": st.dictionaries(st.text(max_size=6), number, max_size=2) | anything,
+                  "frequency_penalty": number, "stream_options": anything, "tools": anything,
+                  "response_format": anything, "top_k": number, "repetition_penalty": number},
+    )  # fmt: skip
     v1_path, v2_path, chat_path = (
         "/v1/models/audiomcq:predict",
         "/v2/models/audiomcq/infer",

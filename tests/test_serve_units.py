@@ -54,10 +54,10 @@ def test_the_answer_is_the_named_choice_else_the_best_score():
     from audiomcq.serve.scoring import pick_answer
 
     choices = ["white noise", "sine tone", "clicks"]
-    assert pick_answer("<answer>Sine tone</answer>", choices, [0, -9, -1]) == 1
-    assert pick_answer("<answer>it is clicks</answer>", choices, [0, -9, -1]) == 2
-    assert pick_answer("garbage", choices, [-5, -9, -1]) == 2
-    assert pick_answer("<answer>noise or tone</answer>", choices, [-5, float("nan"), -7]) == 0
+    assert pick_answer("<answer>Sine tone</answer>", choices, [0, -9, -1]) == (1, "generated")
+    assert pick_answer("<answer>it is clicks</answer>", choices, [0, -9, -1]) == (2, "generated")
+    assert pick_answer("garbage", choices, [-5, -9, -1]) == (2, "scored")
+    assert pick_answer("<answer>noise or tone</answer>", choices, [-5, float("nan"), -7]) == (0, "scored")
 
 
 def test_micro_batcher_fills_batches_runs_off_the_loop_and_isolates_a_failure():
@@ -111,11 +111,10 @@ def test_a_lone_request_waits_at_most_max_wait():
 )
 def test_the_model_card_prompt_is_parsed_back_into_question_and_choices(question, choices):
     from audiomcq.prompts import user_prompt
-    from audiomcq.serve.openai_api import RequestError, parse_prompt
+    from audiomcq.serve.chat import RequestError, parse_prompt
 
     assert parse_prompt(user_prompt(question, choices)) == (question, choices)
-    with pytest.raises(RequestError, match="model-card prompt"):
-        parse_prompt(question)
+    assert parse_prompt(question) is None  # free text: a chat, not a model-card question
     with pytest.raises(RequestError, match="list of quoted strings"):
         parse_prompt(user_prompt(question, choices).replace(repr(choices), "[a, b]"))
 
@@ -216,7 +215,7 @@ def test_the_shortest_accepted_clip_is_answered_by_both_families(family, request
 @pytest.mark.parametrize("bad", ["[{[]: 1}]", "[{1, []}]", "[" * 5000 + "]" * 5000, "[" * 5000 + "]"])
 def test_choices_that_break_literal_eval_are_a_request_error(bad):
     from audiomcq.prompts import user_prompt
-    from audiomcq.serve.openai_api import RequestError, parse_prompt
+    from audiomcq.serve.chat import RequestError, parse_prompt
 
     with pytest.raises(RequestError, match="list of quoted strings"):
         parse_prompt(user_prompt("What?", ["a", "b"]).replace("['a', 'b']", bad))

@@ -3,9 +3,11 @@
 ``audiomcq serve --model-dir DIR_OR_S3 --http-port 8080`` starts the server; ``audiomcq query`` asks it one question.
 
 - V1 ``POST /v1/models/<name>:predict``: ``{"instances": [{"audio": "<base64 WAV/FLAC/MP3>" | "audio_url": "...",
-  "question": "...", "choices": ["...", ...]}]}`` -> ``{"predictions": [{"answer", "index", "raw", "scores"}]}``
+  "question": "...", "choices": ["...", ...]}]}`` -> ``{"predictions": [{"answer", "index", "raw", "scores",
+  "answer_source"}]}``
 - V2 ``POST /v2/models/<name>/infer``: BYTES tensors, see ``audiomcq.serve.v2``.
-- ``POST /openai/v1/chat/completions`` with an ``input_audio`` part, see ``audiomcq.serve.openai_api``.
+- ``POST /openai/v1/chat/completions``: free-form audio chat (streamed or not), see ``audiomcq.serve.openai_api``
+  and ``audiomcq.serve.chat``; ``docs/serving.md`` has a working request for every route.
 
 Importing this package stays cheap (the CLI builds its parser from it); kserve and torch load in ``serve``.
 """

@@ -39,10 +39,15 @@ class ServeConfig:
     sample_rates: tuple[int, ...] = ()
     allow_url_prefixes: tuple[str, ...] = ()
     url_timeout_s: float = 10.0
+    shared_pass: bool = True
+    max_completion_tokens: int = 512
+    max_n: int = 4
+    max_chat_chars: int = 20000
 
     def __post_init__(self) -> None:
         positive = ("max_batch_size", "max_new_tokens", "max_instances", "max_audio_bytes", "max_audio_seconds",
-                    "max_choices", "max_question_chars", "max_choice_chars", "url_timeout_s")  # fmt: skip
+                    "max_choices", "max_question_chars", "max_choice_chars", "url_timeout_s", "max_completion_tokens",
+                    "max_n", "max_chat_chars")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AudioMCQError(f"serve: {name} must be positive, not {getattr(self, name)}")
@@ -98,7 +103,21 @@ HELP = {
     "allow_url_prefixes": "audio_url prefixes the server may fetch (s3://bucket/, https://host/dir/): same scheme, "
     "host and port, path under whole segments; default none",
     "url_timeout_s": "total time for fetching one http(s) audio_url (connecting, headers and body)",
+    "shared_pass": "score the choices from the generation's prefill cache, one audio pass per question (false: "
+    "re-encode the audio and prompt for every choice, the slower reference path)",
+    "max_completion_tokens": "most tokens a chat completion may generate; also its default when a request names none",
+    "max_n": "most completions (n) in one chat request",
+    "max_chat_chars": "characters of text in all the messages of one chat request",
 }
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def _list(kind: type) -> Any:
@@ -119,7 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(ServeConfig):
         default = f.default
         parse: Any = type(default)
-        if f.name == "sample_rates":
+        if isinstance(default, bool):
+            parse = _bool
+        elif f.name == "sample_rates":
             parse = _list(int)
         elif f.name == "allow_url_prefixes":
             parse = _list(str)

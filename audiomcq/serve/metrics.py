@@ -1,7 +1,9 @@
 """The server's own Prometheus series, exposed on kserve's ``/metrics`` beside its ``request_*_seconds``.
 
 Routes are labelled by their template (``/v1/models/{model_name}:predict``), never by the raw path, so a client
-cannot grow the label set; paths that match no route share the label ``unmatched``.
+cannot grow the label set; paths that match no route share the label ``unmatched``. An error's ``kind`` says whose
+fault it is: ``client`` for 4xx and for 501 (kserve's answer to a feature it does not offer, such as a route a
+client made up), ``server`` for every other 5xx. Alerts page on ``server`` only, so no client can page anyone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ REQUEST_SECONDS = Histogram(
 )
 REQUESTS = Counter("audiomcq_serve_requests", "HTTP requests, by route and status code", ["route", "code"])
 ERRORS = Counter(
-    "audiomcq_serve_errors", "Failed HTTP requests, by route and kind (client: 4xx, server: 5xx)", ["route", "kind"]
+    "audiomcq_serve_errors",
+    "Failed HTTP requests, by route and kind (client: 4xx and 501 Not Implemented, server: other 5xx)",
+    ["route", "kind"],
 )
 AUDIO_SECONDS = Counter("audiomcq_serve_audio_seconds", "Seconds of audio in answered questions")
 QUESTIONS = Counter("audiomcq_serve_questions", "Questions answered")
@@ -63,4 +67,9 @@ class MetricsMiddleware:
             REQUEST_SECONDS.labels(route=route).observe(time.perf_counter() - start)
             REQUESTS.labels(route=route, code=str(code)).inc()
             if code >= 400:
-                ERRORS.labels(route=route, kind="server" if code >= 500 else "client").inc()
+                ERRORS.labels(route=route, kind=error_kind(code)).inc()
+
+
+def error_kind(code: int) -> str:
+    """Whose fault an error status is: ``server`` for a 5xx other than 501 Not Implemented, else ``client``."""
+    return "server" if code >= 500 and code != 501 else "client"

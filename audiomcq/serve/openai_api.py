@@ -1,142 +1,241 @@
-"""An OpenAI-compatible ``/openai/v1/chat/completions`` (and ``/openai/v1/models``) for the audio MCQ predictor.
+"""The OpenAI-compatible routes under ``/openai/v1``: chat completions (plain and streamed) and models.
 
-kserve's own OpenAI layer imports vllm, so this is a small FastAPI router of our own, mounted on kserve's app.
-The last user message carries one ``input_audio`` part (base64 ``wav``, ``mp3`` or ``flac``) and text in the
-model-card prompt format of ``audiomcq.prompts``: ``<question> Please choose the answer from the following options:
-['A', 'B']. Output the final answer in <answer> </answer>.``; the choices are read back from that list. The reply's
-content is the model's raw answer; decoding is greedy (``temperature`` is ignored), one choice, no streaming.
-System messages are ignored: the model always hears its own model-card system prompt.
+kserve's own OpenAI layer imports vllm, so this is a small FastAPI router of our own, mounted on kserve's app; the
+vLLM runtime serves the same paths (``--root-path /openai``) under the same model name (the InferenceService's),
+so a client moves between the two unchanged. What a request may ask for is in ``audiomcq.serve.chat``.
+
+The reply is free text. When the last user turn is a model-card multiple-choice question, each choice of the reply
+also carries ``mcq``: the choice it names (``answer``, ``index``, ``answer_source``: ``generated`` when the text
+named it, ``scored`` when the best score chose it) and every choice's ``scores``, from the same prefill as the
+text. ``usage`` counts prompt tokens with the audio's, and completion tokens with the end-of-turn token.
+Streaming sends OpenAI's ``chat.completion.chunk`` events as server-sent events, ending with ``data: [DONE]``.
+Every error, unknown paths under ``/openai`` included, has OpenAI's shape ``{"error": {message, type, param,
+code}}``.
 """
 
 from __future__ import annotations
 
-import ast
-import re
+import asyncio
+import io
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import soundfile as sf
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from kserve.errors import InvalidInput
-from openai.types import Model
-from openai.types.chat import ChatCompletion, ChatCompletionMessage
-from openai.types.chat.chat_completion import Choice
+from openai.types import CompletionUsage, Model
 
-from audiomcq.prompts import USER_TEMPLATE
-from audiomcq.serve.inputs import parse_instance
+from audiomcq.serve.chat import ChatRequest, RequestError, check_texts, mcq_of, parse_chat
+from audiomcq.serve.inputs import check_text, decode_audio, decode_base64
+from audiomcq.serve.sampling import TokenLogprob
+from audiomcq.serve.scoring import pick_answer
+from audiomcq.serve.shared_pass import Delta, Job, JobResult, PromptTooLong
 
 if TYPE_CHECKING:
     from audiomcq.serve.predictor import AudioMCQModel
 
-AUDIO_FORMATS = ("wav", "mp3", "flac")
-_BEFORE, _, _rest = USER_TEMPLATE.partition("{question}")
-_MIDDLE, _, _AFTER = _rest.partition("{choices}")
-PROMPT_RE = re.compile(
-    re.escape(_BEFORE) + r"(?P<question>.+?)" + re.escape(_MIDDLE) + r"(?P<choices>\[.*\])" + re.escape(_AFTER),
-    re.DOTALL,
-)
+PREFIX = "/openai/v1"
+ROUTES = {f"{PREFIX}/chat/completions": "POST", f"{PREFIX}/models": "GET"}
+SNIFFED = {"WAV": "wav", "WAVEX": "wav", "MP3": "mp3", "FLAC": "flac"}
 
 
-class RequestError(Exception):
-    """A request the endpoint refuses, with the HTTP status and the OpenAI error type to report."""
-
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.kind = status, kind
-
-
-def parse_prompt(text: str) -> tuple[str, list[Any]]:
-    """The question and the choices list from a model-card prompt text."""
-    match = PROMPT_RE.fullmatch(text.strip())
-    if match is None:
-        raise RequestError(
-            "the text part must be the model-card prompt: "
-            + USER_TEMPLATE.format(question="<question>", choices="[...]")
-        )
-    try:  # TypeError: an unhashable key or set member, e.g. [{[]: 1}]; RecursionError: deep nesting
-        choices = ast.literal_eval(match["choices"])
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise RequestError("the choices in the prompt must be a list of quoted strings, e.g. ['yes', 'no']") from None
-    if not isinstance(choices, list):
-        raise RequestError("the choices in the prompt must be a list of quoted strings, e.g. ['yes', 'no']")
-    return match["question"], choices
+def error(err: RequestError) -> JSONResponse:
+    """An error in OpenAI's shape."""
+    code = "model_not_found" if err.param == "model" and err.status == 404 else None
+    body = {"error": {"message": str(err), "type": err.kind, "param": err.param, "code": code}}
+    return JSONResponse(body, err.status)
 
 
-def parse_chat(body: Any, name: str, max_chars: int) -> dict[str, Any]:
-    """The V1-style instance a chat completion request asks about (prompt text of at most ``max_chars``)."""
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object")
-    if body.get("model") != name:
-        raise RequestError(f"model {body.get('model')!r} is not served here (only {name!r})", 404, "not_found_error")
-    if body.get("stream"):
-        raise RequestError("streaming is not supported; send stream: false")
-    if body.get("n", 1) not in (1, None):
-        raise RequestError("only n=1 is supported (decoding is greedy)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise RequestError("'messages' must be a non-empty list of message objects")
-    users = [m for m in messages if m.get("role") == "user"]
-    if not users or not isinstance(users[-1].get("content"), list):
-        raise RequestError("the last user message must have content parts: one input_audio and the prompt text")
-    parts = users[-1]["content"]
-    audio = [p.get("input_audio") for p in parts if isinstance(p, dict) and p.get("type") == "input_audio"]
-    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
-    if len(audio) != 1 or not isinstance(audio[0], dict):
-        raise RequestError(f"the user message needs exactly one input_audio part, not {len(audio)}")
-    if audio[0].get("format") not in AUDIO_FORMATS:
-        raise RequestError(f"input_audio.format must be one of {list(AUDIO_FORMATS)}")
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise RequestError("the user message needs a text part with the question and its choices")
-    text = "\n".join(texts)
-    if len(text) > max_chars:
-        raise RequestError(f"the prompt text has {len(text)} characters, more than the limit of {max_chars}")
-    question, choices = parse_prompt(text)
-    return {"audio": audio[0].get("data"), "question": question, "choices": choices}
+def decode_request(chat: ChatRequest, model: AudioMCQModel) -> ChatRequest:
+    """Decode the audio and check the texts and any model-card question (runs off the event loop)."""
+    config = model.config
+    check_texts(chat.messages, config, model.forbidden)
+    for data, fmt in chat.audio:
+        raw = decode_base64("message", data, config)
+        wave, seconds = decode_audio("message", raw, config)
+        sniffed = SNIFFED.get(sf.info(io.BytesIO(raw)).format)
+        if sniffed != fmt:
+            raise RequestError(f"input_audio.format is {fmt!r} but the data is {sniffed or 'another format'}",
+                               param="messages")  # fmt: skip
+        chat.waves.append(wave)
+        chat.seconds += seconds
+    found = mcq_of(chat.messages)
+    if found is not None:
+        question, choices = check_text("message", found[0], found[1], config, model.forbidden)
+        chat.mcq = (question, choices)
+    return chat
 
 
-def _error(err: RequestError) -> JSONResponse:
-    return JSONResponse({"error": {"message": str(err), "type": err.kind, "param": None, "code": None}}, err.status)
+def _logprobs(entries: list[TokenLogprob] | tuple[TokenLogprob, ...], top: int) -> dict[str, Any]:
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+    content = [{**one(e.text, e.logprob), "top_logprobs": [one(t, v) for _, t, v in e.top[:top]]} for e in entries]
+    return {"content": content, "refusal": None}
+
+
+def _mcq(chat: ChatRequest, text: str, scores: list[float] | None) -> dict[str, Any] | None:
+    if chat.mcq is None or scores is None:
+        return None
+    choices = chat.mcq[1]
+    index, source = pick_answer(text, choices, scores)
+    return {"answer": choices[index], "index": index, "answer_source": source, "scores": scores}
+
+
+def completion(chat: ChatRequest, name: str, result: JobResult) -> dict[str, Any]:
+    """The non-streamed reply."""
+    choices = []
+    for i, sample in enumerate(result.samples):
+        choice: dict[str, Any] = {
+            "index": i,
+            "finish_reason": sample.finish_reason,
+            "message": {"role": "assistant", "content": sample.text, "refusal": None},
+            "logprobs": _logprobs(sample.logprobs, chat.params.top_logprobs) if chat.params.logprobs else None,
+        }
+        mcq = _mcq(chat, sample.text, result.scores)
+        if mcq is not None:
+            choice["mcq"] = mcq
+        choices.append(choice)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": name,
+        "choices": choices,
+        "usage": _usage(result).model_dump(exclude_none=True),
+    }
+
+
+def _usage(result: JobResult) -> CompletionUsage:
+    completion_tokens = sum(len(s.token_ids) for s in result.samples)
+    return CompletionUsage(prompt_tokens=result.prompt_tokens, completion_tokens=completion_tokens,
+                           total_tokens=result.prompt_tokens + completion_tokens)  # fmt: skip
+
+
+async def _stream(
+    chat: ChatRequest, name: str, first: Delta, queue: asyncio.Queue, task: asyncio.Task, job: Job
+) -> AsyncIterator[bytes]:
+    """Server-sent events for a running job: a role chunk per choice, content chunks, finish chunks, usage."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": name}  # fmt: skip
+    if chat.include_usage:
+        head["usage"] = None
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n".encode()
+
+    finished: dict[int, Delta] = {}
+    try:
+        for i in range(chat.params.n):
+            yield event([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                          "logprobs": None}])  # fmt: skip
+        delta: Delta | None = first
+        while delta is not None:
+            if delta.text or delta.logprobs:
+                probs = _logprobs(delta.logprobs, chat.params.top_logprobs) if chat.params.logprobs else None
+                yield event([{"index": delta.sample, "delta": {"content": delta.text}, "finish_reason": None,
+                              "logprobs": probs}])  # fmt: skip
+            if delta.finish_reason is not None:
+                finished[delta.sample] = delta
+            delta = None if len(finished) == chat.params.n else await queue.get()
+        result: JobResult = await task
+        for i, sample in enumerate(result.samples):
+            choice = {"index": i, "delta": {}, "finish_reason": sample.finish_reason, "logprobs": None}
+            mcq = _mcq(chat, sample.text, result.scores)
+            if mcq is not None:
+                choice["mcq"] = mcq
+            yield event([choice])
+        if chat.include_usage:
+            yield event([], usage=_usage(result).model_dump(exclude_none=True))
+        yield b"data: [DONE]\n\n"
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the stream has started: say in the stream itself that it failed
+        body = {"error": {"message": f"generation failed: {type(err).__name__}", "type": "server_error",
+                          "param": None, "code": None}}  # fmt: skip
+        yield f"data: {json.dumps(body)}\n\n".encode()
+    finally:
+        job.cancelled.set()  # a client that went away stops its rows at the next step
+
+
+def _not_found(request: Request) -> JSONResponse:
+    path = request.url.path
+    allowed = ROUTES.get(path) or ("GET" if path.startswith(f"{PREFIX}/models/") else None)
+    if allowed and request.method != allowed:
+        err = RequestError(f"{request.method} is not allowed on {path} (use {allowed})", 405)
+        return error(err)
+    offered = ", ".join(f"{m} {p}" for p, m in ROUTES.items())
+    return error(RequestError(f"Invalid URL ({request.method} {path}); this server offers {offered} and GET "
+                              f"{PREFIX}/models/{{model}}", 404, "invalid_request_error"))  # fmt: skip
 
 
 def openai_router(model: AudioMCQModel) -> APIRouter:
     """The OpenAI-compatible routes answering with ``model``."""
-    router = APIRouter(prefix="/openai/v1")
+    router = APIRouter()
 
-    @router.get("/models")
+    def card() -> dict[str, Any]:
+        return Model(id=model.name, created=model.created, object="model", owned_by="audiomcq").model_dump()
+
+    @router.get(f"{PREFIX}/models")
     async def list_models() -> dict[str, Any]:
-        card = Model(id=model.name, created=model.created, object="model", owned_by="audiomcq")
-        return {"object": "list", "data": [card.model_dump(exclude_none=True)]}
+        return {"object": "list", "data": [card()]}
 
-    @router.post("/chat/completions")
-    async def chat_completions(request: Request) -> JSONResponse:
+    @router.get(f"{PREFIX}/models/{{model_id:path}}")
+    async def retrieve_model(model_id: str) -> JSONResponse:
+        if model_id != model.name:
+            return error(RequestError(f"The model {model_id!r} does not exist (this server has {model.name!r})",
+                                      404, "invalid_request_error", "model"))  # fmt: skip
+        return JSONResponse(card())
+
+    @router.post(f"{PREFIX}/chat/completions")
+    async def chat_completions(request: Request) -> Any:
         if not model.ready:
-            return _error(RequestError(f"model {model.name} is not ready", 503, "service_unavailable"))
+            return error(RequestError(f"model {model.name} is not ready", 503, "service_unavailable"))
         try:
             try:
-                body = await request.json()
+                body = json.loads(await request.body())
             except (ValueError, RecursionError):  # RecursionError: nesting deeper than the json module's stack
                 raise RequestError("the body is not valid JSON") from None
-            c = model.config
-            limit = len(USER_TEMPLATE) + c.max_question_chars + c.max_choices * (c.max_choice_chars + 4)
-            instance = parse_chat(body, model.name, limit)
-            question = await model.parse(lambda: parse_instance("message", instance, c, model.forbidden))
+            chat = parse_chat(body, model.name, model.config, model.defaults, model.vocab)
+            chat = await model.parse(lambda: decode_request(chat, model))
         except RequestError as err:
-            return _error(err)
+            return error(err)
         except InvalidInput as err:
-            return _error(RequestError(str(err)))
-        (answer,) = await model.answer([question])
-        completion = ChatCompletion(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
-            object="chat.completion",
-            created=int(time.time()),
-            model=model.name,
-            choices=[
-                Choice(
-                    index=0, finish_reason="stop", message=ChatCompletionMessage(role="assistant", content=answer.raw)
-                )
-            ],
-        )
-        return JSONResponse(completion.model_dump(exclude_none=True))
+            return error(RequestError(str(err), param="messages"))
+        job = model.chat_job(chat)
+        if not chat.stream:
+            try:
+                result = await model.run(job)
+            except PromptTooLong as err:
+                return error(RequestError(str(err), param="max_tokens"))
+            return JSONResponse(completion(chat, model.name, result))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Delta] = asyncio.Queue()
+        job.sink = lambda delta: loop.call_soon_threadsafe(queue.put_nowait, delta)
+        task = asyncio.create_task(model.run(job))
+        getter = asyncio.create_task(queue.get())
+        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():  # the job ended before its first token: an error, or nothing to stream
+            getter.cancel()
+            try:
+                result = await task
+            except PromptTooLong as err:
+                return error(RequestError(str(err), param="max_tokens"))
+            first = Delta(0, "", (), result.samples[0].finish_reason if result.samples else "stop")
+            for i in range(1, chat.params.n):
+                queue.put_nowait(Delta(i, "", (), "stop"))
+        else:
+            first = getter.result()
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        body = _stream(chat, model.name, first, queue, task, job)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    @router.api_route("/openai/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    async def unknown(request: Request) -> JSONResponse:
+        return _not_found(request)
 
     return router

@@ -2,9 +2,10 @@
 
 The checkpoint (a directory or an ``s3://`` prefix, fetched once) loads before the server listens, so every
 kserve health and readiness route reports ready only once the model can answer. Requests are validated on the
-event loop's worker threads; their questions then join the micro-batcher, whose forward generates the raw answers
-with the transformers engine (``audiomcq.inference``; identical clips share one encoded audio prefix) and scores
-every choice (``audiomcq.serve.scoring``).
+event loop's worker threads; their jobs then join the micro-batcher, whose forward encodes each prompt and its audio
+once and both scores the choices and decodes the reply from that prefill (``audiomcq.serve.shared_pass``). With
+``--shared-pass false`` the choices are scored by re-encoding prompt and audio per choice instead, the reference
+path the shared pass is measured against.
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ from typing import Any
 import kserve
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import ModelNotReady
+from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferRequest
 
 from audiomcq.serve import metrics
 from audiomcq.serve.batcher import MicroBatcher
+from audiomcq.serve.chat import ChatRequest
 from audiomcq.serve.config import ServeConfig
 from audiomcq.serve.inputs import Question, parse_v1
-from audiomcq.serve.scoring import Answer, choice_scores, pick_answer
+from audiomcq.serve.sampling import GenParams
+from audiomcq.serve.scoring import Answer, pick_answer, prompt_scores
+from audiomcq.serve.shared_pass import Job, JobResult, PromptTooLong, run_jobs
 from audiomcq.serve.v2 import INPUT_TYPES, OUTPUT_TYPES, parse_v2, v2_response
 
 log = logging.getLogger(__name__)
+DEFAULTED = ("temperature", "top_p", "top_k", "repetition_penalty")  # generation_config keys vLLM also defaults from
 
 
 class AudioMCQModel(kserve.Model):
-    """A KServe model answering audio multiple-choice questions with a post-trained checkpoint."""
+    """A KServe model answering audio multiple-choice questions and audio chat with a post-trained checkpoint."""
 
     def __init__(self, name: str, model_dir: str, config: ServeConfig | None = None) -> None:
         super().__init__(name)
@@ -41,32 +46,35 @@ class AudioMCQModel(kserve.Model):
         self.config = config or ServeConfig()
         self.created = int(time.time())
         self.forbidden: tuple[str, ...] = ()
-        self._engine: Any = None  # not ``engine``: kserve reads that attribute as "start an engine task"
-        self._batcher: MicroBatcher[Question, Answer] | None = None
+        self.defaults: dict[str, Any] = {}
+        self.vocab = 0
+        self.context = 0
+        self._loaded: Any = None
+        self._batcher: MicroBatcher[Job, Any] | None = None
 
     def load(self) -> bool:
         """Fetch (for ``s3://``) and load the checkpoint once; only then is the model ready."""
-        from audiomcq.inference import EngineSpec
-        from audiomcq.inference.hf import TransformersEngine
+        from audiomcq.models import load_model
         from audiomcq.storage import local_model
 
-        path = local_model(self.model_dir)
-        spec = EngineSpec(path=path, dtype=self.config.dtype, batch_size=self.config.max_batch_size)
-        self._engine = TransformersEngine(spec)
         device = self.config.device
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._engine.loaded.model.to(device)  # generation, prefix sharing and scoring all follow model.device
-        tok = self._engine.loaded.processor.tokenizer
+        self._loaded = load_model(local_model(self.model_dir), dtype=self.config.dtype, device=device)
+        model, tok = self._loaded.model, self._loaded.processor.tokenizer
         self.forbidden = tuple(sorted(set(tok.all_special_tokens) | set(tok.get_added_vocab()), key=len, reverse=True))
+        given = model.generation_config.to_diff_dict()
+        self.defaults = {k: given[k] for k in DEFAULTED if given.get(k) is not None}
+        self.vocab = model.lm_head.out_features
+        self.context = model.config.get_text_config().max_position_embeddings
         self._batcher = MicroBatcher(
             self._forward, self.config.max_batch_size, self.config.max_wait_ms, metrics.BATCH_SIZE.observe
         )
         self.created = int(time.time())
         self.ready = True
-        log.info("loaded %s from %s (%s on %s)", self.name, self.model_dir, self._engine.loaded.family, device)
+        log.info("loaded %s from %s (%s on %s)", self.name, self.model_dir, self._loaded.family, device)
         return self.ready
 
     def get_input_types(self) -> list[dict]:
@@ -75,29 +83,59 @@ class AudioMCQModel(kserve.Model):
     def get_output_types(self) -> list[dict]:
         return OUTPUT_TYPES
 
-    def _forward(self, questions: list[Question]) -> list[Answer]:
-        """One batch: greedy raw answers and per-choice scores (runs on the batcher's thread)."""
-        from audiomcq.inference import Request, Sampling
+    def _forward(self, jobs: list[Job]) -> list[Any]:
+        """One batch of jobs (runs on the batcher's thread): a ``JobResult`` or a ``PromptTooLong`` each."""
+        model, processor = self._loaded.model, self._loaded.processor
+        shared = self.config.shared_pass
+        results = run_jobs(model, processor, jobs, self.context, score=shared)
+        if not shared:
+            scored = [(k, j) for k, j in enumerate(jobs) if j.choices and isinstance(results[k], JobResult)]
+            items = [(j.text, j.choices, j.waves) for _, j in scored]
+            for (k, _), s in zip(scored, prompt_scores(model, processor, items) if items else [], strict=True):
+                results[k].scores = s
+        return results
 
-        requests = [Request(q.question, q.choices, q.wave) for q in questions]
-        raws = [r[0] for r in self._engine.generate(requests, Sampling(max_new_tokens=self.config.max_new_tokens))]
-        loaded = self._engine.loaded
-        scores = choice_scores(loaded.model, loaded.processor, [(q.question, q.choices, q.wave) for q in questions])
-        answers = []
-        for q, raw, s in zip(questions, raws, scores, strict=True):
-            index = pick_answer(raw, q.choices, s)
-            answers.append(Answer(answer=q.choices[index], index=index, raw=raw, scores=s))
-        return answers
+    def render(self, messages: list[dict[str, Any]]) -> str:
+        """The chat-template text of a conversation, up to the assistant's turn."""
+        return self._loaded.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def chat_job(self, chat: ChatRequest) -> Job:
+        """The job answering a checked chat request (choices scored when it asks a model-card question)."""
+        return Job(self.render(chat.messages), chat.waves, chat.params, chat.mcq[1] if chat.mcq else ())
 
     async def parse(self, check: Callable[[], Any]) -> Any:
         """Run a request check (base64 and audio decoding, URL fetches) off the event loop."""
         return await asyncio.to_thread(check)
 
+    async def run(self, job: Job) -> JobResult:
+        """A job's result, batched with whatever else is in flight; ``PromptTooLong`` when it does not fit."""
+        if self._batcher is None:
+            raise ModelNotReady(self.name)
+        (result,) = await self._batcher.submit([job])
+        if isinstance(result, PromptTooLong):
+            raise result
+        return result
+
+    def question_job(self, q: Question) -> Job:
+        """A V1/V2 question: the model-card prompt, greedy decoding (with the checkpoint's repetition penalty, as
+        transformers' generate applies it), and its choices to score."""
+        from audiomcq.models.batch import prompt_text
+
+        params = GenParams(self.config.max_new_tokens, repetition_penalty=self.defaults.get("repetition_penalty", 1.0))
+        return Job(prompt_text(self._loaded.processor, q.question, q.choices), [q.wave], params, q.choices)
+
     async def answer(self, questions: list[Question]) -> list[Answer]:
         """Answers for checked questions, batched with whatever else is in flight."""
         if self._batcher is None:
             raise ModelNotReady(self.name)
-        answers = await self._batcher.submit(questions)
+        results = await self._batcher.submit([self.question_job(q) for q in questions])
+        answers = []
+        for q, r in zip(questions, results, strict=True):
+            if isinstance(r, PromptTooLong):
+                raise InvalidInput(str(r))
+            raw, scores = r.samples[0].text, r.scores or []
+            index, source = pick_answer(raw, q.choices, scores)
+            answers.append(Answer(q.choices[index], index, raw, scores, source))
         metrics.record_answers([q.seconds for q in questions], [a.index for a in answers])
         return answers
 
@@ -124,7 +162,7 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
     from kserve.logging import logger as kserve_logger
     from kserve.model_server import app
 
-    from audiomcq.serve.guard import BinaryV2Guard, ClientErrorsAtInfo
+    from audiomcq.serve.guard import ClientErrorsAtInfo, RequestGuard
     from audiomcq.serve.openai_api import openai_router
 
     kserve_logger.addFilter(ClientErrorsAtInfo())
@@ -132,7 +170,7 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
     model = AudioMCQModel(name, model_dir, config)
     model.load()
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(BinaryV2Guard)
+    app.add_middleware(RequestGuard)
     app.add_middleware(metrics.MetricsMiddleware)  # added last, so outside the guard: its 400s are counted too
     app.include_router(openai_router(model))
     kserve.ModelServer(http_port=http_port, enable_grpc=False).start([model])

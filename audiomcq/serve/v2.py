@@ -2,8 +2,9 @@
 
 Inputs, each BYTES with the batch as the first dimension: ``question`` [N]; ``audio`` [N] (base64 WAV, FLAC or
 MP3 text; raw bytes cannot travel as BYTES JSON) or ``audio_url`` [N]; ``choices`` [N] of JSON lists
-(``'["yes", "no"]'``) or [N, K] of strings. Outputs: ``answer`` BYTES [N], ``index`` INT64 [N], ``raw`` BYTES [N]
-and ``scores`` FP32 [N, K], where K is the most choices of any question and missing scores are NaN (null in JSON).
+(``'["yes", "no"]'``) or [N, K] of strings. Outputs: ``answer`` BYTES [N], ``index`` INT64 [N], ``raw`` BYTES [N],
+``scores`` FP32 [N, K], where K is the most choices of any question and missing scores are NaN (null in JSON), and
+``answer_source`` BYTES [N]: ``generated`` when the reply named the answer, ``scored`` when the best score chose it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ OUTPUT_TYPES = [
     {"name": "index", "datatype": "INT64", "shape": [-1]},
     {"name": "raw", "datatype": "BYTES", "shape": [-1]},
     {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+    {"name": "answer_source", "datatype": "BYTES", "shape": [-1]},
 ]
 
 
@@ -132,6 +134,7 @@ def v2_response(request: InferRequest, model_name: str, answers: Sequence[Answer
         "index": np.array([a.index for a in answers], dtype=np.int64),
         "raw": np.array([a.raw.encode() for a in answers], dtype=np.object_),
         "scores": scores,
+        "answer_source": np.array([a.answer_source.encode() for a in answers], dtype=np.object_),
     }
     outputs = []
     for spec in OUTPUT_TYPES:
