@@ -61,9 +61,9 @@ def test_grpo_starts_from_the_selected_sft_checkpoint_and_follows_the_selection(
     real = harness.evaluate_task
     favoured = {"step": 2}
 
-    def scored(engine, task, data, audio_root, out_dir, config, *args):
+    def scored(engine, task, data, audio_root, out_dir, config, *args, **kwargs):
         """The real evaluation, then the favoured checkpoint made the clear winner (random tiny models tie)."""
-        metrics = real(engine, task, data, audio_root, out_dir, config, *args)
+        metrics = real(engine, task, data, audio_root, out_dir, config, *args, **kwargs)
         if out_dir.name == f"sft-{favoured['step']}":
             metrics["modes"]["audio"]["total"]["accuracy"] = 100.0
         return metrics
