@@ -1,12 +1,13 @@
 """An asyncio micro-batcher: questions from concurrent requests share one model forward, run off the event loop.
 
-A batch leaves when it holds ``max_batch`` items or when its oldest item has waited ``max_wait_ms``. Items that
-queued up while a forward was running have already waited, so they leave at once. Forwards run one at a time on
-a dedicated thread (the model is not re-entrant, and the event loop keeps accepting and validating requests
-meanwhile). When a batch of several fails, each item is retried alone, so one pathological question cannot fail
-the other requests that happened to share its batch. Anything else that goes wrong with a batch (an ``on_batch``
-error, a bug) settles its callers' futures with the error and the loop carries on: a request never hangs, and later
-requests are still served.
+A batch leaves when it holds ``max_batch`` items or when its oldest item has waited ``max_wait_ms``. Items that queued
+up while a forward was running have already waited, so they leave at once. Batches are filled round-robin over the
+requests waiting (one item from each in turn), so a request of many questions does not hold back one that arrives after
+it: the newcomer joins the next batch beside the big request's remaining items. Forwards run one at a time on a
+dedicated thread (the model is not re-entrant, and the event loop keeps accepting and validating requests meanwhile).
+When a batch of several fails, each item is retried alone, so one pathological question cannot fail the other requests
+that happened to share its batch. Anything else that goes wrong with a batch (an ``on_batch`` error, a bug) settles its
+callers' futures with the error and the loop carries on: a request never hangs, and later requests are still served.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.on_batch = on_batch
-        self._pending: deque[tuple[T, asyncio.Future, float]] = deque()
+        self._groups: deque[_Group] = deque()  # one per waiting submit call, in round-robin order
+        self._waiting = 0
         self._arrived: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -57,26 +59,41 @@ class MicroBatcher(Generic[T, R]):
         assert self._arrived is not None and self._full is not None
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        now = time.monotonic()
-        self._pending.extend((item, fut, now) for item, fut in zip(items, futures, strict=True))
+        if not futures:
+            return []
+        self._groups.append(_Group(time.monotonic(), deque(zip(items, futures, strict=True))))
+        self._waiting += len(futures)
         self._arrived.set()
-        if len(self._pending) >= self.max_batch:
+        if self._waiting >= self.max_batch:
             self._full.set()
         return list(await asyncio.gather(*futures))
+
+    def _take(self) -> list[tuple[T, asyncio.Future]]:
+        """Up to ``max_batch`` items, one from each waiting request in turn (a request with items left goes to the
+        back of the line); items whose caller went away are dropped, they need nothing."""
+        batch: list[tuple[T, asyncio.Future]] = []
+        while self._groups and len(batch) < self.max_batch:
+            group = self._groups.popleft()
+            item, fut = group.items.popleft()
+            self._waiting -= 1
+            if not fut.done():
+                batch.append((item, fut))
+            if group.items:
+                self._groups.append(group)
+        return batch
 
     async def _run(self) -> None:
         assert self._arrived is not None and self._full is not None
         while True:
-            while not self._pending:
+            while not self._groups:
                 self._arrived.clear()
                 await self._arrived.wait()
-            wait = self._pending[0][2] + self.max_wait - time.monotonic()
-            if len(self._pending) < self.max_batch and wait > 0:
+            wait = min(g.arrived for g in self._groups) + self.max_wait - time.monotonic()
+            if self._waiting < self.max_batch and wait > 0:
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), wait)
-            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # a cancelled caller needs nothing
+            live = self._take()
             if not live:
                 continue
             try:
@@ -105,6 +122,16 @@ class MicroBatcher(Generic[T, R]):
             return
         for (_, fut), result in zip(live, results, strict=True):
             _settle(fut, result=result)
+
+
+class _Group:
+    """The items of one ``submit`` call still waiting for a batch, and when they arrived."""
+
+    __slots__ = ("arrived", "items")
+
+    def __init__(self, arrived: float, items: deque) -> None:
+        self.arrived = arrived
+        self.items = items
 
 
 def _settle(fut: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:

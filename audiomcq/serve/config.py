@@ -1,4 +1,5 @@
-"""The model server's settings: batching, generation and input limits, each a CLI flag and an environment variable.
+"""The model server's settings: where it listens, how long and how much it reads, batching, generation and input
+limits, each a CLI flag and an environment variable.
 
 A flag's default comes from ``AUDIOMCQ_SERVE_<NAME>`` (``--max-audio-seconds`` <- ``AUDIOMCQ_SERVE_MAX_AUDIO_SECONDS``)
 so a Deployment can set limits without changing its command; an explicit flag wins. Lists are comma-separated.
@@ -43,14 +44,27 @@ class ServeConfig:
     max_completion_tokens: int = 512
     max_n: int = 4
     max_chat_chars: int = 20000
+    max_request_audio_seconds: float = 120.0
+    host: str = "0.0.0.0"
+    max_body_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 60.0
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    keep_alive_s: float = 65.0
 
     def __post_init__(self) -> None:
         positive = ("max_batch_size", "max_new_tokens", "max_instances", "max_audio_bytes", "max_audio_seconds",
                     "max_choices", "max_question_chars", "max_choice_chars", "url_timeout_s", "max_completion_tokens",
-                    "max_n", "max_chat_chars")  # fmt: skip
+                    "max_n", "max_chat_chars", "max_request_audio_seconds", "max_body_bytes", "body_timeout_s",
+                    "header_timeout_s", "max_header_bytes", "keep_alive_s")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AudioMCQError(f"serve: {name} must be positive, not {getattr(self, name)}")
+        if not self.host.strip():
+            raise AudioMCQError("serve: host must be an address to listen on, such as 0.0.0.0 or 127.0.0.1")
+        if self.max_request_audio_seconds < MIN_AUDIO_SECONDS:
+            raise AudioMCQError(f"serve: max_request_audio_seconds must be at least {MIN_AUDIO_SECONDS:g} (the "
+                                f"shortest clip), not {self.max_request_audio_seconds:g}")  # fmt: skip
         if self.max_wait_ms < 0:
             raise AudioMCQError(f"serve: max_wait_ms must be >= 0, not {self.max_wait_ms}")
         if self.dtype not in DTYPES:
@@ -108,6 +122,18 @@ HELP = {
     "max_completion_tokens": "most tokens a chat completion may generate; also its default when a request names none",
     "max_n": "most completions (n) in one chat request",
     "max_chat_chars": "characters of text in all the messages of one chat request",
+    "max_request_audio_seconds": "seconds of audio in all the clips of one request together, so that one request "
+    "cannot hold the model for long while others wait",
+    "host": "address to listen on: 0.0.0.0 (every IPv4 interface, the default), 127.0.0.1 (this machine only), "
+    ":: (IPv6 only) or one interface's address",
+    "max_body_bytes": "size of one request body; a larger one is refused with a 413 before it is parsed (from its "
+    "Content-Length, or as soon as a streamed body passes the limit)",
+    "body_timeout_s": "time for a request's whole body to arrive once its headers have; a slower one gets a 408",
+    "header_timeout_s": "time for a request's headers to arrive, from its first byte (or from the connection's "
+    "opening); a slower connection gets a 408 and is closed",
+    "max_header_bytes": "size of a request's line and headers together; larger ones get a 431 and the connection "
+    "is closed",
+    "keep_alive_s": "how long an idle connection stays open between requests",
 }
 
 
@@ -134,7 +160,9 @@ def _list(kind: type) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting, its default read from the environment (see the module docstring)."""
-    group = parser.add_argument_group("batching, generation and input limits (env AUDIOMCQ_SERVE_<NAME>)")
+    group = parser.add_argument_group(
+        "listening, read limits, batching, generation and input limits (env AUDIOMCQ_SERVE_<NAME>)"
+    )
     for f in fields(ServeConfig):
         default = f.default
         parse: Any = type(default)

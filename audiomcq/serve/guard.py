@@ -4,24 +4,26 @@
   anything else as binary (a V2 body then needs ``Inference-Header-Content-Length``; a V1 body reaches the model as
   bytes). tritonclient's JSON mode and plain curl (``application/x-www-form-urlencoded``) send no JSON label, so a
   body that parses as JSON and has no binary header is relabelled ``application/json``; one that does not parse is
-  a 400 saying so.
-- Binary V2 bodies kserve's ``InferRequest.from_bytes`` cannot decode (a missing ``inputs`` key, bytes that do not
-  fit a tensor's shape, BYTES elements that are not UTF-8 such as raw WAV bytes) would be kserve's 500: they are
-  decoded here first, and a failure is a 400 naming the reason.
+  a 400 saying so. The check runs on the decoding pool, not the event loop.
+- Binary V2 bodies (those with ``Inference-Header-Content-Length``) pass untouched: ``audiomcq.serve.v2_http``
+  decodes and checks them off the event loop.
 - Model versions (``/v2/models/{name}/versions/{v}/...``) and ``:explain`` exist as kserve routes but answer 501,
   which clients and dashboards read as a server fault; the model has no versions and no explainer, so they are a
   404 saying which route to use.
+- A client that goes away while its body is read is a ``ClientDisconnect``, as in Starlette, for the metrics
+  middleware to count as a disconnect (not a truncated body to answer).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 from typing import Any
 
-from kserve.protocol.infer_type import InferRequest
+from starlette.requests import ClientDisconnect
+
+from audiomcq.serve.bounds import offload, reply
 
 HEADER = b"inference-header-content-length"
 V2_INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)(/versions/[^/]+)?/infer$")
@@ -35,6 +37,8 @@ async def _body(receive: Any) -> bytes:
     chunks = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -63,8 +67,7 @@ def _is_json(body: bytes) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: version and explain routes answered with a 404, bodies labelled by what they are, binary V2
-    bodies checked before kserve decodes them."""
+    """ASGI middleware: version and explain routes answered with a 404, bodies labelled by what they are."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -73,43 +76,27 @@ class RequestGuard:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if match := VERSIONED.match(path):
             rest = match["rest"] or ""
-            await _reply(send, 404, f"model {match['name']!r} has no versions: use /v2/models/{match['name']}{rest}")
+            await reply(send, 404, f"model {match['name']!r} has no versions: use /v2/models/{match['name']}{rest}")
             return
         if match := EXPLAIN.match(path):
             name = match["name"]
-            await _reply(send, 404, f"model {name!r} has no explainer: use /v1/models/{name}:predict")
-            return
-        v2 = V2_INFER.match(path)
-        if not (v2 or V1_PREDICT.match(path)) or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
+            await reply(send, 404, f"model {name!r} has no explainer: use /v1/models/{name}:predict")
             return
         headers = dict(scope.get("headers", []))
+        v2 = V2_INFER.match(path)
+        binary = v2 is not None and HEADER in headers
+        labelled = headers.get(b"content-type", b"").lower() in JSON_TYPES
+        if not (v2 or V1_PREDICT.match(path)) or scope.get("method") != "POST" or binary or labelled:
+            await self.app(scope, receive, send)
+            return
         body = await _body(receive)
-        length = headers.get(HEADER)
-        if length is not None and v2:
-            try:
-                InferRequest.from_bytes(body, int(length), v2["name"])
-            except Exception as err:  # noqa: BLE001 - what kserve would turn into a 500 is the client's malformed body
-                reason = f"{type(err).__name__}: {err}"[:300]  # kserve may quote a whole tensor: keep the start
-                if "using UTF-8" in str(err):
-                    reason = "a BYTES element is not UTF-8 text (send audio as base64 text, not raw bytes)"
-                await _reply(send, 400, f"invalid binary inference request: {reason}")
-                return
-        elif length is None and headers.get(b"content-type", b"").lower() not in JSON_TYPES:
-            if not await asyncio.to_thread(_is_json, body):  # a large body would hold up the event loop
-                await _reply(send, 400, "the body is not valid JSON (binary V2 tensors need the "
-                                        "Inference-Header-Content-Length header)")  # fmt: skip
-                return
-            labelled = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
-            scope = {**scope, "headers": [*labelled, (b"content-type", b"application/json")]}
+        if not await offload(_is_json, body):
+            await reply(send, 400, "the body is not valid JSON (binary V2 tensors need the "
+                                   "Inference-Header-Content-Length header)")  # fmt: skip
+            return
+        unlabelled = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+        scope = {**scope, "headers": [*unlabelled, (b"content-type", b"application/json")]}
         await self.app(scope, _replay(body, receive), send)
-
-
-async def _reply(send: Any, status: int, message: str) -> None:
-    payload = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 class ClientErrorsAtInfo(logging.Filter):

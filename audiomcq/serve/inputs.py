@@ -1,12 +1,14 @@
 """Turning request instances into checked questions: text limits, base64 or fetched audio, decoding to 16 kHz mono.
 
-Every problem raises kserve's ``InvalidInput`` (HTTP 400) naming the instance and the reason, so a client never
-sees a 5xx for its own mistake. Audio must be WAV, FLAC or MP3, at most ``max_audio_bytes`` encoded and
-``max_audio_seconds`` long, 1 to 8 channels, 8-192 kHz (or one of ``sample_rates`` when the operator lists some);
-it is mixed to mono and resampled to 16 kHz, and must then last at least ``MIN_AUDIO_SECONDS`` (0.1 s; both model
-families fail on shorter clips). ``audio_url`` is fetched only under an allowed prefix (``audiomcq.serve.urls``),
-without following redirects, never with ``.``/``..`` path segments (they could step outside the prefix), and an
-http(s) fetch as a whole must finish within ``url_timeout_s``.
+Every problem raises kserve's ``InvalidInput`` (HTTP 400) naming the instance and the reason, so a client never sees a
+5xx for its own mistake. Audio must be WAV, FLAC or MP3, at most ``max_audio_bytes`` encoded and ``max_audio_seconds``
+long, 1 to 8 channels, 8-192 kHz (or one of ``sample_rates`` when the operator lists some); it is mixed to mono and
+resampled to 16 kHz, and must then last at least ``MIN_AUDIO_SECONDS`` (0.1 s; both model families fail on shorter
+clips). All the clips of one request together may last at most ``max_request_audio_seconds``, checked from each clip's
+header before its samples are decoded, so one request cannot hold the model (or a decoding thread) for long while other
+requests wait. ``audio_url`` is fetched only under an allowed prefix (``audiomcq.serve.urls``), without following
+redirects, never with ``.``/``..`` path segments (they could step outside the prefix), and an http(s) fetch as a whole
+must finish within ``url_timeout_s``.
 """
 
 from __future__ import annotations
@@ -97,8 +99,18 @@ def decode_base64(where: str, text: Any, config: ServeConfig) -> bytes:
     return data
 
 
-def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarray, float]:
-    """16 kHz mono float32 samples and the clip's duration; the header is checked before the samples are read."""
+def _over_budget(where: str, config: ServeConfig) -> InvalidInput:
+    return InvalidInput(f"{where}: the request's clips last more than {config.max_request_audio_seconds:g} s "
+                        "together, the limit per request (--max-request-audio-seconds); send fewer or shorter clips "
+                        "per request")  # fmt: skip
+
+
+def decode_audio(
+    where: str, data: bytes, config: ServeConfig, budget: float | None = None
+) -> tuple[np.ndarray, float]:
+    """16 kHz mono float32 samples and the clip's duration; the header is checked before the samples are read.
+
+    ``budget``: the seconds of audio the request has left (``max_request_audio_seconds`` less its earlier clips)."""
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
@@ -115,6 +127,8 @@ def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarr
     if info.frames / rate > config.max_audio_seconds:
         raise InvalidInput(f"{where}: the audio lasts {info.frames / rate:.1f} s, more than the limit of "
                            f"{config.max_audio_seconds:g} s")  # fmt: skip
+    if budget is not None and info.frames / rate > budget:
+        raise _over_budget(where, config)
     try:
         wave, rate = decode(data)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
@@ -125,6 +139,8 @@ def decode_audio(where: str, data: bytes, config: ServeConfig) -> tuple[np.ndarr
     if seconds > config.max_audio_seconds:  # an MP3 header may only estimate its length
         raise InvalidInput(f"{where}: the audio lasts {seconds:.1f} s, more than the limit of "
                            f"{config.max_audio_seconds:g} s")  # fmt: skip
+    if budget is not None and seconds > budget:
+        raise _over_budget(where, config)
     if not np.isfinite(wave).all():
         raise InvalidInput(f"{where}: the audio has NaN or infinite samples")
     mono = to_model_rate(wave, rate)
@@ -228,8 +244,11 @@ def fetch_url(where: str, url: Any, config: ServeConfig) -> bytes:
     return data
 
 
-def parse_instance(where: str, instance: Any, config: ServeConfig, forbidden: Sequence[str] = ()) -> Question:
-    """One V1-style instance (``audio`` base64 or ``audio_url``, ``question``, ``choices``) as a checked question."""
+def parse_instance(
+    where: str, instance: Any, config: ServeConfig, forbidden: Sequence[str] = (), budget: float | None = None
+) -> Question:
+    """One V1-style instance (``audio`` base64 or ``audio_url``, ``question``, ``choices``) as a checked question;
+    ``budget`` as for ``decode_audio``."""
     if not isinstance(instance, dict):
         raise InvalidInput(f"{where}: expected an object with audio (or audio_url), question and choices")
     unknown = sorted(set(instance) - FIELDS)
@@ -240,8 +259,19 @@ def parse_instance(where: str, instance: Any, config: ServeConfig, forbidden: Se
     if (audio is None) == (url is None):
         raise InvalidInput(f"{where}: give exactly one of 'audio' (base64 WAV, FLAC or MP3) and 'audio_url'")
     data = decode_base64(where, audio, config) if audio is not None else fetch_url(where, url, config)
-    wave, seconds = decode_audio(where, data, config)
+    wave, seconds = decode_audio(where, data, config, budget)
     return Question(question, choices, wave, seconds)
+
+
+def parse_instances(instances: Sequence[Any], config: ServeConfig, forbidden: Sequence[str] = ()) -> list[Question]:
+    """Every instance as a checked question, their clips together within ``max_request_audio_seconds``."""
+    questions: list[Question] = []
+    left = config.max_request_audio_seconds
+    for i, instance in enumerate(instances):
+        question = parse_instance(f"instance {i}", instance, config, forbidden, left)
+        left -= question.seconds
+        questions.append(question)
+    return questions
 
 
 def parse_v1(payload: Any, config: ServeConfig, forbidden: Sequence[str] = ()) -> list[Question]:
@@ -251,4 +281,4 @@ def parse_v1(payload: Any, config: ServeConfig, forbidden: Sequence[str] = ()) -
     instances = payload["instances"]
     if len(instances) > config.max_instances:
         raise InvalidInput(f"{len(instances)} instances in one request; the limit is {config.max_instances}")
-    return [parse_instance(f"instance {i}", inst, config, forbidden) for i, inst in enumerate(instances)]
+    return parse_instances(instances, config, forbidden)

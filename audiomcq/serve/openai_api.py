@@ -56,7 +56,7 @@ def decode_request(chat: ChatRequest, model: AudioMCQModel) -> ChatRequest:
     check_texts(chat.messages, config, model.forbidden)
     for data, fmt in chat.audio:
         raw = decode_base64("message", data, config)
-        wave, seconds = decode_audio("message", raw, config)
+        wave, seconds = decode_audio("message", raw, config, config.max_request_audio_seconds - chat.seconds)
         sniffed = SNIFFED.get(sf.info(io.BytesIO(raw)).format)
         if sniffed != fmt:
             raise RequestError(f"input_audio.format is {fmt!r} but the data is {sniffed or 'another format'}",

@@ -1,16 +1,15 @@
 """The KServe predictor: V1 ``:predict``, V2 ``/infer`` and the OpenAI-compatible chat route over one batched model.
 
-The checkpoint (a directory or an ``s3://`` prefix, fetched once) loads before the server listens, so every
-kserve health and readiness route reports ready only once the model can answer. Requests are validated on the
-event loop's worker threads; their jobs then join the micro-batcher, whose forward encodes each prompt and its audio
-once and both scores the choices and decodes the reply from that prefill (``audiomcq.serve.shared_pass``). With
-``--shared-pass false`` the choices are scored by re-encoding prompt and audio per choice instead, the reference
-path the shared pass is measured against.
+The checkpoint (a directory or an ``s3://`` prefix, fetched once) loads before the server listens, so every kserve
+health and readiness route reports ready only once the model can answer. Requests are validated on the decoding pool
+(``audiomcq.serve.bounds``), never on the event loop; their jobs then join the micro-batcher, whose forward encodes
+each prompt and its audio once and both scores the choices and decodes the reply from that prefill
+(``audiomcq.serve.shared_pass``). With ``--shared-pass false`` the choices are scored by re-encoding prompt and audio
+per choice instead, the reference path the shared pass is measured against.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from kserve.protocol.infer_type import InferRequest
 
 from audiomcq.serve import metrics
 from audiomcq.serve.batcher import MicroBatcher
+from audiomcq.serve.bounds import offload
 from audiomcq.serve.chat import ChatRequest
 from audiomcq.serve.config import ServeConfig
 from audiomcq.serve.inputs import Question, parse_v1
@@ -104,8 +104,8 @@ class AudioMCQModel(kserve.Model):
         return Job(self.render(chat.messages), chat.waves, chat.params, chat.mcq[1] if chat.mcq else ())
 
     async def parse(self, check: Callable[[], Any]) -> Any:
-        """Run a request check (base64 and audio decoding, URL fetches) off the event loop."""
-        return await asyncio.to_thread(check)
+        """Run a request check (base64 and audio decoding, URL fetches) on the decoding pool, off the event loop."""
+        return await offload(check)
 
     async def run(self, job: Job) -> JobResult:
         """A job's result, batched with whatever else is in flight; ``PromptTooLong`` when it does not fit."""
@@ -158,19 +158,28 @@ async def _validation_error(_: Any, exc: Exception) -> JSONResponse:
 
 
 def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config: ServeConfig | None = None) -> None:
-    """Load the model, mount our routes and metrics on kserve's app, and serve on ``http_port`` (blocks)."""
+    """Load the model, mount our routes and middleware on kserve's app, and serve on ``config.host:http_port``
+    (blocks)."""
     from kserve.logging import logger as kserve_logger
     from kserve.model_server import app
 
+    from audiomcq.serve.bounds import BodyLimit
     from audiomcq.serve.guard import ClientErrorsAtInfo, RequestGuard
+    from audiomcq.serve.listener import BoundedModelServer
     from audiomcq.serve.openai_api import openai_router
+    from audiomcq.serve.v2_http import v2_router
 
     kserve_logger.addFilter(ClientErrorsAtInfo())
-
+    config = config or ServeConfig()
     model = AudioMCQModel(name, model_dir, config)
     model.load()
+    server = BoundedModelServer(http_port, config)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Added inside out: the metrics see every answer (the limit's 413s and the guard's 400s included) and every
+    # client that went away, and the body limit bounds what the guard reads.
     app.add_middleware(RequestGuard)
-    app.add_middleware(metrics.MetricsMiddleware)  # added last, so outside the guard: its 400s are counted too
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    app.add_middleware(metrics.MetricsMiddleware)
+    app.include_router(v2_router(server.dataplane, config))  # ahead of kserve's own route for the same path
     app.include_router(openai_router(model))
-    kserve.ModelServer(http_port=http_port, enable_grpc=False).start([model])
+    server.start([model])

@@ -19,7 +19,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from audiomcq.serve.config import ServeConfig
-from audiomcq.serve.inputs import Question, parse_instance
+from audiomcq.serve.inputs import Question, parse_instances
 from audiomcq.serve.scoring import Answer
 
 INPUTS = ("question", "choices", "audio", "audio_url")
@@ -112,15 +112,15 @@ def parse_v2(request: InferRequest, config: ServeConfig, forbidden: Sequence[str
     for name, values in (("audio", audio), ("audio_url", urls)):
         if values is not None and len(values) != n:
             raise InvalidInput(f"input '{name}' has {len(values)} rows for {n} questions")
-    out = []
+    instances = []
     for i in range(n):
         instance = {"question": questions[i], "choices": choices[i]}
         if audio is not None:
             instance["audio"] = audio[i]
         if urls is not None:
             instance["audio_url"] = urls[i]
-        out.append(parse_instance(f"instance {i}", instance, config, forbidden))
-    return out
+        instances.append(instance)
+    return parse_instances(instances, config, forbidden)
 
 
 def v2_response(request: InferRequest, model_name: str, answers: Sequence[Answer]) -> InferResponse:
