@@ -38,7 +38,10 @@ def add_filter_commands(sub: Any) -> None:
     add_dtype_flag(r, "with --models")
     r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
     r.add_argument("--out", required=True, help="output directory, or an s3:// prefix (published when done)")
-    r.add_argument("--work", type=Path, help="scratch directory for S3 inputs and outputs (default .audiomcq-work)")
+    r.add_argument("--work", type=Path, help="scratch directory for S3 inputs and outputs (default: one of this "
+                   "output's own under the staging cache, AUDIOMCQ_STAGING)")  # fmt: skip
+    r.add_argument("--fresh", action="store_true", help="discard finished parts that another model or setting "
+                   "made (a rerun otherwise refuses them, naming what changed)")  # fmt: skip
     r.set_defaults(func=cmd_filter_run)
     m = fsub.add_parser("merge", help="merge shard outputs (in shard order) into one labelled set and its stats")
     m.add_argument("shards", nargs="+", type=Path, help="the shard output directories, shard 0 first")
@@ -127,7 +130,7 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, shard=parse_shard(args.shard), budget_margin=args.budget_margin,
         max_length=args.max_length,
     )  # fmt: skip
-    _print(run_filter_uri(args.data, models, args.audio_root, args.out, config, args.work), args.out)
+    _print(run_filter_uri(args.data, models, args.audio_root, args.out, config, args.work, args.fresh), args.out)
     return 0
 
 
@@ -155,6 +158,10 @@ def cmd_filter_merge(args: argparse.Namespace) -> int:
 
 def _print(stats: dict[str, Any], out: Path) -> None:
     print(f"filter: {stats['weak']} weak / {stats['strong']} strong ({stats['rule']}) -> {out}")
+    for key, what in (("audio_corrupt", "with audio no model can hear (labelled in silence only)"),
+                      ("audio_trimmed", "with audio longer than 30 s (heard cut to the first 30 s)")):  # fmt: skip
+        if stats.get(key):
+            print(f"  {stats[key]} records {what}")
     if stats.get("over_length"):
         print(f"  {stats['over_length']} records too long for a model's context: unlabelled, see over_length.jsonl")
     for model, n in (stats.get("truncated") or {}).items():

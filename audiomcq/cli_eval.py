@@ -31,6 +31,7 @@ def add_eval_commands(sub: Any) -> None:
     p.add_argument("--chunk-size", type=int, default=256, help="items per resumable part")
     add_dtype_flag(p)
     p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
+    add_fresh_flag(p)
     p.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="runs in the paper's views: Table-5-style table and accuracy-vs-step curves")
@@ -42,7 +43,14 @@ def add_eval_commands(sub: Any) -> None:
     r.add_argument("--audio-root", help="the selection set's audio (a path or s3:// prefix)")
     r.add_argument("--max-new-tokens", type=int, default=256)
     r.add_argument("--out", required=True, type=Path)
+    add_fresh_flag(r)
     r.set_defaults(func=cmd_report)
+
+
+def add_fresh_flag(parser: argparse.ArgumentParser) -> None:
+    """``--fresh``: a rerun into an old output otherwise refuses work another model or setting made."""
+    parser.add_argument("--fresh", action="store_true", help="discard finished work in --out that another model or "
+                        "setting made (a rerun otherwise refuses it, naming what changed)")  # fmt: skip
 
 
 def add_dtype_flag(parser: argparse.ArgumentParser, scope: str = "") -> None:
@@ -108,9 +116,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if base is None:
                 raise AudioMCQError(f"task {name}: give its metadata (NAME=PATH), --data-dir or --audio-root")
             tasks[name] = str(Path(base) / get_task(name).default_file)
-    index, _, count = args.shard.partition("/")
+    from audiomcq.cli_acf import parse_shard
+
+    try:
+        shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
+    except argparse.ArgumentTypeError as err:
+        raise AudioMCQError(str(err)) from None
     config = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-                        shard=(int(index), int(count or 1)), silent_control=not args.no_silence,
+                        shard=shard, silent_control=not args.no_silence,
                         balanced=args.balanced, dtype=args.dtype, budget_margin=args.budget_margin,
                         max_length=args.max_length)  # fmt: skip
     model: str | dict[str, Any] = args.model
@@ -120,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = yaml.safe_load(args.model_config.read_text())
         if not isinstance(model, dict) or "path" not in model:
             raise AudioMCQError(f"{args.model_config}: expected a YAML mapping of one model spec, with `path`")
-    summary = run_eval(model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"))
+    summary = run_eval(model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"), args.fresh)
     from audiomcq.evaluation.harness import markdown
 
     print(markdown(summary), end="")
@@ -157,7 +170,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not runs and not args.eval:
         raise AudioMCQError("nothing to report: give --run, --eval or --demo")
     selections = {
-        name: select_run(run, audio_root, args.out / "select" / name, data, max_new_tokens=args.max_new_tokens)
+        name: select_run(
+            run, audio_root, args.out / "select" / name, data, max_new_tokens=args.max_new_tokens, fresh=args.fresh
+        )
         for name, run in runs.items()
     }
     path = paper_report.write(selections, paper_report.load_evals(_pairs(args.eval, "--eval")), args.out)

@@ -30,21 +30,28 @@ def add_generate_commands(sub: Any) -> None:
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=METADATA",
                    help="decontaminate against this benchmark (mmau, mmar, mmsu, dcase2025)")  # fmt: skip
     p.add_argument("--cache", help="response cache: a directory or s3:// prefix (default <out>/cache)")
+    p.add_argument("--fresh", action="store_true", help="discard finished parts that another LLM or setting made "
+                   "(a rerun otherwise refuses them, naming what changed)")  # fmt: skip
     p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generate and print the summary counts."""
+    from audiomcq.cli_acf import parse_shard
     from audiomcq.cli_eval import _pairs
+    from audiomcq.errors import AudioMCQError
     from audiomcq.sdg.llm import LLMSpec
     from audiomcq.sdg.run import GenConfig, generate_dataset
 
     llm = LLMSpec(args.llm, args.model, args.base_url, args.api_key_env, args.concurrency, args.rps, args.timeout,
                   args.retries, args.temperature, args.max_tokens)  # fmt: skip
-    index, _, count = args.shard.partition("/")
-    config = GenConfig(args.tries, args.chunk_size, (int(index), int(count or 1)))
+    try:
+        shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
+    except argparse.ArgumentTypeError as err:
+        raise AudioMCQError(str(err)) from None
+    config = GenConfig(args.tries, args.chunk_size, shard)
     s = generate_dataset(_pairs(args.source, "--source"), args.out, llm, config,
-                         _pairs(args.benchmark, "--benchmark"), args.cache)  # fmt: skip
+                         _pairs(args.benchmark, "--benchmark"), args.cache, args.fresh)  # fmt: skip
     print(f"generate: {s['samples']} samples, {s['rejects']} rejects -> {args.out}")
     for reason, n in s["reject_reasons"].items():
         print(f"  rejected {n}: {reason}")

@@ -4,14 +4,17 @@ The endpoint comes from ``AUDIOMCQ_S3_ENDPOINT`` (``host:port`` or a URL), TLS f
 on), the region from ``AUDIOMCQ_S3_REGION``; credentials from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``,
 which a Kubernetes Secret injects by name. No value is ever logged. Inputs are streamed to local disk; an output
 directory is uploaded file by file, and a ``_COMPLETE`` marker goes up last, so a reader never mistakes a
-half-uploaded result for a finished one. Only plain S3 calls are used (no MinIO-only APIs).
+half-uploaded result for a finished one. Only plain S3 calls are used (no MinIO-only APIs). A store that cannot be
+reached, or that refuses a call, is one error naming the URI and the reason, never a client traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -55,6 +58,23 @@ def client() -> Any:
     )
 
 
+@contextlib.contextmanager
+def reaching(uri: str, what: str) -> Iterator[None]:
+    """Turn the client's failures inside the block into one line naming ``uri``: an endpoint that cannot be reached
+    (the HTTP client's retries ran out) or the store's refusal (its error code and message)."""
+    from minio.error import MinioException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except HTTPError as err:
+        reason = " ".join(str(getattr(err, "reason", None) or err).split())
+        endpoint = os.environ.get("AUDIOMCQ_S3_ENDPOINT")
+        raise AudioMCQError(f"{uri}: {what} failed: the S3 endpoint {endpoint} cannot be reached ({reason})") from None
+    except MinioException as err:
+        raise AudioMCQError(f"{uri}: {what} failed: {' '.join(str(err).split())}") from None
+
+
 def fetch(uri: str | Path, dest_dir: str | Path) -> Path:
     """A local path for ``uri``: local paths as they are; an ``s3://`` object streamed to ``dest_dir``."""
     if not is_s3(uri):
@@ -62,10 +82,8 @@ def fetch(uri: str | Path, dest_dir: str | Path) -> Path:
     bucket, key = split(str(uri))
     dest = Path(dest_dir) / Path(key).name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with reaching(str(uri), "download"):
         client().fget_object(bucket, key, str(dest))  # writes a temporary part file, renamed when complete
-    except Exception as err:  # the client's errors name the bucket and key; keep them, add the URI
-        raise AudioMCQError(f"{uri}: download failed: {err}") from err
     log.info("fetched %s -> %s", uri, dest)
     return dest
 
@@ -84,15 +102,16 @@ def publish(local_dir: str | Path, uri: str, exclude: tuple[str, ...] = ()) -> i
     root = Path(local_dir)
     count = 0
     marker = f"{prefix}/{COMPLETE}" if prefix else COMPLETE
-    s3.remove_object(bucket, marker)  # a re-publish is incomplete until its own marker lands (no-op when absent)
     files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: (p.name == TRAIN_COMPLETE, str(p)))
-    for path in files:
-        rel = path.relative_to(root)
-        if rel.parts[0] in exclude or path.name.endswith(".tmp"):
-            continue
-        s3.fput_object(bucket, f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix(), str(path))
-        count += 1
-    s3.put_object(bucket, marker, io.BytesIO(str(count).encode()), len(str(count)))
+    with reaching(uri, "upload"):
+        s3.remove_object(bucket, marker)  # a re-publish is incomplete until its own marker lands (no-op when absent)
+        for path in files:
+            rel = path.relative_to(root)
+            if rel.parts[0] in exclude or path.name.endswith(".tmp"):
+                continue
+            s3.fput_object(bucket, f"{prefix}/{rel.as_posix()}" if prefix else rel.as_posix(), str(path))
+            count += 1
+        s3.put_object(bucket, marker, io.BytesIO(str(count).encode()), len(str(count)))
     log.info("published %d files from %s to %s", count, root, uri)
     return count
 
@@ -118,10 +137,11 @@ def is_complete(uri: str) -> bool:
     from minio.error import S3Error
 
     bucket, prefix = split(uri)
-    try:
-        client().stat_object(bucket, f"{prefix.rstrip('/')}/{COMPLETE}")
-    except S3Error:
-        return False
+    with reaching(uri, "checking for the completion marker"):
+        try:
+            client().stat_object(bucket, f"{prefix.rstrip('/')}/{COMPLETE}")
+        except S3Error:
+            return False
     return True
 
 
@@ -137,14 +157,15 @@ def fetch_dir(uri: str, dest_dir: str | Path, require_complete: bool = True, ski
     bucket, prefix = split(uri)
     prefix = prefix.rstrip("/") + "/"
     s3, dest, count = client(), Path(dest_dir), 0
-    for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
-        rel = obj.object_name[len(prefix) :]
-        if skip and any(fnmatch(part, skip) for part in rel.split("/")[:-1]):
-            continue
-        target = dest / rel
-        if not (target.is_file() and target.stat().st_size == obj.size):
-            s3.fget_object(bucket, obj.object_name, str(target))  # each file renamed into place when complete
-            count += 1
+    with reaching(uri, "download"):
+        for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
+            rel = obj.object_name[len(prefix) :]
+            if skip and any(fnmatch(part, skip) for part in rel.split("/")[:-1]):
+                continue
+            target = dest / rel
+            if not (target.is_file() and target.stat().st_size == obj.size):
+                s3.fget_object(bucket, obj.object_name, str(target))  # each file renamed into place when complete
+                count += 1
     log.info("fetched %d files from %s -> %s", count, uri, dest)
     return dest
 
@@ -177,5 +198,6 @@ def subprefixes(uri: str) -> list[str]:
     """The immediate "directories" under an ``s3://`` prefix, as full URIs."""
     bucket, prefix = split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
-    objects = client().list_objects(bucket, prefix=prefix, recursive=False)
+    with reaching(uri, "listing"):
+        objects = list(client().list_objects(bucket, prefix=prefix, recursive=False))
     return [f"s3://{bucket}/{o.object_name.rstrip('/')}" for o in objects if o.is_dir]

@@ -5,8 +5,15 @@ every record's options (the whole input, so every shard and every resumed run ge
 tokens, plus a margin; generation also stops at ``</answer>``. A long right answer is then never cut into a wrong
 one, and an answer that still hits the budget is flagged ``truncated`` in its cell and counted in ``stats.json``.
 The budget goes to ``budget.json`` beside the parts. A record whose prompt, audio and budget would not fit the
-model's context under some probe is not asked at all: its row carries ``over_length`` and the merge leaves it
-unlabelled and reports it, instead of scoring a failed or clipped generation as wrong.
+model's context under some probe (or whose text alone is beyond ``MAX_TEXT_CHARS``) is not asked at all: its row
+carries ``over_length`` and the merge leaves it unlabelled and reports it, instead of scoring a failed or clipped
+generation as wrong.
+
+The model's work directory is fingerprinted (``audiomcq.fingerprint``): the model's digest and the settings that
+change answers must match to resume (else the run is refused, or ``fresh`` discards that model's parts); a part
+counts only for the exact chunk it answered (records and audio sizes), so an edited input redoes the chunks it
+changed; a probe added on a rerun is answered into the finished parts, a removed one is left out of the labels;
+and a changed budget (the input's longest answer changed) redoes every part.
 """
 
 from __future__ import annotations
@@ -14,17 +21,18 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from audiomcq.acf.probes import Clips, Probe, requests
 from audiomcq.data.io import RecordReader
-from audiomcq.data.record import MCQRecord
+from audiomcq.data.record import MAX_TEXT_CHARS, MCQRecord, text_chars
 from audiomcq.errors import AudioMCQError
+from audiomcq.fingerprint import WorkDir, chunk_digest, digest, engine_identity
 from audiomcq.inference import EngineSpec, make_engine
 from audiomcq.inference.budget import Budget, engine_format, over_length, resolve_budget
-from audiomcq.jsonio import atomic_writer, json_line, write_json
+from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
 
 log = logging.getLogger(__name__)
 BUDGET_FILE = "budget.json"
@@ -41,63 +49,132 @@ def chunks(data: str | Path, config: Any) -> Iterator[list[MCQRecord]]:
         yield chunk
 
 
+def identity(spec: EngineSpec, config: Any) -> dict[str, Any]:
+    """What one filter model's answers depend on, beyond the chunks it answers: the model, its prompt settings, the
+    sampling and budget settings, the chunking and the shard."""
+    ident = engine_identity(spec)
+    ident["settings"].update(samples=config.samples, temperature=config.temperature if config.samples > 1 else 0.0,
+                             max_new_tokens=config.max_new_tokens, budget_margin=config.budget_margin)  # fmt: skip
+    return {"stage": "filter", **ident, "chunk_size": config.chunk_size, "shard": list(config.shard)}
+
+
 def answer_all(data: str | Path, spec: EngineSpec, name: str, probes: list[Probe], audio_root: str | Path | None,
-               work: Path, config: Any) -> None:  # fmt: skip
-    """Answer the chunks of ``data`` that have no part file in ``work`` yet, with the model ``spec`` names."""
+               work: Path, config: Any, fresh: bool = False) -> None:  # fmt: skip
+    """Answer, with the model ``spec`` names, the chunks of ``data`` (and the probes) that ``work`` has no valid
+    part for yet."""
     from audiomcq.metrics import push
 
-    engine: Any = None  # loaded on the first chunk not done yet, so a finished model costs nothing on resume
-    budget: Budget | None = None
-    done = skipped = records = 0
+    state = WorkDir(work, identity(spec, config), fresh=fresh)
+    model = _Model(spec, name, data, config, state)
+    model.check_budget()
+    done = skipped = records = count = 0
     start = time.perf_counter()
     group = {"model": name, "shard": f"{config.shard[0]}of{config.shard[1]}"}
     for i, chunk in enumerate(chunks(data, config)):
-        part = work / f"part-{i:06d}.jsonl"
-        if part.is_file():
+        count = i + 1
+        key = chunk_digest(chunk, audio_root)
+        entry = state.entry(i, key)
+        have = set(entry["probes"]) if entry else set()
+        missing = [p for p in probes if p.name not in have]
+        if not missing:
             skipped += 1
             continue
-        if engine is None:
-            engine = make_engine(spec)
-            budget = model_budget(data, engine, config, name)
-            write_json(work / BUDGET_FILE, budget.to_dict())
-        assert budget is not None
-        _answer_chunk(engine, budget, chunk, probes, Clips.load(chunk, audio_root), part, config)
+        engine, budget = model.ready()
+        previous = [row for _, row in iter_jsonl(state.part(i))] if entry else None
+        _answer_chunk(engine, budget, chunk, missing, Clips.load(chunk, audio_root), state.part(i), config, previous)
+        state.done(i, key, probes=sorted(have | {p.name for p in missing}))
         done, records = done + 1, records + len(chunk)
         push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
              "records_per_second": records / (time.perf_counter() - start)}, prefix="audiomcq_filter")  # fmt: skip
+    state.prune(count)  # parts beyond the input's end belong to a longer input
     log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
+
+
+class _Model:
+    """The engine and its budget, made on first use (a finished model costs nothing on resume); the budget and the
+    input it came from are kept in the work directory's fingerprint."""
+
+    def __init__(self, spec: EngineSpec, name: str, data: str | Path, config: Any, state: WorkDir) -> None:
+        self.spec, self.name, self.data, self.config, self.state = spec, name, data, config, state
+        self.engine: Any = None
+        self.budget: Budget | None = None
+
+    def ready(self) -> tuple[Any, Budget]:
+        if self.engine is None:
+            self.engine = make_engine(self.spec)
+            self.budget = model_budget(self.data, self.engine, self.config, self.name)
+            write_json(self.state.folder / BUDGET_FILE, self.budget.to_dict())
+            self.state.meta["budget"] = {"basis": self.basis(), "max_new_tokens": self.budget.max_new_tokens}
+            self.state.save()
+        assert self.budget is not None
+        return self.engine, self.budget
+
+    def basis(self) -> str | None:
+        """A digest of what a budget from the data depends on: every askable record's choices (None: set by hand)."""
+        if self.config.max_new_tokens is not None:
+            return None
+        return digest([r.choices for r in askable(RecordReader(self.data, validate=self.config.validate))])
+
+    def check_budget(self) -> None:
+        """Drop every part when the input's longest answer changed the budget the parts were answered with."""
+        saved = self.state.meta.get("budget")
+        if not saved or saved.get("basis") == self.basis():
+            return
+        old = saved["max_new_tokens"]
+        _, budget = self.ready()
+        if budget.max_new_tokens != old:
+            log.warning("ACF %s: the input's answers changed the budget from %d to %d tokens: every chunk is answered "
+                        "again", self.name, old, budget.max_new_tokens)  # fmt: skip
+            self.state.forget()
+
+
+def askable(records: Iterable[MCQRecord]) -> Iterator[MCQRecord]:
+    """The records whose text is within ``MAX_TEXT_CHARS`` (the others are never asked, nor counted in budgets)."""
+    return (r for r in records if text_chars(r) <= MAX_TEXT_CHARS)
 
 
 def model_budget(data: str | Path, engine: Any, config: Any, name: str) -> Budget:
     """This model's generation budget: ``config.max_new_tokens`` when set, else from every record of ``data``."""
-    budget = resolve_budget(config.max_new_tokens, RecordReader(data, validate=config.validate), engine,
+    budget = resolve_budget(config.max_new_tokens, askable(RecordReader(data, validate=config.validate)), engine,
                             config.budget_margin)  # fmt: skip
     log.info("ACF %s: %d new tokens at most (%s)", name, budget.max_new_tokens, budget.describe())
     return budget
 
 
 def _answer_chunk(engine: Any, budget: Budget, chunk: list[MCQRecord], probes: list[Probe], clips: Clips, part: Path,
-                  config: Any) -> None:  # fmt: skip
+                  config: Any, previous: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """Answer ``probes`` over a chunk into ``part``; ``previous``: the part's rows so far (other probes), kept."""
     fmt = engine_format(engine)
+    if previous is not None and [row["id"] for row in previous] != [r.id for r in chunk]:
+        raise AudioMCQError(f"{part}: its records differ from the chunk it is recorded for; rerun with --fresh")
+    rows = previous or [{"id": r.id, "probes": {}} for r in chunk]
     asked = [requests(probe, chunk, clips) for probe in probes]
-    too_long: dict[int, dict[str, int]] = {}  # position -> the longest need over the probes, and the limit
-    for reqs, _ in asked:
-        for j, need in over_length(engine, reqs, budget.max_new_tokens).items():
-            if need > too_long.get(j, {}).get("tokens", 0):
-                too_long[j] = {"tokens": need, "limit": engine.max_length}
+    too_long: dict[int, dict[str, int]] = {j: r["over_length"] for j, r in enumerate(rows) if r.get("over_length")}
+    for j, record in enumerate(chunk):
+        if j not in too_long and text_chars(record) > MAX_TEXT_CHARS:
+            too_long[j] = {"chars": text_chars(record), "limit": MAX_TEXT_CHARS}
+    candidates = [j for j in range(len(chunk)) if j not in too_long]
+    for reqs, _ in asked:  # the longest need over the probes, and the limit
+        for k, need in over_length(engine, [reqs[j] for j in candidates], budget.max_new_tokens).items():
+            if need > too_long.get(candidates[k], {}).get("tokens", 0):
+                too_long[candidates[k]] = {"tokens": need, "limit": engine.max_length}
     keep = [j for j in range(len(chunk)) if j not in too_long]
-    cells: list[dict[str, Any]] = [{} for _ in chunk]
     sampling = config.sampling(budget.max_new_tokens, fmt.stops)
     for probe, (reqs, shown) in zip(probes, asked, strict=True):
         outputs = engine.generate([reqs[j] for j in keep], sampling) if keep else []
         for j, outs in zip(keep, outputs, strict=True):
-            cells[j][probe.name] = judge(fmt, chunk[j], shown[j], outs)
+            rows[j]["probes"][probe.name] = judge(fmt, chunk[j], shown[j], outs)
     with atomic_writer(part) as f:
-        for j, (record, cell, wave) in enumerate(zip(chunk, cells, clips.waves, strict=True)):
-            row: dict[str, Any] = {"id": record.id, "audio_missing": wave is None, "probes": cell}
+        for j, row in enumerate(rows):
+            status = clips.status[j] if clips.status else ("missing" if clips.waves[j] is None else "ok")
+            out: dict[str, Any] = {"id": row["id"], "audio_missing": status == "missing", "probes": row["probes"]}
+            if status == "corrupt":
+                out["audio_corrupt"] = True
+            if clips.trimmed and clips.trimmed[j]:
+                out["audio_trimmed"] = True
             if j in too_long:
-                row["over_length"] = too_long[j]
-            f.write(json_line(row) + "\n")
+                out["over_length"] = too_long[j]
+            f.write(json_line(out) + "\n")
 
 
 def judge(fmt: Any, record: MCQRecord, choices: tuple[str, ...], outputs: list[str]) -> dict[str, Any]:

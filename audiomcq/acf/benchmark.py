@@ -51,6 +51,7 @@ def filter_benchmark(
         "benchmark": benchmark,
         "items": stats["count"],
         "audio_missing": stats["audio_missing"],
+        "audio_corrupt": stats["audio_corrupt"],  # unreadable or invalid clips: answered in silence only
         "over_length": stats["over_length"],  # too long for some filter model: unlabelled, so never AC-strong
         "truncated": stats["truncated"],
         "ac_strong": len(strong),

@@ -11,17 +11,19 @@
 from __future__ import annotations
 
 import functools
+import logging
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from audiomcq.audio import SR, load_audio
+from audiomcq.audio import SR, AudioError, fit_window, load_checked
 from audiomcq.data.record import MCQRecord, resolve_audio
 from audiomcq.inference import Request
 
+log = logging.getLogger(__name__)
 KINDS = ("silence", "noise", "mismatch", "shuffle", "audio")
 
 
@@ -60,18 +62,34 @@ class Probe:
 
 @dataclass
 class Clips:
-    """The real clips of one chunk, loaded once for all models and probes; ``None`` where the file is missing."""
+    """The real clips of one chunk, loaded once for all models and probes; ``None`` where the file is missing or
+    no model could hear it (``status`` says which: ok, missing, corrupt). A clip longer than the models' window is
+    cut to it here, where it is counted (``trimmed``), rather than by the processor unannounced."""
 
     waves: list[np.ndarray | None]
     fallback_seconds: float = 30.0
+    status: list[str] = field(default_factory=list)
+    trimmed: list[bool] = field(default_factory=list)
 
     @classmethod
     def load(cls, records: Sequence[MCQRecord], audio_root: str | Path | None, fallback: float = 30.0) -> Clips:
         waves: list[np.ndarray | None] = []
+        status: list[str] = []
+        trimmed: list[bool] = []
         for r in records:
             path = resolve_audio(r, audio_root) if audio_root is not None else Path(r.audio_path or "")
-            waves.append(load_audio(path) if path is not None and path.is_file() else None)
-        return cls(waves, fallback)
+            wave, state, cut = None, "missing", False
+            if path is not None and path.is_file():
+                try:
+                    wave, cut = fit_window(load_checked(path, where=f"record {r.id} ({path})"))
+                    state = "ok"
+                except AudioError as err:  # counted as audio_corrupt; the run goes on
+                    log.warning("%s", err)
+                    state = "corrupt"
+            waves.append(wave)
+            status.append(state)
+            trimmed.append(cut)
+        return cls(waves, fallback, status, trimmed)
 
     def seconds(self, i: int) -> float:
         wave = self.waves[i]

@@ -2,14 +2,18 @@
 
 Work is model-major (one filter model in memory at a time, as 7B LALMs need) and chunked: for each model, each
 chunk of the input is answered under every probe and written atomically to ``work/<model>/part-NNNNNN.jsonl``.
-A restarted run skips the parts that exist, so a SIGKILL costs at most one chunk per model and never duplicates or
-drops a record. The merge streams the input and the K part files side by side into ``labelled.jsonl``,
-``weak.jsonl``, ``strong.jsonl`` and ``stats.json`` (all written atomically), so memory does not grow with the
-input. ``shard=(i, N)`` keeps the records whose position p has p % N == i, for a KFP fan-out.
+A restarted run skips the parts that are still valid (``audiomcq.acf.answer``: same model and settings, same chunk,
+every probe), so a SIGKILL costs at most one chunk per model and never duplicates or drops a record; another model
+or setting under the same name is refused unless ``fresh``. The merge streams the input and the K part files side
+by side into ``labelled.jsonl``, ``weak.jsonl``, ``strong.jsonl`` and ``stats.json`` (all written atomically), so
+memory does not grow with the input. ``shard=(i, N)`` keeps the records whose position p has p % N == i, for a
+KFP fan-out.
 
 Each model's generation budget comes from the data unless set (``audiomcq.acf.answer``); truncated answers are
 counted per model and probe, and records too long for a model's context are left unlabelled, counted as
-``over_length`` and listed in ``over_length.jsonl``.
+``over_length`` and listed in ``over_length.jsonl``. Clips no model can hear are counted as ``audio_corrupt`` (the
+record is still labelled from the probes that hide the audio, like a record whose audio is missing), and clips
+longer than the models' window as ``audio_trimmed``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from audiomcq.acf.probes import Probe
 from audiomcq.acf.stats import Rule, Summary, rule_variants
 from audiomcq.data.record import MCQRecord
 from audiomcq.errors import AudioMCQError
+from audiomcq.fingerprint import clean_tmp
 from audiomcq.inference import EngineSpec, Sampling
 from audiomcq.inference.budget import DEFAULT_MARGIN
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, load_json, write_json
@@ -55,7 +60,9 @@ class FilterConfig:
     max_length: int | None = None
 
     def __post_init__(self) -> None:
-        for key, least in (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0)):
+        checks = (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0), ("chunk_size", 1), ("batch_size", 1),
+                  ("samples", 1))  # fmt: skip
+        for key, least in checks:
             value = getattr(self, key)
             if isinstance(value, float) and value.is_integer():  # numbers passed through KFP arrive as doubles
                 object.__setattr__(self, key, value := int(value))
@@ -90,7 +97,10 @@ def _plan(models: Sequence[Any], config: FilterConfig) -> tuple[list[EngineSpec]
         raise AudioMCQError(f"filter model names must be unique, got {names}")
     if not 1 <= config.min_correct <= len(specs):
         raise AudioMCQError(f"min_correct must be in 1..{len(specs)}, got {config.min_correct}")
-    probes = [Probe.parse(p) for p in config.probes]
+    try:
+        probes = [Probe.parse(p) for p in config.probes]
+    except ValueError as err:
+        raise AudioMCQError(str(err)) from None
     rules = rule_variants([p.name for p in probes], config.min_correct)
     if config.label_rule not in {r.name for r in rules}:
         raise AudioMCQError(f"label rule {config.label_rule!r} is not one of {[r.name for r in rules]}")
@@ -103,12 +113,15 @@ def run_filter(
     audio_root: str | Path | None,
     out_dir: str | Path,
     config: FilterConfig = FilterConfig(),
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Label ``data`` weak/strong; returns the statistics also written to ``stats.json``."""
+    """Label ``data`` weak/strong; returns the statistics also written to ``stats.json``. ``fresh``: discard the
+    finished parts another model or setting made under a model's name instead of refusing to run."""
     specs, names, probes, rules = _plan(models, config)
     out = Path(out_dir)
+    clean_tmp(out)
     for name, spec in zip(names, specs, strict=True):
-        answer_all(data, spec, name, probes, audio_root, out / "work" / name, config)
+        answer_all(data, spec, name, probes, audio_root, out / "work" / name, config, fresh)
     return _merge(data, {n: out / "work" / n for n in names}, out, rules, config)
 
 
@@ -131,22 +144,25 @@ def run_filter_uri(
     out: str,
     config: FilterConfig,
     work: str | Path | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """``run_filter`` for local paths or ``s3://`` URIs: an S3 input is streamed to the work directory, S3 models
     and audio roots are synced to the local cache, and an S3 output is written locally (parts included, so a rerun
-    on the same volume resumes) and published at the end."""
+    on the same volume resumes) and published at the end. The work directory defaults to one of this output's own
+    (under the staging cache, keyed by the output), so two runs into different outputs never share parts."""
     from audiomcq import storage
 
-    scratch = Path(work or Path(".audiomcq-work") / "filter")
+    key = out if storage.is_s3(out) else str(Path(out).resolve())
+    scratch = Path(work) if work else storage.cache_dir(key) / "filter"
     local_out = scratch / "out" if storage.is_s3(out) else Path(out)
-    stats = run_filter(*_local_inputs(data, models, audio_root, scratch), local_out, config)
+    stats = run_filter(*_local_inputs(data, models, audio_root, scratch), local_out, config, fresh)
     if storage.is_s3(out):
         storage.publish(local_out, out, exclude=("work",))
     return stats
 
 
 def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | Path | None, out_dir: str | Path,
-                config: FilterConfig) -> dict[str, Any]:  # fmt: skip
+                config: FilterConfig, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
     """Filter model ``index`` alone on ``config.shard``: one cell of a models x shards fan-out. Its answers go to
     ``out_dir`` (resumable parts + ``answers.json``); ``label_answers`` turns every cell into the labels
     ``run_filter`` would write. Only this cell's model is fetched, and the input's local copy stays out of
@@ -160,7 +176,7 @@ def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | 
     with tempfile.TemporaryDirectory(prefix="audiomcq-cell-") as scratch:
         local_data, (model,), audio = _local_inputs(data, [models[index]], audio_root, Path(scratch))
         spec = model if isinstance(model, EngineSpec) else EngineSpec.from_dict(_with_batch(model, config))
-        answer_all(local_data, spec, names[index], probes, audio, out / "parts", config)
+        answer_all(local_data, spec, names[index], probes, audio, out / "parts", config, fresh)
     meta = {"model": names[index], "index": index, "shard": list(config.shard), "probes": list(config.probes)}
     write_json(out / "answers.json", meta)
     return meta
@@ -213,12 +229,13 @@ def _merge(data: str | Path, work: dict[str, Path], out: Path, rules: list[Rule]
     """Stream the input and each model's parts (``work``: name -> folder) side by side into the labelled files."""
     label_rule = next(r for r in rules if r.name == config.label_rule)
     names = list(work)
+    probe_names = [Probe.parse(p).name for p in config.probes]
 
     def labelled() -> Iterator[MCQRecord]:
         for i, chunk in enumerate(chunks(data, config)):
-            parts = {n: [row for _, row in iter_jsonl(work[n] / f"part-{i:06d}.jsonl")] for n in names}
+            parts = {n: _part_rows(work[n] / f"part-{i:06d}.jsonl", len(chunk)) for n in names}
             for j, record in enumerate(chunk):
-                acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i)
+                acf = _record_acf(record, {n: parts[n][j] for n in names}, rules, i, probe_names)
                 if acf.get("over_length"):
                     record.audio_contribution = None  # not every model could be asked: no label, reported
                 else:
@@ -281,21 +298,40 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[
     return _write_labelled(interleaved(), Path(out_dir), Summary(rules, metas[0]["labelled_by"]), meta)
 
 
-def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[Rule], chunk: int) -> dict[str, Any]:
+def _part_rows(path: Path, expected: int) -> list[dict[str, Any]]:
+    """A part's rows, which must be one per record of its chunk."""
+    if not path.is_file():
+        raise AudioMCQError(f"{path}: missing; answer every model on every chunk before labelling")
+    rows = [row for _, row in iter_jsonl(path)]
+    if len(rows) != expected:
+        raise AudioMCQError(f"{path}: {len(rows)} answered records where its chunk has {expected}; the input or "
+                            "--chunk-size changed since it was answered (rerun `filter run`)")  # fmt: skip
+    return rows
+
+
+def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[Rule], chunk: int,
+                probes: list[str]) -> dict[str, Any]:  # fmt: skip
     for name, row in rows.items():
         if row["id"] != record.id:  # the input changed under a resumed run: refuse to mix two inputs
             raise AudioMCQError(f"{name} part {chunk}: has {row['id']!r} where the input has {record.id!r}; "
-                                "the input changed since the run started; remove the work directory")  # fmt: skip
-    results = {name: row["probes"] for name, row in rows.items()}
-    audio_missing = any(row["audio_missing"] for row in rows.values())
+                                "the input changed since it was answered (rerun `filter run`)")  # fmt: skip
     over = {name: row["over_length"] for name, row in rows.items() if row.get("over_length")}
+    results: dict[str, dict[str, Any]] = {}
+    for name, row in rows.items():  # the run's probes only: a probe dropped since is left out of the labels
+        lacking = [p for p in probes if p not in row["probes"]]
+        if lacking and not over:
+            raise AudioMCQError(f"{name} part {chunk}: record {record.id!r} has no answers under probe(s) {lacking}; "
+                                "answer them with `filter run` before labelling")  # fmt: skip
+        results[name] = {p: row["probes"][p] for p in probes if p in row["probes"]}
+    flags = {key: any(row.get(key, False) for row in rows.values())
+             for key in ("audio_missing", "audio_corrupt", "audio_trimmed")}  # fmt: skip
     if over:
-        return {"models": results, "over_length": over, "audio_missing": audio_missing}
+        return {"models": results, "over_length": over, **flags}
     primary = rules[0].probes[0]
     samples = [c for res in results.values() for c in res[primary]["correct"]]
     return {
         "models": results,
         "votes": {rule.name: rule.votes(results) for rule in rules},
         "score": sum(samples) / len(samples),  # graded: share of silent answers (all models, all samples) right
-        "audio_missing": audio_missing,
+        **flags,
     }

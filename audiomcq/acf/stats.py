@@ -1,6 +1,7 @@
 """Streaming statistics of a filter run: labels per source and type, per-model accuracy per probe (with its unparsed
 and truncated answers), every rule variant scored against the synthetic ground truth, the graded score's
-distribution, the paper's numbers, and the records left unlabelled because they exceed a model's context.
+distribution, the paper's numbers, the records left unlabelled because they exceed a model's context, and the clips
+no model could hear (``audio_corrupt``) or that were cut to the models' window (``audio_trimmed``).
 
 Everything is a running count, so memory does not grow with the input, and shard summaries add up exactly.
 """
@@ -62,7 +63,7 @@ class Summary:
 
     def __init__(self, rules: list[Rule], label_rule: str) -> None:
         self.rules, self.label_rule = rules, label_rule
-        self.count = self.missing_audio = self.over_length = 0
+        self.count = self.missing_audio = self.over_length = self.corrupt_audio = self.trimmed_audio = 0
         self.labels: Counter[str] = Counter()
         self.groups: dict[str, Counter[str]] = defaultdict(Counter)
         self.probe_tally: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -75,6 +76,8 @@ class Summary:
     def add(self, record: MCQRecord, acf: dict[str, Any]) -> None:
         self.count += 1
         self.missing_audio += bool(acf.get("audio_missing"))
+        self.corrupt_audio += bool(acf.get("audio_corrupt"))
+        self.trimmed_audio += bool(acf.get("audio_trimmed"))
         if acf.get("over_length"):  # never asked of every model: no label, no verdicts (listed in over_length.jsonl)
             self.over_length += 1
             return
@@ -86,8 +89,8 @@ class Summary:
         subset = None if truth is None else ("text_answerable" if truth else "audio_dependent")
         for model, probes in acf["models"].items():
             for probe, cell in probes.items():
-                if probe == "audio" and acf.get("audio_missing"):
-                    continue  # the with-audio control only counts records whose audio exists
+                if probe == "audio" and (acf.get("audio_missing") or acf.get("audio_corrupt")):
+                    continue  # the with-audio control only counts records whose audio a model could hear
                 self.unparsed[f"{model}/{probe}"] += sum(a is None for a in cell["answers"])
                 self.truncated[f"{model}/{probe}"] += sum(cell.get("truncated", ()))
                 for group in ("all", subset):
@@ -127,6 +130,8 @@ class Summary:
             "strong": self.labels["strong"],
             "weak_pct": round(100.0 * self.labels["weak"] / labelled, 2) if labelled else None,
             "audio_missing": self.missing_audio,
+            "audio_corrupt": self.corrupt_audio,
+            "audio_trimmed": self.trimmed_audio,
             "over_length": self.over_length,
             "truncated": dict(truncated),
             "rules": {r.name: {"probes": list(r.probes), "min_correct": r.min_correct} for r in self.rules},

@@ -2,7 +2,8 @@
 
 A bad record is never dropped silently: in strict mode the reader raises naming file, line and reason; in lenient
 mode it writes the raw record with its reasons to a quarantine JSONL and counts it. Files stream line by line so a
-571k-record shard never has to sit in memory.
+571k-record shard never has to sit in memory; a JSONL line that is not UTF-8 is a bad record located by its line,
+like a line that is not JSON, rather than an error for the whole file.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audiomcq.data.record import MCQRecord, validate
-from audiomcq.errors import RecordError
+from audiomcq.data.record import MCQRecord, check_clip, validate
+from audiomcq.errors import AudioMCQError, RecordError
 from audiomcq.jsonio import BadLine, atomic_writer, iter_json_items, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,15 @@ class LoadReport:
     quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     quarantine_path: str | None = None
+    trimmed: int = 0  # kept records whose clip is longer than the models' window (heard cut to it)
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
         line = f"{self.source}: {self.read} read, {self.kept} valid, {self.quarantined} quarantined"
         if self.reasons:
             line += " (" + ", ".join(f"{code} {n}" for code, n in self.reasons.most_common()) + ")"
+        if self.trimmed:
+            line += f"; {self.trimmed} valid with audio longer than the models' window, heard cut to it"
         if self.quarantined and self.quarantine_path:
             line += f" -> {self.quarantine_path}"
         return line
@@ -51,6 +55,7 @@ class LoadReport:
             "quarantined": self.quarantined,
             "reasons": dict(self.reasons),
             "quarantine_path": self.quarantine_path,
+            "trimmed": self.trimmed,
         }
 
 
@@ -64,6 +69,8 @@ class RecordReader:
         audio_root: when given, a record whose audio file is missing under it is bad too.
         validate: apply the training-data rules (default); off, only unreadable records and duplicate ids are bad
             (benchmark items are asked and scored as published, quirks included).
+        long_audio: with ``audio_root``, also decode every clip: one a model cannot hear is bad, and one longer
+            than the models' window is bad (``"refuse"``) or kept and counted in ``report.trimmed`` (``"trim"``).
     """
 
     def __init__(
@@ -74,9 +81,13 @@ class RecordReader:
         quarantine: str | Path | None = None,
         audio_root: str | Path | None = None,
         validate: bool = True,
+        long_audio: str | None = None,
     ) -> None:
+        if long_audio not in (None, "refuse", "trim"):
+            raise AudioMCQError(f"long_audio must be refuse or trim, not {long_audio!r}")
         self.path = Path(path)
         self.validate = validate
+        self.long_audio = long_audio
         self.strict = strict
         self.audio_root = audio_root
         self.quarantine = Path(quarantine) if quarantine else self.path.with_name(self.path.name + ".quarantine.jsonl")
@@ -108,8 +119,13 @@ class RecordReader:
                 except ValueError as exc:
                     reasons.append(("bad_shape", str(exc)))
             if record is not None:
+                decode = self.long_audio is not None and self.audio_root is not None
                 if self.validate:
-                    reasons.extend((p.code, p.message) for p in validate(record, self.audio_root))
+                    reasons.extend((p.code, p.message) for p in validate(record, None if decode else self.audio_root))
+                if decode:
+                    problems, trimmed = check_clip(record, self.audio_root, self.long_audio)  # type: ignore[arg-type]
+                    reasons.extend((p.code, p.message) for p in problems)
+                    self.report.trimmed += trimmed and not reasons
                 if record.id in seen:
                     reasons.append(("duplicate_id", f"id {record.id!r} already seen in this file"))
                 seen.add(record.id)
@@ -135,7 +151,10 @@ class RecordReader:
 def iter_items(path: Path) -> Iterator[tuple[int, Any]]:
     """``(line or row number, raw item)`` from JSONL / a JSON list, or from a Parquet shard (streamed in batches)."""
     if path.suffix != ".parquet":
-        yield from iter_json_items(path, lenient=True)
+        if path.is_file() and not _starts_list(path):
+            yield from _jsonl_lines(path)
+        else:
+            yield from iter_json_items(path, lenient=True)
         return
     import pyarrow.parquet as pq
 
@@ -144,6 +163,33 @@ def iter_items(path: Path) -> Iterator[tuple[int, Any]]:
         for item in batch.to_pylist():
             row += 1
             yield row, item
+
+
+def _starts_list(path: Path) -> bool:
+    """Whether the file's first non-space byte opens a JSON list (read as bytes: the text may not be UTF-8)."""
+    with path.open("rb") as fh:
+        while block := fh.read(4096):
+            if stripped := block.lstrip():
+                return stripped.startswith(b"[")
+    return False
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line, object)`` per non-blank JSONL line; a line that is not UTF-8 or not JSON comes back as a BadLine."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                yield lineno, BadLine(text, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield lineno, BadLine(line.rstrip("\n"), f"not valid JSON ({exc.msg} at column {exc.colno})")
 
 
 def read_records(path: str | Path, **kwargs: Any) -> list[MCQRecord]:

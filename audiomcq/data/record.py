@@ -21,6 +21,10 @@ AC_VALUES = ("weak", "strong")
 REQUIRED_KEYS = ("id", "question", "choices", "answer")
 OPTIONAL_KEYS = ("source_dataset", "audio_path", "question_type", AC_KEY, "structured_cot", "simple_cot")
 _ATTR = {AC_KEY: "audio_contribution"}
+# Question plus choices, in characters. The longest real benchmark item (MMAR) holds under 800; a record far beyond
+# this is corrupt, and asking it of a model with a large context would build a prompt of millions of tokens (an
+# attention mask of hundreds of GB) instead of failing.
+MAX_TEXT_CHARS = 16_384
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,26 @@ def normalize_choice(text: str) -> str:
     return _PUNCT_OR_SPACE.sub(" ", text).strip()
 
 
+def text_chars(record: MCQRecord) -> int:
+    """Characters of the question and every choice: what bounds the prompt a record builds."""
+    return len(record.question) + sum(len(c) for c in record.choices)
+
+
+def text_too_long(record: MCQRecord) -> Problem | None:
+    """A problem when the question and choices exceed ``MAX_TEXT_CHARS``."""
+    chars = text_chars(record)
+    if chars <= MAX_TEXT_CHARS:
+        return None
+    limit = f"{MAX_TEXT_CHARS:,}"
+    return Problem("text_too_long", f"question and choices hold {chars:,} characters, more than the {limit} allowed")
+
+
 def validate(record: MCQRecord, audio_root: str | Path | None = None) -> list[Problem]:
     """Every rule the record breaks (empty when valid). The audio file is checked only when a root is given."""
     problems: list[Problem] = []
+    too_long = text_too_long(record)
+    if too_long is not None:
+        problems.append(too_long)
     if not record.question.strip():
         problems.append(Problem("empty_question", "question is empty"))
     if len(record.choices) < 2:
@@ -186,3 +207,25 @@ def check_audio(record: MCQRecord, audio_root: str | Path) -> list[Problem]:
     if path.stat().st_size == 0:
         return [Problem("audio_empty", f"audio file is empty: {path}")]
     return []
+
+
+def check_clip(record: MCQRecord, audio_root: str | Path, long_audio: str = "refuse") -> tuple[list[Problem], bool]:
+    """``check_audio`` plus decoding the clip: problems for a file a model cannot hear (unreadable, empty, too short,
+    NaN/inf or absurd samples) and, with ``long_audio="refuse"``, for one longer than the models' window; with
+    ``"trim"`` such a clip is no problem and the second value says it will be heard cut to the window."""
+    from audiomcq.audio import SR, WINDOW_SECONDS, AudioError, load_checked
+
+    problems = check_audio(record, audio_root)
+    path = resolve_audio(record, audio_root)
+    if problems or path is None:
+        return problems, False
+    try:
+        seconds = load_checked(path).size / SR
+    except AudioError as err:
+        return [Problem(f"audio_{err.code}", f"{path}: {err.reason}")], False
+    if seconds <= WINDOW_SECONDS:
+        return [], False
+    if long_audio == "trim":
+        return [], True
+    return [Problem("audio_too_long", f"{path}: the audio lasts {seconds:.1f} s; a model hears only the first "
+                    f"{WINDOW_SECONDS:g} s (--long-audio trim keeps such records, counted)")], False  # fmt: skip

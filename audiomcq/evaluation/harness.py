@@ -3,10 +3,13 @@ control, AC-strong subsets and the position-balanced variant.
 
 Per task and mode (``audio``, and ``silence`` for the control) the shard's items are answered in chunks written
 atomically to ``<out>/<task>/work/<mode>/part-NNNNNN.jsonl``, so a restarted run skips finished chunks (no
-duplicates, no gaps). Then the official prediction file is written and scored by the benchmark's official rules;
-``metrics.json`` holds those totals (so re-scoring the file gives the same numbers), the AC-strong subset's
-accuracy, the accuracy in silence and the difference (the model's audio contribution), and counts of items left
-unanswered because their audio is missing or unreadable.
+duplicates, no gaps), as long as they were answered by the same model and settings for the same items
+(``audiomcq.evaluation.answering``): another model into an old ``--out`` is refused unless ``fresh``. Then the
+official prediction file is written and scored by the benchmark's official rules; ``metrics.json`` holds those
+totals (so re-scoring the file gives the same numbers), the AC-strong subset's accuracy, the accuracy in silence and
+the difference (the model's audio contribution), counts of items left unanswered because their audio is missing or
+no model could hear it (corrupt), and of clips cut to the models' window (``audio_trimmed``). Ids must be unique:
+answers are matched by id.
 
 Greedy decoding that stops at ``</answer>``, with a budget from the data unless ``max_new_tokens`` is set: the
 longest well-formed answer over the task's options in the model's tokens plus a margin (``budget.json`` and
@@ -17,21 +20,21 @@ prompt, audio and budget exceed the model's context (``max_length``) are not ask
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from audiomcq.data.record import MCQRecord, resolve_audio
+from audiomcq.data.record import MCQRecord
 from audiomcq.errors import AudioMCQError
+from audiomcq.evaluation.answering import Asker, answer_mode, identity, load_audio
 from audiomcq.evaluation.tasks import Task, get_task
-from audiomcq.inference.budget import DEFAULT_MARGIN, Budget, over_length, resolve_budget
-from audiomcq.inference.formats import DEFAULT, PromptFormat
-from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, load_json, write_json
+from audiomcq.fingerprint import WorkDir, clean_tmp
+from audiomcq.inference.budget import DEFAULT_MARGIN
+from audiomcq.jsonio import atomic_writer, json_line, write_json
+
+__all__ = ["EvalConfig", "LazyEngine", "evaluate_task", "lazy_engine", "load_audio", "markdown", "run_eval"]
 
 log = logging.getLogger(__name__)
 
@@ -51,52 +54,13 @@ class EvalConfig:
     max_length: int | None = None  # the model's context in tokens (default: the checkpoint's max positions)
 
     def __post_init__(self) -> None:
-        for key, least in (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0)):
+        checks = (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0), ("chunk_size", 1), ("batch_size", 1))
+        for key, least in checks:
             value = getattr(self, key)
             if isinstance(value, float) and value.is_integer():  # numbers passed through KFP arrive as doubles
                 object.__setattr__(self, key, value := int(value))
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
                 raise AudioMCQError(f"eval setting {key} must be a whole number >= {least}, not {value!r}")
-
-
-class _Asker:
-    """The engine with its generation budget, both made on first use, so a finished, resumed run loads no model;
-    the budget is kept in ``budget.json`` for the metrics of such a run."""
-
-    def __init__(self, engine: Callable[[], Any], records: Sequence[MCQRecord], config: EvalConfig, work: Path):
-        self.engine, self.records, self.config, self.path = engine, records, config, work / "budget.json"
-        self.format: PromptFormat = getattr(engine, "format", DEFAULT)
-        self.budget: Budget | None = None
-
-    def ready(self) -> tuple[Any, Budget]:
-        engine = self.engine()
-        if self.budget is None:
-            self.budget = resolve_budget(self.config.max_new_tokens, self.records, engine, self.config.budget_margin)
-            log.info("eval: %d new tokens at most (%s)", self.budget.max_new_tokens, self.budget.describe())
-            write_json(self.path, self.budget.to_dict())
-        return engine, self.budget
-
-    def report(self) -> dict[str, Any] | None:
-        if self.budget is not None:
-            return self.budget.to_dict()
-        return load_json(self.path) if self.path.is_file() else None
-
-
-def load_audio(record: MCQRecord, audio_root: str | Path | None) -> tuple[str, np.ndarray | None]:
-    """(``ok`` | ``missing`` | ``corrupt``, 16 kHz waveform)."""
-    import soundfile as sf
-
-    from audiomcq.audio import load_audio as decode_to_model_rate
-
-    path = resolve_audio(record, audio_root) if audio_root is not None else Path(record.audio_path or "")
-    if path is None or not path.is_file():
-        return "missing", None
-    try:
-        wave = decode_to_model_rate(path)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # unreadable or undecodable data
-        log.warning("%s: unreadable audio %s: %s", record.id, path, err)
-        return "corrupt", None
-    return ("ok", wave) if wave.size else ("corrupt", None)
 
 
 def evaluate_task(
@@ -107,19 +71,23 @@ def evaluate_task(
     out_dir: str | Path,
     config: EvalConfig = EvalConfig(),
     ac_strong: set[str] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one task; ``engine`` returns the (lazily loaded) inference engine. Returns ``metrics.json``."""
+    """Evaluate one task; ``engine`` returns the (lazily loaded) inference engine. Returns ``metrics.json``.
+    ``fresh``: discard the finished parts another model or setting made instead of refusing to run."""
     from audiomcq.data.allocation import position_balanced
 
     index, count = config.shard
     if not 0 <= index < count:
         raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
     loaded = task.benchmark.load(data)
+    _unique_ids(loaded.records, data)
     records = [r for p, r in enumerate(loaded.records) if p % count == index]
     if config.balanced:
         records = position_balanced(records)
     out = Path(out_dir)
-    asker = _Asker(engine, loaded.records, config, out / "work")  # the budget spans every item, whatever the shard
+    clean_tmp(out)
+    asker = Asker(engine, loaded.records, config, out / "work")  # the budget spans every item, whatever the shard
     metrics: dict[str, Any] = {
         "task": task.name,
         "data": str(data),
@@ -132,7 +100,8 @@ def evaluate_task(
     }
     too_long: list[dict[str, Any]] = []
     for mode in ("audio", "silence") if config.silent_control else ("audio",):
-        answers = _answer(asker, records, audio_root, mode, out / "work" / mode, config)
+        state = WorkDir(out / "work" / mode, identity(engine, config, mode), fresh=fresh)
+        answers = answer_mode(asker, records, audio_root, mode, state, config)
         too_long += [{"id": i, "mode": mode, **a["over_length"]} for i, a in answers.items() if a.get("over_length")]
         path = task.predictions_path(out, mode)
         counts = task.write_predictions(records, answers, path)
@@ -160,75 +129,14 @@ def evaluate_task(
     return metrics
 
 
-def _answer(
-    asker: _Asker,
-    records: Sequence[MCQRecord],
-    audio_root: str | Path | None,
-    mode: str,
-    work: Path,
-    config: EvalConfig,
-) -> dict[str, dict[str, Any]]:
-    """``{id: {"audio": status, "output": raw, "truncated": bool, "answer": extracted[, "over_length": need]}}``,
-    from the part files, answering the chunks that have none yet."""
-
-    answers: dict[str, dict[str, Any]] = {}
-    it = iter(records)
-    for i in itertools.count():
-        chunk = list(itertools.islice(it, config.chunk_size))
-        if not chunk:
-            break
-        part = work / f"part-{i:06d}.jsonl"
-        if not part.is_file():
-            loaded = [load_audio(r, audio_root) for r in chunk]
-            asked = [(r, w) for r, (status, w) in zip(chunk, loaded, strict=True) if status == "ok"]
-            if mode == "silence":  # as long as each clip, the same silence array for equal lengths
-                asked = [(r, _silence(len(w))) for r, w in asked]
-            rows = _ask(asker, asked) if asked else {}
-            with atomic_writer(part) as f:
-                for r, (status, _) in zip(chunk, loaded, strict=True):
-                    row = {"id": r.id, "audio": status, "output": None, **rows.get(r.id, {})}
-                    f.write(json_line(row) + "\n")
-        stored = [row for _, row in iter_jsonl(part)]
-        if [row["id"] for row in stored] != [r.id for r in chunk]:
-            raise AudioMCQError(f"{part}: its items differ from the input's; the input changed since the run "
-                                "started; remove the work directory")  # fmt: skip
-        for row, record in zip(stored, chunk, strict=True):
-            output = row["output"]
-            row["answer"] = asker.format.prediction(output, record.choices) if output is not None else None
-            answers[row["id"]] = row
-    return answers
-
-
-def _ask(asker: _Asker, asked: list[tuple[MCQRecord, np.ndarray]]) -> dict[str, dict[str, Any]]:
-    """The part-file fields of each asked item: its output and whether it was truncated, or, for an item too long
-    for the model's context, the tokens it needs (then it is not asked)."""
-    from audiomcq.inference import Request, Sampling
-    from audiomcq.inference.base import is_truncated
-
-    engine, budget = asker.ready()
-    reqs = [Request(r.question, tuple(r.choices), w) for r, w in asked]
-    too_long = over_length(engine, reqs, budget.max_new_tokens)
-    keep = [k for k in range(len(reqs)) if k not in too_long]
-    sampling = Sampling(budget.max_new_tokens, stop=asker.format.stops)
-    outputs = engine.generate([reqs[k] for k in keep], sampling) if keep else []
-    rows: dict[str, dict[str, Any]] = {}
-    for k, outs in zip(keep, outputs, strict=True):
-        rows[asked[k][0].id] = {"output": str(outs[0]), "truncated": is_truncated(outs[0])}
-    for k, need in too_long.items():
-        rows[asked[k][0].id] = {"over_length": {"tokens": need, "limit": engine.max_length}}
-    return rows
-
-
-_SILENCES: dict[int, np.ndarray] = {}
-
-
-def _silence(samples: int) -> np.ndarray:
-    """One read-only zero array per length, so the engine encodes each silence once (shared prefix)."""
-    if samples not in _SILENCES:
-        wave = np.zeros(samples, np.float32)
-        wave.setflags(write=False)
-        _SILENCES[samples] = wave
-    return _SILENCES[samples]
+def _unique_ids(records: Sequence[MCQRecord], data: str | Path) -> None:
+    """Answers and predictions are matched by id: a repeated one would hand one item's answer to another."""
+    seen: dict[str, int] = {}
+    for position, record in enumerate(records, start=1):
+        if record.id in seen:
+            raise AudioMCQError(f"{data}: id {record.id!r} is used by items {seen[record.id]} and {position}; every "
+                                "item needs its own id (answers are matched by id)")  # fmt: skip
+        seen[record.id] = position
 
 
 def _base_id(record: MCQRecord) -> str:
@@ -295,17 +203,20 @@ def run_eval(
     out_dir: str | Path,
     config: EvalConfig = EvalConfig(),
     ac_strong: dict[str, str | Path] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every task (name -> metadata path); writes ``<out>/<task>/…`` and ``<out>/metrics.json``
-    (all tasks) and ``<out>/metrics.md``."""
+    (all tasks) and ``<out>/metrics.md``. ``fresh``: see ``evaluate_task``."""
     engine = lazy_engine(model, config.batch_size, config.dtype, config.max_length)
     out = Path(out_dir)
+    clean_tmp(out)
     results = {}
     for name, data in tasks.items():
         ids = None
         if ac_strong and name in ac_strong:
             ids = {line.strip() for line in Path(ac_strong[name]).read_text().splitlines() if line.strip()}
-        results[name] = evaluate_task(engine, get_task(name), data, audio_roots.get(name), out / name, config, ids)
+        task = get_task(name)
+        results[name] = evaluate_task(engine, task, data, audio_roots.get(name), out / name, config, ids, fresh)
     name = model if isinstance(model, str) else str(model.get("name") or model.get("path"))
     summary = {"model": name, "tasks": results}
     write_json(out / "metrics.json", summary)
@@ -330,4 +241,7 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{pct(silence.get('total'))} | {contribution} | "
                      f"{audio['audio_missing']}/{audio['audio_corrupt']} | {audio.get('over_length', 0)} | "
                      f"{audio.get('truncated', 0)} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    trimmed = {name: m["modes"]["audio"].get("audio_trimmed", 0) for name, m in summary["tasks"].items()}
+    notes = [f"{name}: {n} items' audio is longer than 30 s; the model heard its first 30 s"
+             for name, n in trimmed.items() if n]  # fmt: skip
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

@@ -5,10 +5,16 @@ The selection set is the run's ``data/selection.jsonl`` (position-balanced held-
 style, written by ``train run --selection``) unless another is given. Rule: the highest accuracy (official MMAU
 string match, with audio); ties go to the earliest checkpoint (SFT before GRPO, then the lower step): it reached
 the same score with less training. The per-checkpoint accuracies are also the run's accuracy-vs-step curves.
+
+A run in S3 (``s3://…``) counts only the checkpoints and final models whose own upload completed: each such prefix
+carries its own ``_COMPLETE`` marker, uploaded after every other file, so a checkpoint caught mid-upload (its
+weights there, its marker not yet) is skipped, never scored. Each checkpoint's evaluation resumes like ``eval``
+does, and one made by another model into the same ``--out`` is refused unless ``fresh``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,36 @@ def checkpoints(run_dir: str | Path) -> list[dict[str, Any]]:
     return found
 
 
+def remote_checkpoints(uri: str, selection: bool = True) -> tuple[Path, list[dict[str, Any]]]:
+    """Local copies of an S3 run's checkpoints and final models whose upload completed (their prefix's own
+    ``_COMPLETE``), with its summary and, with ``selection``, its selection set: (local run folder, as
+    ``checkpoints`` returns)."""
+    from audiomcq import storage
+
+    uri = uri.rstrip("/")
+    local = storage.cache_dir(uri) / "tree"  # where ``storage.local_tree`` keeps the run: paths stay relative to it
+    found: list[dict[str, Any]] = []
+    for name in ("summary.json", *(["data/selection.jsonl"] if selection else [])):
+        with contextlib.suppress(AudioMCQError):  # absent: no summary (finals go last), or --data names the set
+            storage.fetch(f"{uri}/{name}", (local / name).parent)
+    for order, stage in enumerate(STAGES):
+        steps = []
+        for prefix in storage.subprefixes(f"{uri}/{stage}"):
+            name = prefix.rsplit("/", 1)[-1]
+            if not (name.startswith("checkpoint-") and name[11:].isdigit()):
+                continue
+            if not storage.is_complete(prefix):
+                log.warning("select: %s skipped: its upload has not completed (no %s)", prefix, storage.COMPLETE)
+                continue
+            steps.append((int(name[11:]), storage.fetch_dir(prefix, local / stage / name)))
+        found += [{"stage": stage, "order": order, "step": s, "path": str(p)} for s, p in sorted(steps)]
+        if storage.is_complete(f"{uri}/{stage}/final"):
+            final = storage.fetch_dir(f"{uri}/{stage}/final", local / stage / "final")
+            if not any(s == _final_step(final) for s, _ in steps):
+                found.append({"stage": stage, "order": order, "step": _final_step(final), "path": str(final)})
+    return local, found
+
+
 def _final_step(final: Path) -> int:
     """The global step a final model was saved at (from the run's summary), else a large number (last)."""
     summary = final.parents[1] / "summary.json"
@@ -51,16 +87,21 @@ def select_run(
     data: str | Path | None = None,
     batch_size: int = 64,
     max_new_tokens: int = 256,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each checkpoint on the selection set, pick one, write ``selection.json``; returns it."""
-    from audiomcq.storage import local_tree
+    from audiomcq.storage import is_s3, local_tree
 
-    run, audio_root = local_tree(run_dir), local_tree(audio_root)
+    audio_root = local_tree(audio_root)
+    if is_s3(run_dir):
+        run, found = remote_checkpoints(str(run_dir), selection=data is None)
+    else:
+        run = Path(run_dir)
+        found = checkpoints(run)
     selection = Path(data) if data else run / "data" / "selection.jsonl"
-    found = checkpoints(run)
     if not found:
         raise AudioMCQError(f"{run_dir}: no complete checkpoints or final models under sft/ or grpo/")
-    result = {"run": str(run_dir), **rank(found, selection, audio_root, out_dir, batch_size, max_new_tokens)}
+    result = {"run": str(run_dir), **rank(found, selection, audio_root, out_dir, batch_size, max_new_tokens, fresh)}
     write_json(Path(out_dir) / "selection.json", result)
     return result
 
@@ -72,6 +113,7 @@ def rank(
     out_dir: str | Path,
     batch_size: int = 64,
     max_new_tokens: int = 256,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the checkpoints ``found`` (``{stage, order, step, path}``) on ``selection`` and pick one by ``RULE``:
     the selected one, why, every candidate's accuracy and the curves."""
@@ -86,7 +128,7 @@ def rank(
     for ckpt in found:
         engine = lazy_engine(ckpt["path"], batch_size)
         metrics = evaluate_task(engine, get_task("synthetic"), selection, audio_root,
-                                out / f"{ckpt['stage']}-{ckpt['step']}", config)  # fmt: skip
+                                out / f"{ckpt['stage']}-{ckpt['step']}", config, fresh=fresh)  # fmt: skip
         audio = metrics["modes"]["audio"]
         ckpt["accuracy"] = audio["total"]["accuracy"]
         strong = audio["breakdown"].get("audio-contribution", {}).get("strong")  # labelled selection sets

@@ -63,10 +63,11 @@ class Task:
         self, records: Sequence[MCQRecord], answers: dict[str, dict[str, Any]], path: Path
     ) -> dict[str, int]:
         """Every item in the benchmark's format, with the prediction key where the model answered; returns how many
-        items were answered (and of those, truncated) and how many were left unanswered for missing/corrupt audio
-        or for being too long for the model."""
+        items were answered (and of those, truncated, or heard cut to the models' window) and how many were left
+        unanswered for missing/corrupt audio or for being too long for the model."""
         bench = self.benchmark
-        counts = {"answered": 0, "audio_missing": 0, "audio_corrupt": 0, "over_length": 0, "truncated": 0}
+        counts = {"answered": 0, "audio_missing": 0, "audio_corrupt": 0, "over_length": 0, "truncated": 0,
+                  "audio_trimmed": 0}  # fmt: skip
         key = bench.prediction_keys[0]
         rows = []
         for record in records:
@@ -81,6 +82,7 @@ class Task:
                 if cell.get("truncated"):
                     row["truncated"] = True
                     counts["truncated"] += 1
+                counts["audio_trimmed"] += bool(cell.get("audio_trimmed"))
             else:
                 row["audio_status"] = cell["audio"]
                 counts[f"audio_{cell['audio']}"] += 1

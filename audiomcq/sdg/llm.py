@@ -90,12 +90,15 @@ class ResponseCache:
             return json.loads(path.read_text()) if path.is_file() else None
         from minio.error import S3Error
 
-        try:
-            resp = self.client.get_object(self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"))
-        except S3Error as err:
-            if err.code == "NoSuchKey":
-                return None
-            raise AudioMCQError(f"{self.where}: cache read failed: {err}") from err
+        from audiomcq.storage import reaching
+
+        with reaching(self.where, "cache read"):
+            try:
+                resp = self.client.get_object(self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"))
+            except S3Error as err:
+                if err.code == "NoSuchKey":
+                    return None
+                raise
         try:
             return json.loads(resp.read())
         finally:
@@ -109,10 +112,13 @@ class ResponseCache:
             return
         import io
 
+        from audiomcq.storage import reaching
+
         data = json.dumps(entry).encode()  # one PUT: an object is either all there or absent
-        self.client.put_object(
-            self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"), io.BytesIO(data), len(data)
-        )
+        with reaching(self.where, "cache write"):
+            self.client.put_object(
+                self.bucket, f"{self.prefix}/{self._name(key)}".lstrip("/"), io.BytesIO(data), len(data)
+            )
 
 
 class LLM:
@@ -143,30 +149,34 @@ class LLM:
         blob = json.dumps([self.spec.model, messages, self.params()], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def chat(self, step: str, messages: list[dict[str, str]]) -> str:
-        """The reply to ``messages``, from the cache when this exact request was answered before."""
+    def chat(self, step: str, messages: list[dict[str, str]], tally: dict[str, dict[str, int]] | None = None) -> str:
+        """The reply to ``messages``, from the cache when this exact request was answered before; ``tally`` (per
+        step) also counts this call, so a caller can keep what one item cost beside that item."""
         key = self.key(messages)
         hit = self.cache.get(key) if self.cache else None
         if hit is not None:
-            self._count(step, cache_hits=1)
+            self._count(step, tally, cache_hits=1)
             return hit["text"]
         with self.slots:
             self.limiter.wait()
             try:
                 text, usage = self._call(messages)
             except AudioMCQError:
-                self._count(step, requests=1, failures=1)
+                self._count(step, tally, requests=1, failures=1)
                 raise
-        self._count(step, requests=1, prompt_tokens=usage.get("prompt_tokens", 0),
+        self._count(step, tally, requests=1, prompt_tokens=usage.get("prompt_tokens", 0),
                     completion_tokens=usage.get("completion_tokens", 0))  # fmt: skip
         if self.cache:
             self.cache.put(key, {"text": text, "usage": usage, "spec": asdict(self.spec) | {"api_key_env": None}})
         return text
 
-    def _count(self, step: str, **counts: int) -> None:
+    def _count(self, step: str, tally: dict[str, dict[str, int]] | None = None, **counts: int) -> None:
         with self.lock:
             for name, n in counts.items():
                 self.accounting[step][name] += n
+                if tally is not None:
+                    tally.setdefault(step, {})
+                    tally[step][name] = tally[step].get(name, 0) + n
 
     def _call(self, messages: list[dict[str, str]]) -> tuple[str, dict[str, int]]:
         if self.spec.backend == "openai":

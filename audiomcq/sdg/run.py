@@ -3,15 +3,21 @@
 Items are taken from the sources in order (``shard=(i, N)`` keeps positions p with p % N == i) and processed in
 chunks, ``concurrency`` items at a time; each chunk's samples and rejects are written atomically to
 ``work/part-NNNNNN.jsonl``, so a restarted run skips finished chunks, and the response cache means even a chunk
-cut short re-sends nothing that was answered. The merge then drops near-duplicates (same normalised question and
-option set) and benchmark-contaminated samples, and writes ``samples.jsonl`` (records the foundation loader
-validates), ``rejects.jsonl`` (every item that did not become a sample, with step and reason), ``summary.json``
-(counts per source, type and reject reason against the paper's distribution; requests and tokens per step) and
-``decontamination.json``/``.md``.
+cut short re-sends nothing that was answered. The work directory is fingerprinted (``audiomcq.fingerprint``): a part
+counts only for the exact items it was made from, the LLM and its settings must match (else the run is refused
+unless ``fresh``), and an edited input or chunk size reuses the rows of items already answered
+(``audiomcq.sdg.resume``). The merge reads exactly the current input's parts, and every row carries the requests
+that made it, so the summary counts every process's work, not only the last one's.
+
+The merge then drops near-duplicates (same normalised question and option set) and benchmark-contaminated samples,
+and writes ``samples.jsonl`` (records the foundation loader validates), ``rejects.jsonl`` (every item that did not
+become a sample, with step and reason), ``summary.json`` (counts per source, type and reject reason against the
+paper's distribution; requests and tokens per step) and ``decontamination.json``/``.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -23,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
+from audiomcq.fingerprint import WorkDir, clean_tmp, digest
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
 from audiomcq.metrics import push
 from audiomcq.sdg.decontam import Decontaminator, normalise
 from audiomcq.sdg.llm import LLM, LLMSpec
+from audiomcq.sdg.resume import Reuse, item_key
 from audiomcq.sdg.steps import PROMPT_VERSION, Draft, Reject, run_steps
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,21 @@ class GenConfig:
     chunk_size: int = 64
     shard: tuple[int, int] = (0, 1)
     seed: int = 0  # template backend
+
+    def __post_init__(self) -> None:
+        for key in ("tries", "chunk_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise AudioMCQError(f"generate setting {key} must be a whole number >= 1, not {value!r}")
+
+
+def identity(llm: LLMSpec, config: GenConfig) -> dict[str, Any]:
+    """What a generated row depends on beyond its item: the LLM and its sampling, the prompts, the retries, the
+    template seed and the shard (the chunk size only through the chunks' digests)."""
+    settings = {"backend": llm.backend, "model": llm.model or None, "temperature": llm.temperature,
+                "max_tokens": llm.max_tokens, "seed": llm.seed, "prompts": PROMPT_VERSION, "tries": config.tries,
+                "template_seed": config.seed}  # fmt: skip
+    return {"stage": "generate", "settings": settings, "shard": list(config.shard)}
 
 
 def source_items(sources: dict[str, str | Path]) -> Iterator[Any]:
@@ -66,50 +89,70 @@ def generate_dataset(
     config: GenConfig = GenConfig(),
     benchmarks: dict[str, str | Path] | None = None,
     cache_dir: str | Path | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Generate, deduplicate and decontaminate; returns the summary."""
+    """Generate, deduplicate and decontaminate; returns the summary. ``fresh``: discard the finished parts another
+    LLM or setting made instead of refusing to run."""
     index, count = config.shard
     if not 0 <= index < count:
         raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
     out, llm = Path(out_dir), llm or LLMSpec()
+    clean_tmp(out)
+    state = WorkDir(out / "work", identity(llm, config), fresh=fresh)
+    reuse = Reuse(state)
     client = None if llm.backend == "template" else LLM(llm, cache_dir or out / "cache")
     mine = (item for p, item in enumerate(source_items(sources)) if p % count == index)
     done: Counter[str] = Counter()
     start = time.perf_counter()
+    parts = 0
     for i in itertools.count():
         chunk = list(itertools.islice(mine, config.chunk_size))
         if not chunk:
             break
-        part = out / "work" / f"part-{i:06d}.jsonl"
-        if not part.is_file():
-            rows = _chunk_rows(chunk, client, llm, config)
-            with atomic_writer(part) as f:
+        parts, key = i + 1, digest([item_key(x) for x in chunk])
+        if state.entry(i, key) is None:
+            rows = _chunk_rows(chunk, client, llm, config, reuse if client is not None else None)
+            reuse.retire(state.part(i))
+            with atomic_writer(state.part(i)) as f:
                 f.writelines(json_line(row) + "\n" for row in rows)
+            state.done(i, key)
             done.update(row["kind"] + "s" for row in rows)
             rate = {"items_per_second": sum(done.values()) / (time.perf_counter() - start)}
             push("audiomcq-generate", {"shard": f"{index}of{count}"}, {**done, **rate}, prefix="audiomcq_generate")
-    return _merge(out, llm, client, benchmarks or {}, config)
+    state.prune(parts)  # parts beyond the input's end belong to a longer input
+    summary = _merge(out, [state.part(i) for i in range(parts)], llm, benchmarks or {}, config)
+    reuse.clear()
+    return summary
 
 
-def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenConfig) -> list[dict[str, Any]]:
+def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenConfig,
+                reuse: Reuse | None) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per item of the chunk (a sample or a reject, with the item's key and the requests it cost); with
+    ``reuse``, an item answered before is taken as it was."""
     from audiomcq.sdg.sources import Rejected
     from audiomcq.sdg.template import template_draft
 
     items = [x for x in chunk if not isinstance(x, Rejected)]
+    keys = {x.id: item_key(x) for x in items}
+    taken = {x.id: row for x in items if reuse is not None and (row := reuse.take(keys[x.id])) is not None}
 
     def one(item: Any) -> dict[str, Any]:
+        tally: dict[str, dict[str, int]] = {}
         try:
             if client is None:
                 draft = template_draft(item, items, config.seed)
             else:
-                draft = run_steps(client.chat, item, config.tries)
+                draft = run_steps(functools.partial(client.chat, tally=tally), item, config.tries)
         except Reject as rej:
-            return {"kind": "reject", "id": item.id, "source": item.source, "step": rej.step, "reason": rej.reason,
-                    "attempts": rej.attempts}  # fmt: skip
-        return {"kind": "sample", **_record(item, draft, llm)}
+            return {"kind": "reject", "item": keys[item.id], "id": item.id, "source": item.source, "step": rej.step,
+                    "reason": rej.reason, "attempts": rej.attempts, "accounting": tally}  # fmt: skip
+        return {"kind": "sample", "item": keys[item.id], **_record(item, draft, llm), "accounting": tally}
 
+    todo = [x for x in items if x.id not in taken]
     with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
-        done = dict(zip((x.id for x in items), pool.map(one, items), strict=True))
+        done = {**taken, **dict(zip((x.id for x in todo), pool.map(one, todo), strict=True))}
+    if taken:
+        log.info("generate: %d of %d items answered before, reused", len(taken), len(items))
     return [
         {"kind": "reject", "id": None, "source": x.source, "step": "input", "reason": f"{x.location}: {x.reason}"}
         if isinstance(x, Rejected) else done[x.id]
@@ -128,7 +171,7 @@ def _record(item: Any, draft: Draft, llm: LLMSpec) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _merge(out: Path, llm: LLMSpec, client: LLM | None, benchmarks: dict[str, str | Path],
+def _merge(out: Path, parts: list[Path], llm: LLMSpec, benchmarks: dict[str, str | Path],
            config: GenConfig) -> dict[str, Any]:  # fmt: skip
     from audiomcq.data.record import MCQRecord, validate
 
@@ -137,10 +180,14 @@ def _merge(out: Path, llm: LLMSpec, client: LLM | None, benchmarks: dict[str, st
     sources: Counter[str] = Counter()
     types: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    accounting: dict[str, Counter[str]] = {}
     with atomic_writer(out / "samples.jsonl") as samples, atomic_writer(out / "rejects.jsonl") as rejects:
-        for part in sorted((out / "work").glob("part-*.jsonl")):
+        for part in parts:
             for _, row in iter_jsonl(part):
                 kind = row.pop("kind")
+                row.pop("item", None)
+                for step, counts in row.pop("accounting", {}).items():
+                    accounting.setdefault(step, Counter()).update(counts)
                 if kind == "sample":
                     key = normalise(row["question"]) + "|" + "|".join(sorted(normalise(c) for c in row["choices"]))
                     # In order, each check only for what passed the one before, so the decontamination report
@@ -172,7 +219,7 @@ def _merge(out: Path, llm: LLMSpec, client: LLM | None, benchmarks: dict[str, st
         "by_type": {t: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_TYPES.get(t)}
                     for t, n in sorted(types.items())},
         "llm": {"backend": llm.backend, "model": llm.model or None, "prompts": PROMPT_VERSION},
-        "accounting": {step: dict(c) for step, c in (client.accounting.items() if client else [])},
+        "accounting": {step: dict(c) for step, c in sorted(accounting.items())},
         "shard": list(config.shard),
     }  # fmt: skip
     write_json(out / "summary.json", summary)
