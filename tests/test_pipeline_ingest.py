@@ -100,6 +100,8 @@ def test_ingest_pipeline_fills_the_store_from_the_hub_locally(s3, tmp_path, monk
     from pipelines.run import run_local
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no hub cache shared with other tests' stand-in repos
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -108,9 +110,9 @@ def test_ingest_pipeline_fills_the_store_from_the_hub_locally(s3, tmp_path, monk
         model = hub.add("model", "Qwen/Tiny-Audio", _model_repo())
         hub.add("dataset", "ddwang2000/MMSU", _mmsu_repo())
         params = {
-            "models": [{"repo": "Qwen/Tiny-Audio", "revision": "main", "to": "s3://data/models/tiny"}],
+            "models": [{"repo": "Qwen/Tiny-Audio", "revision": "main", "to": "s3://data/models/ingest-tiny"}],
             "datasets": [],  # an empty list skips that kind
-            "benchmarks": [{"name": "mmsu", "to": "s3://data/benchmarks/mmsu"}],
+            "benchmarks": [{"name": "mmsu", "to": "s3://data/benchmarks/ingest-mmsu"}],
             "hub": hub.url,
         }
         run_dir = run_local(tmp_path / "root", pipeline="audiomcq-ingest", **params)
@@ -120,21 +122,21 @@ def test_ingest_pipeline_fills_the_store_from_the_hub_locally(s3, tmp_path, monk
     finally:
         hub.stop()
 
-    for prefix in ("models/tiny/", "benchmarks/mmsu/"):
+    for prefix in ("models/ingest-tiny/", "benchmarks/ingest-mmsu/"):
         assert storage.is_complete(f"s3://data/{prefix}"), prefix
         objects = _objects(s3, prefix)
         assert "fetch-manifest.json" in objects, prefix
         marker = objects.pop("_COMPLETE").last_modified
         assert all(o.last_modified <= marker for o in objects.values()), f"{prefix}: something landed after the marker"
     wanted = {"config.json", "tokenizer_config.json", "model.safetensors", "README.md"}
-    assert set(_objects(s3, "models/tiny/")) == wanted | {"fetch-manifest.json", "_COMPLETE"}
+    assert set(_objects(s3, "models/ingest-tiny/")) == wanted | {"fetch-manifest.json", "_COMPLETE"}
     for name in wanted:
-        assert s3.get_object("data", f"models/tiny/{name}").read() == model.files[name], name
-    manifest = json.loads(s3.get_object("data", "models/tiny/fetch-manifest.json").read())
+        assert s3.get_object("data", f"models/ingest-tiny/{name}").read() == model.files[name], name
+    manifest = json.loads(s3.get_object("data", "models/ingest-tiny/fetch-manifest.json").read())
     assert manifest["repo"] == "Qwen/Tiny-Audio" and manifest["commit"] == model.commit
-    bench = json.loads(s3.get_object("data", "benchmarks/mmsu/fetch-manifest.json").read())
+    bench = json.loads(s3.get_object("data", "benchmarks/ingest-mmsu/fetch-manifest.json").read())
     assert (bench["layout"]["items"], bench["layout"]["audio_present"]) == (3, 3)
-    assert s3.get_object("data", "benchmarks/mmsu/audio/mmsu_1.wav").read() == WAV + b"\x01"
+    assert s3.get_object("data", "benchmarks/ingest-mmsu/audio/mmsu_1.wav").read() == WAV + b"\x01"
 
     outputs = {p.parent.name: json.loads(p.read_text()) for p in run_dir.rglob("executor_output.json")}
     assert outputs["resolve-model"]["parameterValues"]["Output"] == model.commit
