@@ -2,26 +2,43 @@
 
 The run's wall time is compared with the time during which at least one stage was computing (the union of the
 stages' own intervals, recorded by ``audiomcq.timing``). The difference is what running stages as KFP tasks costs:
-process start-up, imports, artifact bookkeeping and scheduling gaps.
+process start-up, imports, artifact bookkeeping and scheduling gaps. With ``repeats`` > 1 the whole run is
+repeated (each from scratch) and every figure is the median over the runs, the overhead share also with its range:
+on a shared machine a single run's few seconds of overhead are within the noise of its minutes of compute.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from audiomcq.timing import Spread, load_average
 
-def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] | None = None,
+
+def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] | None = None, repeats: int = 1,
                    **params: object) -> dict[str, Any]:  # fmt: skip
-    """Run ``audiomcq-post-training`` locally with stage timings on (``params``: more pipeline arguments, e.g.
-    ``publish``); returns wall, busy and overhead seconds."""
+    """Run ``audiomcq-post-training`` locally ``repeats`` times with stage timings on (``params``: more pipeline
+    arguments, e.g. ``publish``); returns the medians of wall, busy and overhead seconds, and every run's own."""
+    work = Path(work)
+    load = load_average()
+    runs = [_one_run(work / f"run-{i}" if repeats > 1 else work, recipe, overrides, **params) for i in range(repeats)]
+    out: dict[str, Any] = {"recipe": recipe, "repeats": repeats, "runs": runs, "load_before": load}
+    for key in ("tasks", "wall_s", "busy_s", "task_compute_s", "overhead_s", "overhead_pct"):
+        out[key] = statistics.median(r[key] for r in runs)
+    out["overhead_pct_spread"] = Spread.of([r["overhead_pct"] for r in runs]).to_dict()
+    out["load_after"] = load_average()
+    return out
+
+
+def _one_run(work: Path, recipe: str, overrides: list[str] | None, **params: object) -> dict[str, Any]:
+    """One local run of the pipeline, timed."""
     from audiomcq.timing import busy_seconds
     from pipelines.run import run_local
 
-    work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     timings = work / "timings.jsonl"
     timings.unlink(missing_ok=True)
@@ -35,7 +52,6 @@ def bench_pipeline(work: str | Path, recipe: str = "demo", overrides: list[str] 
     rows = [json.loads(line) for line in timings.read_text().splitlines()]
     busy = busy_seconds([(r["start"], r["end"]) for r in rows])
     return {
-        "recipe": recipe,
         "tasks": len(rows),
         "wall_s": wall,
         "busy_s": busy,

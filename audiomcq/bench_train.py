@@ -3,8 +3,9 @@
 ``--size tiny`` (default) runs on the CPU in seconds; ``--size 3b`` builds a random-initialised model of
 Qwen2.5-Omni-3B's thinker shape and is meant for a GPU (bf16, gradient checkpointing, vLLM rollouts when vLLM is
 installed). SFT tokens are the non-padding input tokens the trainer counted; GRPO rollout tokens are the completion
-tokens sampled per step (mean completion length x completions per step). Medians of per-step times skip the first
-step (warm-up).
+tokens sampled per step (mean completion length x completions per step). Every figure is a median over the timed
+steps (the first, a warm-up, is skipped) with its range across steps, since one step says little on a shared
+machine; throughputs are per step too (a step's tokens over its seconds).
 
 MFU counts model FLOPs only (6 x parameters x tokens for forward + backward; recomputation from gradient
 checkpointing is not credited): the language model's matmul parameters (embeddings excluded) over the text tokens,
@@ -15,10 +16,13 @@ which understates MFU slightly at these short sequences. Peak FLOP/s: dense bf16
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from pathlib import Path
 from typing import Any
+
+from audiomcq.timing import Spread
 
 # Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
@@ -95,10 +99,13 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
     timed = sft[1:]  # the first step warms up kernels and allocators
     seconds = sum(r["step_seconds"] for r in timed)
     tokens = sft[-1]["num_input_tokens_seen"] - sft[0]["num_input_tokens_seen"]
+    step_tokens = [b["num_input_tokens_seen"] - a["num_input_tokens_seen"] for a, b in itertools.pairwise(sft)]
     records = read_records(data)
     clip_seconds = statistics.mean(sf.info(str(work / "corpus" / r.audio_path)).duration for r in records)
     audio_seconds = clip_seconds * cfg["sft_batch"] * len(timed)
     mfu_peak = peak_tflops(peak)
+    step_mfu = [sft_mfu(params, t, clip_seconds * cfg["sft_batch"], r["step_seconds"], mfu_peak)
+                for t, r in zip(step_tokens, timed, strict=True)] if mfu_peak else None  # fmt: skip
     result: dict[str, Any] = {
         "size": size,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
@@ -107,8 +114,13 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
             "steps": len(sft),
             "batch": cfg["sft_batch"],
             "step_seconds_median": statistics.median(r["step_seconds"] for r in timed),
+            "step_seconds": Spread.of([r["step_seconds"] for r in timed]).to_dict(),
             "tokens_per_second": tokens / seconds,
+            "tokens_per_second_steps": Spread.of(
+                [t / r["step_seconds"] for t, r in zip(step_tokens, timed, strict=True)]
+            ).to_dict(),
             "mfu": sft_mfu(params, tokens, audio_seconds, seconds, mfu_peak) if mfu_peak else None,
+            "mfu_steps": Spread.of(step_mfu).to_dict() if step_mfu else None,
             "peak_tflops": mfu_peak,
         },
     }
@@ -131,7 +143,11 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
     result["grpo"] = {
         "steps": len(grpo),
         "step_seconds_median": statistics.median(r["step_seconds"] for r in grpo[1:]),
+        "step_seconds": Spread.of([r["step_seconds"] for r in grpo[1:]]).to_dict(),
         "rollout_tokens_per_second": completion_tokens / sum(r["step_seconds"] for r in grpo[1:]),
+        "rollout_tokens_per_second_steps": Spread.of(
+            [r["completions/mean_length"] * per_step / r["step_seconds"] for r in grpo[1:]]
+        ).to_dict(),
         "completions_per_step": per_step,
         "rollouts": "vllm" if vllm else "transformers",
     }

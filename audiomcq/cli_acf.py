@@ -68,14 +68,20 @@ def add_filter_commands(sub: Any) -> None:
     bf.add_argument("--work", type=Path, default=Path("out/bench-filter"))
     bf.add_argument("--samples", type=int, default=32)
     bf.add_argument("--rss-records", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
+    bf.add_argument("--repeats", type=_repeats, default=3, help="interleaved repetitions of every timing (>= 3)")
+    bf.add_argument("--threads", type=int, help="torch threads (default torch's: one per core); 1 keeps a shared "
+                    "machine's other load from stalling the second thread at every parallel op")  # fmt: skip
     bf.set_defaults(func=cmd_bench_filter)
     bp = bsub.add_parser("pipeline", help="orchestration overhead of a local audiomcq-post-training run")
     bp.add_argument("--work", type=Path, default=Path("out/bench-pipeline"))
     bp.add_argument("--recipe", default="demo")
+    bp.add_argument("--repeats", type=_repeats, default=3, help="whole runs to take the median over (>= 3)")
     bp.set_defaults(func=cmd_bench_pipeline)
     be = bsub.add_parser("eval", help="the evaluation harness vs a per-sample generate loop (tiny model)")
     be.add_argument("--work", type=Path, default=Path("out/bench-eval"))
     be.add_argument("--items", type=int, default=64)
+    be.add_argument("--repeats", type=_repeats, default=3, help="interleaved repetitions of every timing (>= 3)")
+    be.add_argument("--threads", type=int, help="torch threads (default torch's: one per core)")
     be.set_defaults(func=cmd_bench_eval)
     bt = bsub.add_parser("train", help="step time, tokens/s and MFU of SFT, rollout tokens/s of GRPO")
     bt.add_argument("--work", type=Path, default=Path("out/bench-train"))
@@ -174,39 +180,82 @@ def _print(stats: dict[str, Any], out: Path) -> None:
         )
 
 
+def _s(cell: dict[str, float], unit: str = "x", digits: int = 2, of: str = "runs") -> str:
+    """A stored ``Spread`` as ``median (min-max, runs)``."""
+    from audiomcq.timing import Spread
+
+    return Spread.from_dict(cell).show(unit, digits, of)
+
+
+def _threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _repeats(text: str) -> int:
+    """``--repeats``: at least 3, since a ratio from one or two runs on a shared machine is not evidence."""
+    if not text.isdigit() or int(text) < 3:
+        raise argparse.ArgumentTypeError(f"--repeats must be a whole number >= 3, not {text!r}")
+    return int(text)
+
+
+def _load(r: dict[str, Any]) -> str:
+    return (f"{r['threads']} torch threads; 1-min load average {r['load_before']:.2f} before, "
+            f"{r['load_after']:.2f} after (other processes skew every timing)")  # fmt: skip
+
+
 def cmd_bench_filter(args: argparse.Namespace) -> int:
-    """Print the filter benchmark against its targets."""
+    """Print the filter benchmark against its targets: medians of interleaved repetitions, with their range."""
     import shutil
 
     from audiomcq.bench_filter import bench_filter
 
     shutil.rmtree(args.work, ignore_errors=True)  # filter runs resume from their parts: start clean to measure
-    r = bench_filter(args.work, args.samples, args.rss_records)
+    _threads(args.threads)
+    r = bench_filter(args.work, args.samples, args.rss_records, args.repeats)
     per = 1000 / r["samples"]
-    rows = []
+    print(f"bench filter: {r['samples']} questions, {r['repeats']} interleaved repetitions; {_load(r)}")
     for dtype, c in r["by_dtype"].items():
-        print(f"{dtype}: batched {c['batched_s'] * per:.1f} ms per question; per-sample loop "
-              f"{c['loop_s'] * per:.1f} ms per question")  # fmt: skip
-        rows.append((f"batched engine vs per-sample loop, both {dtype}", c["batched_speedup"], ">= 8x"))
-    rows.append(("batched vs per-sample loop, each in its fastest dtype", r["best_vs_best_speedup"], "(reported)"))
+        batched, loop = (_s({**c[k], **{q: c[k][q] * per for q in ("median", "min", "max")}}, " ms", 1)
+                         for k in ("batched_s", "loop_s"))  # fmt: skip
+        print(f"{dtype}: batched {batched} per question; per-sample loop {loop}")
+        g, floor, share = c["gflop_per_question"], c["flop_floor_s"], c["share_of_gemm_rate"]
+        print(f"  FLOPs per question: batched {g['batched']:.3f} G, loop {g['loop']:.3f} G; at the {dtype} GEMM rate "
+              f"measured beside them ({_s(c['gemm_gflops'], ' GFLOP/s', 0)}) the batch needs >= "
+              f"{floor['median'] * per:.2f} ms per question; it runs at {100 * share['median']:.0f}% of that rate "
+              f"({100 * share['min']:.0f}-{100 * share['max']:.0f}%)")  # fmt: skip
+        print(f"  batched engine vs per-sample loop, both {dtype}: {_s(c['batched_speedup'])} (target >= 8x; "
+              f"FLOP-bound ceiling {_s(c['flop_ceiling'], 'x', 1)})")  # fmt: skip
+    print(f"  batched vs per-sample loop, each in its fastest dtype: {_s(r['best_vs_best_speedup'])} (reported)")
     for label, c in r["silent_cost"].items():
-        print(f"{label}: per sample {c['shared_silence_ms']:.1f} ms shared silence, "
-              f"{c['recomputed_silence_ms']:.1f} ms recomputed, {c['text_only_ms']:.1f} ms text-only")  # fmt: skip
-        rows.append((f"{label}: recomputed / shared silence", c["recompute_over_shared"], ">= 8x"))
-        target = "<= 1.3x" if "1024" in label else "(no target at this width)"
-        rows.append((f"{label}: shared silence / text-only", c["shared_over_text_only"], target))
+        shared, recomputed, text = (_s(c[k], " ms", 1) for k in ("shared_ms", "recomputed_ms", "text_only_ms"))
+        print(f"{label}: per question {shared} shared silence, {recomputed} recomputed, {text} text-only")
+        g = c["gflop_per_question"]
+        print(f"  FLOPs per question: shared {g['shared']:.3f} G, recomputed {g['recomputed']:.3f} G, "
+              f"text-only {g['text_only']:.3f} G")  # fmt: skip
+        print(f"  {label}: recomputed / shared silence: {_s(c['recompute_over_shared'])} (target >= 8x; "
+              f"FLOP ratio {c['flop_recompute_over_shared']:.2f}x)")  # fmt: skip
+        target = "<= 1.15x" if "1024" in label else "none at this width"
+        print(f"  {label}: shared silence / text-only: {_s(c['shared_over_text_only'])} (target {target}; "
+              f"FLOP ratio {c['flop_shared_over_text_only']:.2f}x)")  # fmt: skip
+    for seconds, peak in r["silent_peak"].items():
+        rows = sorted(peak["peak_mib"])
+        peaks = ", ".join(f"{peak['peak_mib'][k]:.0f} MiB at batch {k}" for k in rows)
+        print(f"silent pass, h1024, {seconds} s silence ({peak['prefix_tokens']} prefix tokens, cache "
+              f"{peak['prefix_mib']:.1f} MiB held once): peak memory {peaks} (median of 3; a copy of the prefix per "
+              f"row would add {peak['prefix_mib'] * rows[-1]:.0f} MiB at batch {rows[-1]})")  # fmt: skip
     small, large = sorted(r["peak_rss_mb"])
     print(
         f"peak RSS: {r['peak_rss_mb'][small]:.0f} MiB at {small} records, {r['peak_rss_mb'][large]:.0f} MiB at {large}"
     )
-    rows.append((f"RSS growth {small} -> {large} records (%)", r["rss_growth_pct"], "<= 10"))
-    for what, value, target in rows:
-        print(f"  {what}: {value:.2f} (target {target})")
+    print(f"  RSS growth {small} -> {large} records: {r['rss_growth_pct']:+.1f}% (target <= +10%)")
     return 0
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    """Print the training benchmark."""
+    """Print the training benchmark: medians over the timed steps, with their range."""
     import shutil
 
     from audiomcq.bench_train import bench_train
@@ -215,43 +264,55 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     r = bench_train(args.work, args.steps, args.size, args.peak_tflops, args.batch, not args.no_checkpointing,
                     not args.sft_only)  # fmt: skip
     s, g = r["sft"], r.get("grpo")
-    mfu = f", MFU {100 * s['mfu']:.1f}% of {s['peak_tflops']:.0f} TFLOP/s" if s["mfu"] is not None else ""
+    ms = {k: v * 1000 if k in ("median", "min", "max") else v for k, v in s["step_seconds"].items()}
+    mfu = ""
+    if s["mfu"] is not None:
+        pct = {k: v * 100 if k in ("median", "min", "max") else v for k, v in s["mfu_steps"].items()}
+        mfu = f", MFU {_s(pct, '%', 1, 'steps')} of {s['peak_tflops']:.0f} TFLOP/s"
     print(f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}")
     ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
-    print(f"SFT  (batch {s['batch']}{ckpt}): {s['step_seconds_median'] * 1000:.0f} ms/step, "
-          f"{s['tokens_per_second']:.0f} tokens/s{mfu}")  # fmt: skip
+    print(f"SFT  (batch {s['batch']}{ckpt}): {_s(ms, ' ms/step', 0, 'steps')}, "
+          f"{_s(s['tokens_per_second_steps'], ' tokens/s', 0, 'steps')}{mfu}")  # fmt: skip
     if g is None:
         return 0
-    rate = g["rollout_tokens_per_second"]
+    ms = {k: v * 1000 if k in ("median", "min", "max") else v for k, v in g["step_seconds"].items()}
+    rate = _s(g["rollout_tokens_per_second_steps"], " rollout tokens/s", 0, "steps")
     print(f"GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
-          f"{g['step_seconds_median'] * 1000:.0f} ms/step, {rate:.0f} rollout tokens/s")  # fmt: skip
+          f"{_s(ms, ' ms/step', 0, 'steps')}, {rate}")  # fmt: skip
     return 0
 
 
 def cmd_bench_eval(args: argparse.Namespace) -> int:
-    """Print the evaluation benchmark against its target."""
+    """Print the evaluation benchmark against its target: medians of interleaved repetitions, with their range."""
     from audiomcq.bench_eval import bench_eval
 
-    r = bench_eval(args.work, args.items)
+    _threads(args.threads)
+    r = bench_eval(args.work, args.items, repeats=args.repeats)
     per = 1000 / r["items"]
+    print(f"bench eval: {r['items']} items, {r['repeats']} interleaved repetitions; {_load(r)}")
     for dtype, c in r["by_dtype"].items():
-        print(f"{dtype}: harness {c['harness_s'] * per:.1f} ms per item; per-sample loop {c['loop_s'] * per:.1f} ms")
-        print(f"  batched harness vs per-sample loop, both {dtype}: {c['speedup']:.2f} (target >= 8x)")
-    print(f"  each in its fastest dtype: {r['best_vs_best_speedup']:.2f}")
+        harness, loop = (_s({**c[k], **{q: c[k][q] * per for q in ("median", "min", "max")}}, " ms", 1)
+                         for k in ("harness_s", "loop_s"))  # fmt: skip
+        print(f"{dtype}: harness {harness} per item; per-sample loop {loop}")
+        print(f"  batched harness vs per-sample loop, both {dtype}: {_s(c['speedup'])} (target >= 8x; FLOP-bound "
+              f"ceiling {_s(c['flop_ceiling'], 'x', 1)} at {c['gemm_gflops']['median']:.0f} GFLOP/s)")  # fmt: skip
+    print(f"  each in its fastest dtype: {_s(r['best_vs_best_speedup'])}")
     return 0
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    """Print the pipeline overhead against its target."""
+    """Print the pipeline overhead against its target: the median over repeated runs, with its range."""
     import shutil
 
     from audiomcq.bench_pipeline import bench_pipeline
 
     shutil.rmtree(args.work, ignore_errors=True)
-    r = bench_pipeline(args.work, args.recipe)
-    print(f"{r['recipe']}: {r['tasks']} tasks, wall {r['wall_s']:.0f} s, stages computing {r['busy_s']:.0f} s "
-          f"(task compute {r['task_compute_s']:.0f} s, overlapped)")  # fmt: skip
-    print(f"  orchestration overhead: {r['overhead_s']:.1f} s = {r['overhead_pct']:.1f}% of compute (target <= 5%)")
+    r = bench_pipeline(args.work, args.recipe, repeats=args.repeats)
+    print(f"{r['recipe']}, median of {r['repeats']} runs: {r['tasks']:.0f} tasks, wall {r['wall_s']:.0f} s, stages "
+          f"computing {r['busy_s']:.0f} s (task compute {r['task_compute_s']:.0f} s, overlapped); 1-min load "
+          f"average {r['load_before']:.2f} before, {r['load_after']:.2f} after")  # fmt: skip
+    print(f"  orchestration overhead: {r['overhead_s']:.1f} s = {_s(r['overhead_pct_spread'], '%', 1)} of compute "
+          f"(target <= 5%)")  # fmt: skip
     return 0
 
 

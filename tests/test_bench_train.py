@@ -41,8 +41,9 @@ def test_bench_train_prints_step_times_throughput_and_mfu(tmp_path, capsys):
 def test_bench_eval_compares_the_harness_with_a_per_sample_loop(tmp_path, capsys):
     from audiomcq.cli import main
 
-    assert main(["bench", "eval", "--work", str(tmp_path), "--items", "16"]) == 0
+    assert main(["bench", "eval", "--work", str(tmp_path), "--items", "16", "--repeats", "3"]) == 0
     out = capsys.readouterr().out
-    speedup = float(out.split("batched harness vs per-sample loop, both float32: ")[1].split()[0])
+    speedup = float(out.split("batched harness vs per-sample loop, both float32: ")[1].split()[0].rstrip("x"))
+    assert "3 runs" in out and "FLOP-bound ceiling" in out  # a median of repetitions, beside its bound
     assert "both bfloat16" in out and "each in its fastest dtype" in out
     assert speedup > 1.5, out  # batching must pay even at 16 items (64 items: ~4.9x on 2 cores)

@@ -5,6 +5,10 @@ The prompt puts the audio block first in the user turn (``audiomcq.prompts``), s
 form a prefix common to every question without changing what the model sees. Padding goes between the prefix and
 each question, and positions follow the attention mask, so every question continues from the prefix exactly as in
 a one-pass forward (the equality with the uncached path is tested for both families).
+
+The prefix's keys and values are kept once, not copied into every row: each layer attends to them with all rows'
+queries in one product and merges that with the row's own tokens (``audiomcq.inference.cascade``), so a decoding
+step reads the prefix once per batch, and memory grows with the questions, not with prefix x batch.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from transformers.cache_utils import DynamicLayer  # this module is imported lazily, by the engine
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.synth.audio import SR
@@ -41,22 +44,24 @@ class SharedPrefix:
         self.cache = getattr(out, "cache", None) or out.past_key_values
         self.ids = enc["input_ids"]
 
-    def _expanded(self, rows: int, spare: int) -> Any:
-        """A fresh cache holding the prefix for ``rows`` rows with room for ``spare`` more tokens."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        cache.layers = [_GrowingLayer(layer.keys, layer.values, rows, spare) for layer in self.cache.layers]
-        return cache
-
     def generate(
         self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (), **sample: Any
     ) -> list[list[str]]:
         """Completions for full prompt texts that all start with the shared prefix (``n`` per prompt), each a
         ``Completion`` ended by an end token, a ``stop`` string or the budget (then marked truncated)."""
+        from audiomcq.models.batch import completions, end_ids
+
+        n = sample.get("num_return_sequences", 1)
+        gen, start = self.run(prompts, max_new_tokens, stop, **sample)
+        texts = completions(self.processor.tokenizer, gen[:, start:], max_new_tokens, end_ids(self.model), stop)
+        return [texts[k * n : (k + 1) * n] for k in range(len(prompts))]
+
+    def run(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (), **sample: Any) -> tuple:
+        """``model.generate``'s output for ``prompts`` (rows item-major, ``n`` per prompt) and the column where the
+        new tokens start; ``sample`` goes to ``generate`` (e.g. ``output_logits``)."""
         import torch
 
-        from audiomcq.models.batch import completions, end_ids
+        from audiomcq.inference.cascade import cascade, cascade_cache
 
         tok = self.processor.tokenizer
         for i, text in enumerate(prompts):
@@ -67,47 +72,21 @@ class SharedPrefix:
         # cumulative attention mask, so each question still starts right after the prefix, as in a one-pass forward.
         enc = tok([t[len(self.text) :] for t in prompts], add_special_tokens=False, padding=True,
                   padding_side="left", return_tensors="pt").to(self.ids.device)  # fmt: skip
-        # n samples per prompt as n rows each, so the cache is expanded once, here, and generate never has to.
+        # n samples per prompt as n rows each: the rows' own tokens are laid out once, here, and generate never
+        # expands the cache (the prefix itself is never copied per row).
         suffix, mask = enc["input_ids"].repeat_interleave(n, 0), enc["attention_mask"].repeat_interleave(n, 0)
         rows = len(suffix)
         ids = torch.cat([self.ids.expand(rows, -1), suffix], dim=1)
         attention = torch.cat([torch.ones_like(self.ids).expand(rows, -1), mask], dim=1)
-        cache = self._expanded(rows, suffix.shape[1] + max_new_tokens)
+        cache = cascade_cache(self.cache, rows, suffix.shape[1] + max_new_tokens)
         if hasattr(self.model, "model") and hasattr(self.model.model, "rope_deltas"):
             # Omni's thinker offsets text positions by rope_deltas once a cache exists; audio-only prompts have
             # sequential positions, so the offset is 0 (generate would otherwise recompute it from the audio).
             self.model.model.rope_deltas = torch.zeros(rows, 1, dtype=torch.long, device=ids.device)
         if stop:
             sample.update(stop_strings=list(stop), tokenizer=tok)
-        with torch.inference_mode():
+        with torch.inference_mode(), cascade(self.model, cache):
             gen = self.model.generate(
                 input_ids=ids, attention_mask=attention, cache=cache, max_new_tokens=max_new_tokens, **sample
             )
-        texts = completions(tok, gen[:, ids.shape[1] :], max_new_tokens, end_ids(self.model), stop)
-        return [texts[k * n : (k + 1) * n] for k in range(len(prompts))]
-
-
-class _GrowingLayer(DynamicLayer):
-    """A ``DynamicLayer`` that appends into preallocated room instead of re-concatenating the whole cache at every
-    step: with a long shared prefix (750 silence tokens) the per-step copy, not the attention, dominated decoding."""
-
-    def __init__(self, keys: Any, values: Any, rows: int, spare: int) -> None:
-        super().__init__()
-        _, h, n, d = keys.shape
-        self._k = keys.new_empty(rows, h, n + spare, d)
-        self._v = values.new_empty(rows, h, n + spare, d)
-        self._k[:, :, :n] = keys.expand(rows, -1, -1, -1)
-        self._v[:, :, :n] = values.expand(rows, -1, -1, -1)
-        self._n = n
-        self.device, self.is_initialized = keys.device, True
-        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
-
-    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        end = self._n + key_states.shape[-2]
-        if end > self._k.shape[-2]:  # more tokens than planned: fall back to concatenation
-            return super().update(key_states, value_states, *args, **kwargs)
-        self._k[:, :, self._n : end] = key_states
-        self._v[:, :, self._n : end] = value_states
-        self._n = end
-        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
-        return self.keys, self.values
+        return gen, ids.shape[1]
