@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
+from audiomcq.timing import bench_work
 
 
 def free_port() -> int:
@@ -266,7 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m audiomcq.bench_serve``: the shared-pass comparison, printed as a table."""
     import argparse
     import logging
-    import shutil
 
     parser = argparse.ArgumentParser(prog="python -m audiomcq.bench_serve", description=main.__doc__)
     parser.add_argument("--work", type=Path, default=Path("out/bench-serve-shared"))
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-batch-size", type=int, default=4)
     args = parser.parse_args(argv)
-    shutil.rmtree(args.work, ignore_errors=True)
+    bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_shared_pass(args.work, args.clip_seconds, args.choices, args.clients, args.seconds, args.repeats,
                           args.max_batch_size)  # fmt: skip
     (args.work / "result.json").write_text(json.dumps(r, indent=2))

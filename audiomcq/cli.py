@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch themselves (train)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.log_level != "error":  # progress of long commands shows at the default level, not the rest of INFO
+        logging.getLogger("audiomcq.progress").setLevel(logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from audiomcq.cli_eval import add_budget_flags, add_dtype_flag
+from audiomcq.timing import bench_work
 
 
 def add_filter_commands(sub: Any) -> None:
@@ -208,11 +209,9 @@ def _load(r: dict[str, Any]) -> str:
 
 def cmd_bench_filter(args: argparse.Namespace) -> int:
     """Print the filter benchmark against its targets: medians of interleaved repetitions, with their range."""
-    import shutil
-
     from audiomcq.bench_filter import bench_filter
 
-    shutil.rmtree(args.work, ignore_errors=True)  # filter runs resume from their parts: start clean to measure
+    bench_work(args.work)  # a fresh run, not a resume of the last one
     _threads(args.threads)
     r = bench_filter(args.work, args.samples, args.rss_records, args.repeats)
     per = 1000 / r["samples"]
@@ -256,11 +255,9 @@ def cmd_bench_filter(args: argparse.Namespace) -> int:
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """Print the training benchmark: medians over the timed steps, with their range."""
-    import shutil
-
     from audiomcq.bench_train import bench_train
 
-    shutil.rmtree(args.work, ignore_errors=True)  # a fresh run, not a resume of the last one
+    bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_train(args.work, args.steps, args.size, args.peak_tflops, args.batch, not args.no_checkpointing,
                     not args.sft_only)  # fmt: skip
     s, g = r["sft"], r.get("grpo")
@@ -302,11 +299,9 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     """Print the pipeline overhead against its target: the median over repeated runs, with its range."""
-    import shutil
-
     from audiomcq.bench_pipeline import bench_pipeline
 
-    shutil.rmtree(args.work, ignore_errors=True)
+    bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_pipeline(args.work, args.recipe, repeats=args.repeats)
     print(f"{r['recipe']}, median of {r['repeats']} runs: {r['tasks']:.0f} tasks, wall {r['wall_s']:.0f} s, stages "
           f"computing {r['busy_s']:.0f} s (task compute {r['task_compute_s']:.0f} s, overlapped); 1-min load "
@@ -318,11 +313,9 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """Print the serving benchmark."""
-    import shutil
-
     from audiomcq.bench_serve import bench_serve
 
-    shutil.rmtree(args.work, ignore_errors=True)
+    bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_serve(args.work, args.clients, args.seconds, args.max_batch_size, args.max_wait_ms)
     print(f"serve: {r['clients']} clients for {r['seconds']:.0f} s, max batch {r['max_batch_size']}: "
           f"{r['requests']} requests, {r['failures']} failures")  # fmt: skip

@@ -111,6 +111,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--recipe", default="demo")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--verbose", action="store_true", help="stream the pipeline tasks' logs instead of one line each")
     p.set_defaults(func=cmd_demo)
 
 
@@ -255,7 +256,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not espeak_available():
         print("note: espeak-ng is missing, so spoken questions are left out (apt-get install espeak-ng)")
-    result = run_demo(args.out, args.recipe, args.overrides)
+    result = run_demo(args.out, args.recipe, args.overrides, args.verbose, say=lambda line: print(line, flush=True))
     q = result["query"]
     print(result["report"])
     print(

@@ -1,8 +1,10 @@
 """``audiomcq demo``: the whole loop as the local KFP pipeline, then the report and one served answer.
 
-What a new user sees: the results tables (filter behaviour, label quality against the synthetic ground truth,
-accuracy per paradigm and stage with audio, on the strong-AC subset and in silence), where the Markdown report
-and PNG plot were written, and a real audio question answered by the selected checkpoint through KServe.
+What a new user sees: one line per finished pipeline task with its duration (the executors' own logs go to
+``<out>/pipeline.log``; ``verbose`` streams them instead), then the results tables (filter behaviour, label quality
+against the synthetic ground truth, accuracy per paradigm and stage with audio, on the strong-AC subset and in
+silence), where the Markdown report and PNG plot were written, and a real audio question answered by the selected
+checkpoint through KServe.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,22 +21,41 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.jsonio import load_json
+from audiomcq.progress import duration
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out_dir: str | Path, recipe: str = "demo", overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run the pipeline under ``out_dir``, copy the report out, query the selected model; returns a summary."""
-    from pipelines.run import run_local
+# kfp.local's task lines, once its ANSI colours are stripped: "Executing task 'x'", "Task 'x' finished with status S".
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_RUN_DIR = re.compile(r"^pipeline: finished -> (.+)$")
 
+
+def run_demo(
+    out_dir: str | Path,
+    recipe: str = "demo",
+    overrides: list[str] | None = None,
+    verbose: bool = False,
+    say: Callable[[str], Any] = log.info,
+) -> dict[str, Any]:
+    """Run the pipeline under ``out_dir``, copy the report out, query the selected model; returns a summary."""
     out = Path(out_dir).resolve()
     started = time.monotonic()
-    run_dir = run_local(out / "pipeline-root", recipe, overrides)
+    if verbose:
+        from pipelines.run import run_local
+
+        run_dir = run_local(out / "pipeline-root", recipe, overrides)
+    else:
+        args = ["--recipe", recipe, *(a for o in overrides or () for a in ("--set", o))]
+        run_dir = run_pipeline_quietly(out / "pipeline-root", out / "pipeline.log", args, say=say)
     pipeline_seconds = time.monotonic() - started
     report_dir = run_dir / "report"
     shutil.copyfile(report_dir / "markdown", out / "report.md")
@@ -56,6 +78,46 @@ def run_demo(out_dir: str | Path, recipe: str = "demo", overrides: list[str] | N
     }
 
 
+def run_pipeline_quietly(
+    root: Path,
+    log_path: Path,
+    args: list[str],
+    name: str = "audiomcq-post-training",
+    say: Callable[[str], Any] = log.info,
+) -> Path:
+    """Run a pipeline locally in a child process, its output kept in ``log_path``; ``say`` one line per task as it
+    finishes (name, status, duration). Returns the run's directory; a failure names the task and the log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "audiomcq.cli", "pipeline", "run", name, "--local", "--out", str(root), *args]
+    say(f"pipeline {name}: running; the tasks' logs go to {log_path}")
+    begun: dict[str, float] = {}
+    run_dir, failed, done = None, None, 0
+    start = time.monotonic()
+    with (
+        log_path.open("w") as log_fh,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc,
+    ):
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            log_fh.write(raw)
+            line = _ANSI.sub("", raw).strip()
+            if m := _STARTED.search(line):
+                begun[m.group(1)] = time.monotonic()
+            elif m := _FINISHED.search(line):
+                task, status = m.groups()
+                done += 1
+                took = duration(time.monotonic() - begun.pop(m.group(1), start))
+                failed = failed or (task if status != "SUCCESS" else None)
+                elapsed = duration(time.monotonic() - start)
+                say(f"  [{done:2d}] {task:<44} {status.lower():<8} {took:>10}   ({elapsed} in all)")
+            elif m := _RUN_DIR.match(line):
+                run_dir = Path(m.group(1))
+    if proc.returncode != 0 or run_dir is None:
+        what = f"task {failed!r} failed" if failed else f"the pipeline exited with status {proc.returncode}"
+        raise AudioMCQError(f"pipeline {name}: {what}; its log: {log_path}")
+    return run_dir
+
+
 def query_selected(model_dir: str, corpus: Path, timeout: float = 120.0) -> dict[str, Any]:
     """Start the KServe server on the selected model, ask one held-out question with its real audio, stop it."""
     record = json.loads((corpus / "eval.jsonl").read_text().splitlines()[0])
@@ -72,8 +134,11 @@ def query_selected(model_dir: str, corpus: Path, timeout: float = 120.0) -> dict
                 raise AudioMCQError(f"the model server on port {port} did not become ready")
             time.sleep(0.5)
         wav = (corpus / record["audio_path"]).read_bytes()
-        body = {"instances": [{"audio": base64.b64encode(wav).decode(), "question": record["question"],
-                               "choices": record["choices"]}]}  # fmt: skip
+        body = {
+            "instances": [
+                {"audio": base64.b64encode(wav).decode(), "question": record["question"], "choices": record["choices"]}
+            ]
+        }
         req = urllib.request.Request(
             f"{base}:predict", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )

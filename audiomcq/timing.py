@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,3 +142,29 @@ def gemm_case(dtype: str, m: int, k: int, n: int, seconds: float = 0.2) -> tuple
             a @ b
 
     return run, 2 * m * k * n * calls
+
+
+BENCH_MARK = ".audiomcq-bench"
+
+
+def bench_work(path: str | os.PathLike[str]) -> Path:
+    """A clean work directory for one bench run: a new or empty one is used as it is, one that an earlier bench made
+    (it holds ``BENCH_MARK``) is emptied; any other directory is refused, since a bench must never delete what it
+    did not create (a mistyped ``--work`` could name a dataset)."""
+    import shutil
+
+    from audiomcq.errors import AudioMCQError
+
+    work = Path(path)
+    if work.exists():
+        if not work.is_dir():
+            raise AudioMCQError(f"--work {work}: not a directory")
+        if any(work.iterdir()):
+            if not (work / BENCH_MARK).is_file():
+                raise AudioMCQError(
+                    f"--work {work}: the directory has files that no audiomcq bench made; pass a new or empty one"
+                )
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / BENCH_MARK).write_text("made by audiomcq bench; emptied by the next bench run into this directory\n")
+    return work

@@ -105,3 +105,31 @@ def test_bench_filter_prints_medians_ranges_and_flop_bounds(monkeypatch, capsys,
 
 def test_load_average_is_a_number():
     assert timing.load_average() >= 0.0
+
+
+def test_bench_never_deletes_a_directory_it_did_not_create(tmp_path):
+    from audiomcq.errors import AudioMCQError
+    from audiomcq.timing import BENCH_MARK, bench_work
+
+    data = tmp_path / "dataset"
+    data.mkdir()
+    (data / "train.jsonl").write_text("{}\n")
+    with pytest.raises(AudioMCQError, match="no audiomcq bench made"):
+        bench_work(data)
+    assert (data / "train.jsonl").read_text() == "{}\n"
+    work = bench_work(tmp_path / "new")  # a new directory is made and marked
+    (work / "result.json").write_text("old")
+    assert bench_work(work) == work and sorted(p.name for p in work.iterdir()) == [BENCH_MARK]  # its own: emptied
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (bench_work(empty) / BENCH_MARK).is_file()
+
+
+def test_bench_cli_refuses_a_foreign_work_directory_in_one_line(tmp_path, capsys):
+    from audiomcq.cli import main
+
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["bench", "filter", "--work", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no audiomcq bench made" in err[0]
+    assert (tmp_path / "keep.txt").read_text() == "mine"

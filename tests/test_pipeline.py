@@ -326,6 +326,7 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     publishes labels there equal to a single unsharded run; `audiomcq-sdg` over 2 shards publishes every sample of
     a single run. Both show their summary as Markdown."""
     from audiomcq.acf import FilterConfig, run_filter
+    from audiomcq.demo import run_pipeline_quietly
     from audiomcq.sdg.run import generate_dataset
     from pipelines.run import run_local
 
@@ -350,8 +351,19 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     summary = next(run_dir.rglob("filter-label/summary")).read_text()
     stats = json.loads((tmp_path / "single" / "stats.json").read_text())
     assert f"**{stats['weak']} weak / {stats['strong']} strong**" in summary and "filter1" in summary
-    run_local(tmp_path / "root", pipeline="audiomcq-sdg", sources={"synthetic": str(synth_corpus / "train.jsonl")},
-              shards=[0, 1], publish="s3://data/out/sdg")  # fmt: skip
+    # The sdg run goes through the demo's quiet runner: a child process, one line per task, the logs in a file.
+    lines: list[str] = []
+    params = {
+        "sources": {"synthetic": str(synth_corpus / "train.jsonl")},
+        "shards": [0, 1],
+        "publish": "s3://data/out/sdg",
+    }
+    args = [a for k, v in params.items() for a in ("--param", f"{k}={json.dumps(v)}")]
+    sdg_dir = run_pipeline_quietly(tmp_path / "root", tmp_path / "sdg.log", args, "audiomcq-sdg", say=lines.append)
+    assert sdg_dir.is_dir() and sdg_dir.name.startswith("audiomcq-sdg-")
+    finished = [line for line in lines if line.startswith("  [")]
+    assert len(finished) == 3 and all(" success " in line for line in finished), lines  # 2 shards, then the merge
+    assert "Streamed logs" in (tmp_path / "sdg.log").read_text()  # the executors' output is kept, not shown
     single = generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "sdg-single")
     merged = json.loads(s3.get_object("data", "out/sdg/summary.json").read())
     assert merged["samples"] == single["samples"] and merged["shards"] == 2

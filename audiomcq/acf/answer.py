@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.acf.probes import Clips, Probe, requests
-from audiomcq.data.io import RecordReader
+from audiomcq.data.io import RecordReader, count_items
 from audiomcq.data.record import MAX_TEXT_CHARS, MCQRecord, text_chars
 from audiomcq.errors import AudioMCQError
 from audiomcq.fingerprint import WorkDir, chunk_digest, digest, engine_identity
 from audiomcq.inference import EngineSpec, make_engine
 from audiomcq.inference.budget import Budget, engine_format, over_length, resolve_budget
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
+from audiomcq.progress import Progress
 
 log = logging.getLogger(__name__)
 BUDGET_FILE = "budget.json"
@@ -47,6 +48,13 @@ def chunks(data: str | Path, config: Any) -> Iterator[list[MCQRecord]]:
     mine = (r for p, r in enumerate(reader) if p % count == index)
     while chunk := list(itertools.islice(mine, config.chunk_size)):
         yield chunk
+
+
+def shard_size(data: str | Path, shard: tuple[int, int]) -> int | None:
+    """Items in shard ``(index, count)`` of ``data`` (positions p with p % count == index), or None if unknown."""
+    total = count_items(data)
+    index, count = shard
+    return None if total is None else max(0, (total - index + count - 1) // count)
 
 
 def identity(spec: EngineSpec, config: Any) -> dict[str, Any]:
@@ -70,22 +78,27 @@ def answer_all(data: str | Path, spec: EngineSpec, name: str, probes: list[Probe
     done = skipped = records = count = 0
     start = time.perf_counter()
     group = {"model": name, "shard": f"{config.shard[0]}of{config.shard[1]}"}
-    for i, chunk in enumerate(chunks(data, config)):
-        count = i + 1
-        key = chunk_digest(chunk, audio_root)
-        entry = state.entry(i, key)
-        have = set(entry["probes"]) if entry else set()
-        missing = [p for p in probes if p.name not in have]
-        if not missing:
-            skipped += 1
-            continue
-        engine, budget = model.ready()
-        previous = [row for _, row in iter_jsonl(state.part(i))] if entry else None
-        _answer_chunk(engine, budget, chunk, missing, Clips.load(chunk, audio_root), state.part(i), config, previous)
-        state.done(i, key, probes=sorted(have | {p.name for p in missing}))
-        done, records = done + 1, records + len(chunk)
-        push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
-             "records_per_second": records / (time.perf_counter() - start)}, prefix="audiomcq_filter")  # fmt: skip
+    with Progress(f"filter {name}", shard_size(data, config.shard), "question") as progress:
+        for i, chunk in enumerate(chunks(data, config)):
+            count = i + 1
+            key = chunk_digest(chunk, audio_root)
+            entry = state.entry(i, key)
+            have = set(entry["probes"]) if entry else set()
+            missing = [p for p in probes if p.name not in have]
+            if not missing:
+                skipped += 1
+                progress.skip(len(chunk))
+                continue
+            engine, budget = model.ready()
+            previous = [row for _, row in iter_jsonl(state.part(i))] if entry else None
+            clips = Clips.load(chunk, audio_root)
+            _answer_chunk(engine, budget, chunk, missing, clips, state.part(i), config, previous)
+            state.done(i, key, probes=sorted(have | {p.name for p in missing}))
+            done, records = done + 1, records + len(chunk)
+            progress.update(len(chunk))
+            rate = records / (time.perf_counter() - start)
+            push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
+                 "records_per_second": rate}, prefix="audiomcq_filter")  # fmt: skip
     state.prune(count)  # parts beyond the input's end belong to a longer input
     log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
 

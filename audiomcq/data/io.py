@@ -165,6 +165,22 @@ def iter_items(path: Path) -> Iterator[tuple[int, Any]]:
             yield row, item
 
 
+def count_items(path: str | Path) -> int | None:
+    """How many items a record file holds, cheaply (non-blank JSONL lines, a Parquet file's row count), for progress
+    totals; None for a JSON list or a path that is not a local file (counting it would mean parsing it)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if _starts_list(path):
+        return None
+    with path.open("rb") as fh:
+        return sum(1 for raw in fh if raw.strip())
+
+
 def _starts_list(path: Path) -> bool:
     """Whether the file's first non-space byte opens a JSON list (read as bytes: the text may not be UTF-8)."""
     with path.open("rb") as fh:

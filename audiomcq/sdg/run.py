@@ -32,6 +32,7 @@ from audiomcq.errors import AudioMCQError
 from audiomcq.fingerprint import WorkDir, clean_tmp, digest
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
 from audiomcq.metrics import push
+from audiomcq.progress import Progress
 from audiomcq.sdg.decontam import Decontaminator, normalise
 from audiomcq.sdg.llm import LLM, LLMSpec
 from audiomcq.sdg.resume import Reuse, item_key
@@ -105,18 +106,22 @@ def generate_dataset(
     done: Counter[str] = Counter()
     start = time.perf_counter()
     parts = 0
-    for i in itertools.count():
-        chunk = list(itertools.islice(mine, config.chunk_size))
-        if not chunk:
-            break
-        parts, key = i + 1, digest([item_key(x) for x in chunk])
-        if state.entry(i, key) is None:
+    with Progress(f"generate shard {index}/{count}", None, "item") as progress:  # sources stream: no total
+        for i in itertools.count():
+            chunk = list(itertools.islice(mine, config.chunk_size))
+            if not chunk:
+                break
+            parts, key = i + 1, digest([item_key(x) for x in chunk])
+            if state.entry(i, key) is not None:
+                progress.skip(len(chunk))
+                continue
             rows = _chunk_rows(chunk, client, llm, config, reuse if client is not None else None)
             reuse.retire(state.part(i))
             with atomic_writer(state.part(i)) as f:
                 f.writelines(json_line(row) + "\n" for row in rows)
             state.done(i, key)
             done.update(row["kind"] + "s" for row in rows)
+            progress.update(len(chunk))
             rate = {"items_per_second": sum(done.values()) / (time.perf_counter() - start)}
             push("audiomcq-generate", {"shard": f"{index}of{count}"}, {**done, **rate}, prefix="audiomcq_generate")
     state.prune(parts)  # parts beyond the input's end belong to a longer input
