@@ -253,7 +253,9 @@ def test_audio_formats_rates_and_allowed_urls_are_answered(server, records, synt
                                      {**inst, "audio": _b64(_audio(1.0, rate=44100))}])  # fmt: skip
     assert status == 200, body
     lossless, fetched, _, _ = json.loads(body)["predictions"]
-    assert lossless == expected and fetched == expected
+    for got in (lossless, fetched):  # the same clip: the same answer; scores as close as a batch of 4 vs 1 allows
+        assert {k: v for k, v in got.items() if k != "scores"} == {k: v for k, v in expected.items() if k != "scores"}
+        np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-6)
 
 
 BAD_V1 = [

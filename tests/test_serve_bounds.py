@@ -122,6 +122,25 @@ def test_host_127_0_0_1_listens_on_loopback_only(served):
     assert listening == [("/proc/net/tcp", "0100007F")]  # 127.0.0.1, and not 0.0.0.0 nor ::
 
 
+def _probe_while(served: Served, post, probe: str = "/v2/health/live") -> list[float]:
+    """Seconds each ``probe`` took while ``post`` ran on another thread (inf: no answer within 1 s)."""
+    sender = threading.Thread(target=post)
+    sender.start()
+    probes = []
+    for _ in range(400):  # bounded: about 20 s at most
+        if not sender.is_alive() and len(probes) >= 5:
+            break
+        start = time.perf_counter()
+        try:
+            urllib.request.urlopen(f"{served.base}{probe}", timeout=1).read()
+            probes.append(time.perf_counter() - start)
+        except OSError:
+            probes.append(float("inf"))
+        time.sleep(0.02)
+    sender.join(timeout=60)
+    return probes
+
+
 @pytest.mark.slow
 def test_a_40_mib_binary_v2_body_leaves_the_health_probe_answered_within_a_second(served):
     from kserve.protocol.infer_type import InferInput, InferRequest
@@ -156,22 +175,39 @@ def test_a_40_mib_binary_v2_body_leaves_the_health_probe_answered_within_a_secon
             except urllib.error.HTTPError as err:
                 outcome["status"], outcome["body"] = err.code, err.read().decode()
 
-        sender = threading.Thread(target=post)
-        sender.start()
-        probes = []
-        for _ in range(400):  # bounded: about 20 s at most
-            if not sender.is_alive() and len(probes) >= 5:
-                break
-            start = time.perf_counter()
-            try:
-                urllib.request.urlopen(f"{served.base}/v2/health/ready", timeout=1).read()
-                probes.append(time.perf_counter() - start)
-            except OSError:
-                probes.append(float("inf"))
-            time.sleep(0.02)
-        sender.join(timeout=60)
+        probes = _probe_while(served, post, "/v2/health/ready")
         assert max(probes) < 1.0, f"slowest probe {max(probes):.2f} s of {len(probes)}"
         assert outcome.get("status") == 400 and reason in outcome["body"], outcome
+
+
+@pytest.mark.slow
+def test_a_large_v1_or_chat_json_body_leaves_the_health_probe_answered_within_a_second(served):
+    size = 36 * 1024 * 1024
+    floats = b",".join([b"1.5"] * (size // 4))  # 9 Mi numbers: seconds of parsing, all of it holding the GIL
+    audio = base64.b64encode(b"\x01" * (size * 3 // 4 - 4096)).decode()  # one huge clip: a fast parse
+    v1_audio = json.dumps({"instances": [{"audio": audio, "question": "What is heard?", "choices": ["a", "b"]}]})
+    chat_audio = json.dumps({"model": "audiomcq", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}]}]})  # fmt: skip
+    cases = (
+        ("/v1/models/audiomcq:predict", b'{"instances": [' + floats + b"]}", "JSON separators"),
+        ("/v1/models/audiomcq:predict", v1_audio.encode(), "instance 0"),
+        ("/openai/v1/chat/completions", b'{"model": "audiomcq", "messages": [' + floats + b"]}", "JSON separators"),
+        ("/openai/v1/chat/completions", chat_audio.encode(), "audio"),
+    )
+    for path, body, reason in cases:
+        assert size - 1024 * 1024 < len(body) <= size + 1024
+        outcome: dict = {}
+
+        def post(path=path, body=body, outcome=outcome) -> None:
+            # no Content-Type given: urllib labels it a form, as curl -d does, and it is read as JSON all the same
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{served.base}{path}", data=body), timeout=60)
+            except urllib.error.HTTPError as err:
+                outcome["status"], outcome["body"] = err.code, err.read().decode()
+
+        probes = _probe_while(served, post)
+        assert max(probes) < 1.0, f"{path} {reason}: slowest probe {max(probes):.2f} s of {len(probes)}"
+        assert outcome.get("status") == 400 and reason in outcome["body"], (path, outcome)
 
 
 def test_an_oversized_body_is_413_before_it_is_read_and_memory_stays_flat(served):

@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from kserve.errors import InvalidInput
 from openai.types import CompletionUsage, Model
 
+from audiomcq.serve.bounds import NotJSON, offload, parse_json
 from audiomcq.serve.chat import ChatRequest, RequestError, check_texts, mcq_of, parse_chat
 from audiomcq.serve.inputs import check_text, decode_audio, decode_base64
 from audiomcq.serve.sampling import TokenLogprob
@@ -48,6 +49,16 @@ def error(err: RequestError) -> JSONResponse:
     code = "model_not_found" if err.param == "model" and err.status == 404 else None
     body = {"error": {"message": str(err), "type": err.kind, "param": err.param, "code": code}}
     return JSONResponse(body, err.status)
+
+
+def read_request(body: bytes, model: AudioMCQModel) -> ChatRequest:
+    """The checked request in a body (runs off the event loop). Python's json parses it, NaN and integers past 64
+    bits included, so the range checks name the parameter rather than the parser refusing the body."""
+    try:
+        document = parse_json(body, json.loads)
+    except NotJSON as err:
+        raise RequestError(str(err)) from None
+    return parse_chat(document, model.name, model.config, model.defaults, model.vocab)
 
 
 def decode_request(chat: ChatRequest, model: AudioMCQModel) -> ChatRequest:
@@ -196,11 +207,7 @@ def openai_router(model: AudioMCQModel) -> APIRouter:
         if not model.ready:
             return error(RequestError(f"model {model.name} is not ready", 503, "service_unavailable"))
         try:
-            try:
-                body = json.loads(await request.body())
-            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the json module's stack
-                raise RequestError("the body is not valid JSON") from None
-            chat = parse_chat(body, model.name, model.config, model.defaults, model.vocab)
+            chat = await offload(read_request, await request.body(), model)
             chat = await model.parse(lambda: decode_request(chat, model))
         except RequestError as err:
             return error(err)

@@ -167,6 +167,7 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
     from audiomcq.serve.guard import ClientErrorsAtInfo, RequestGuard
     from audiomcq.serve.listener import BoundedModelServer
     from audiomcq.serve.openai_api import openai_router
+    from audiomcq.serve.v1_http import v1_router
     from audiomcq.serve.v2_http import v2_router
 
     kserve_logger.addFilter(ClientErrorsAtInfo())
@@ -175,11 +176,12 @@ def serve(model_dir: str, name: str = "audiomcq", http_port: int = 8080, config:
     model.load()
     server = BoundedModelServer(http_port, config)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    # Added inside out: the metrics see every answer (the limit's 413s and the guard's 400s included) and every
-    # client that went away, and the body limit bounds what the guard reads.
+    # Added inside out: the metrics see every answer (the limit's 413s and the guard's 404s included) and every
+    # client that went away, and the body limit bounds what every route reads.
     app.add_middleware(RequestGuard)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
     app.add_middleware(metrics.MetricsMiddleware)
-    app.include_router(v2_router(server.dataplane, config))  # ahead of kserve's own route for the same path
+    app.include_router(v1_router(server.dataplane))  # ahead of kserve's own routes for the same paths
+    app.include_router(v2_router(server.dataplane, config))
     app.include_router(openai_router(model))
     server.start([model])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
-from audiomcq.serve.bounds import offload
+from audiomcq.serve.bounds import NotJSON, offload, parse_json
 from audiomcq.serve.config import ServeConfig
 from audiomcq.serve.v2 import INPUTS, OUTPUT_TYPES
 
@@ -104,9 +105,9 @@ def _binary(body: bytes, length_text: str, model_name: str, config: ServeConfig)
 
 def _json(body: bytes, model_name: str, config: ServeConfig) -> InferRequest:
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as err:  # nesting deeper than orjson's limit included
-        raise InvalidInput(f"the body is not valid JSON ({err})") from None
+        document = parse_json(body)
+    except NotJSON as err:
+        raise InvalidInput(f"{err}; binary V2 tensors need the Inference-Header-Content-Length header") from None
     check_counts(document, config)
     try:
         request = InferenceRequest.model_validate(document)
@@ -121,16 +122,33 @@ def decode(body: bytes, headers: dict[str, str], model_name: str, config: ServeC
     return _binary(body, length, model_name, config) if length is not None else _json(body, model_name, config)
 
 
-def encode(dataplane: Any, model_name: str, result: Any, headers: dict[str, str], extra: dict[str, str]) -> Response:
-    """The HTTP response for a result, binary or JSON as the request asked (runs on the pool)."""
-    content, encoded = dataplane.encode(model_name=model_name, response=result, headers=headers, req_attributes={})
+def encode(
+    dataplane: Any, model_name: str, result: Any, headers: dict[str, str], extra: dict[str, str], attributes: dict
+) -> Response:
+    """The HTTP response for a result: binary or JSON as the request asked, a CloudEvent when it was one (runs on
+    the pool)."""
+    content, encoded = dataplane.encode(model_name=model_name, response=result, headers=headers,
+                                        req_attributes=attributes)  # fmt: skip
     response_headers = {**extra, **encoded}
-    for name in ("content-length", "content-type"):
-        response_headers.pop(name, None)
-    if isinstance(content, bytes):
-        return Response(content, headers=response_headers, media_type="application/octet-stream")
-    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    response_headers.pop("content-length", None)
+    label = response_headers.pop("content-type", None)
+    if isinstance(content, bytes | str):
+        return Response(content, headers=response_headers, media_type=label or "application/octet-stream")
+    body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)  # as ORJSONResponse
     return Response(body, headers=response_headers, media_type="application/json")
+
+
+async def infer_off_loop(
+    dataplane: Any, model_name: str, request: Request, decode: Callable[[bytes, dict[str, str]], tuple[Any, dict]]
+) -> Response:
+    """kserve's steps for one inference request: readiness, ``decode(body, headers)`` (the request and its
+    CloudEvent attributes) on the pool, the dataplane's ``infer`` with its metrics, the encoding on the pool."""
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(request.headers)
+    decoded, attributes = await offload(decode, await request.body(), headers)
+    result, extra = await dataplane.infer(model_name=model_name, request=decoded, headers=headers)
+    return await offload(encode, dataplane, model_name, result, headers, extra, attributes)
 
 
 def v2_router(dataplane: Any, config: ServeConfig) -> APIRouter:
@@ -139,11 +157,7 @@ def v2_router(dataplane: Any, config: ServeConfig) -> APIRouter:
 
     @router.post("/v2/models/{model_name}/infer")
     async def infer(model_name: str, request: Request) -> Response:
-        if not await dataplane.model_ready(model_name, True):
-            raise ModelNotReady(model_name)
-        headers = dict(request.headers)
-        infer_request = await offload(decode, await request.body(), headers, model_name, config)
-        result, extra = await dataplane.infer(model_name=model_name, request=infer_request, headers=headers)
-        return await offload(encode, dataplane, model_name, result, headers, extra)
+        return await infer_off_loop(dataplane, model_name, request,
+                                    lambda body, headers: (decode(body, headers, model_name, config), {}))  # fmt: skip
 
     return router
