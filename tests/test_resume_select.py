@@ -60,3 +60,22 @@ def test_selecting_another_run_into_an_old_out_is_refused(tiny_omni, tiny_qwen2_
         select_run(second, synth_corpus, out, max_new_tokens=4)
     again = select_run(second, synth_corpus, out, max_new_tokens=4, fresh=True)
     assert again == {**select_run(second, synth_corpus, tmp_path / "new", max_new_tokens=4), "run": str(second)}
+
+
+def test_select_cli_refuses_another_run_in_an_old_out_until_fresh(tiny_omni, tiny_qwen2_audio, synth_corpus,
+                                                                  selection, tmp_path, capsys):  # fmt: skip
+    first = _run(tmp_path / "a", tiny_omni, selection)
+    second = _run(tmp_path / "b", tiny_qwen2_audio, selection)
+    out = tmp_path / "out"
+
+    def select(run: Path, *extra: str) -> int:
+        return main(["select", "--run", str(run), "--audio-root", str(synth_corpus), "--out", str(out),
+                     "--max-new-tokens", "4", *extra])  # fmt: skip
+
+    assert select(first) == 0
+    capsys.readouterr()
+    assert select(second) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model (" in err and "--fresh" in err, err
+    assert select(second, "--fresh") == 0
+    assert load_json(out / "selection.json")["run"] == str(second)

@@ -150,3 +150,68 @@ def test_a_checkpoint_interrupted_mid_upload_never_carries_its_marker(s3, tmp_pa
     with pytest.raises(ConnectionError):
         storage.publish(ckpt, "s3://data/runs/x/checkpoint-2")
     assert sent and not any(k.endswith("COMPLETE") for k in sent)
+
+
+@pytest.mark.slow
+def test_a_store_that_stops_mid_upload_leaves_no_marker_and_a_rerun_finishes_the_upload(
+    s3_own, synth_corpus, tmp_path, monkeypatch, caplog
+):
+    """``train sft --out s3://``: the real store stops while checkpoint-1 is going up. The command ends with one
+    line naming that checkpoint's URL; the half-uploaded prefix carries neither marker, so ``eval``/``serve``
+    (``local_model``) and ``select`` refuse it; once the store is back, the same command finishes the run and
+    uploads checkpoint-1 whole, marker last."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
+
+    server, s3 = s3_own
+    # a 20,000-row embedding makes the checkpoint tens of MB: its upload lasts long enough to be caught mid-way
+    spec = TinySpec(hidden=64, audio_d=32, model_vocab=20000)
+    model = save_tiny(*build_tiny("qwen2_5_omni", tokenizer_texts([synth_corpus / "train.jsonl"]), spec),
+                      tmp_path / "model")  # fmt: skip
+    staging = tmp_path / "staging"
+    monkeypatch.setenv("AUDIOMCQ_STAGING", str(staging))
+    uri = "s3://data/run/sft"  # a paradigm run's layout, which select reads
+    cmd = [sys.executable, "-m", "audiomcq.cli", "train", "sft", "--model", str(model), "--out", uri,
+           "--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus), "--recipe", "smoke",
+           "--set", "sft.steps=2", "--set", "sft.save_steps=1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    prefix = "run/sft/checkpoint-1/"
+    try:
+        deadline = time.monotonic() + 300
+        while not any(True for _ in s3.list_objects("data", prefix=prefix, recursive=True)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the checkpoint upload never started"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGSTOP)  # the upload holds still while the store goes away
+        server.stop()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if line.startswith("audiomcq:")]
+    assert proc.returncode == 1 and "Traceback" not in err and len(lines) == 1, err[-3000:]
+    assert f"{uri}/checkpoint-1: upload failed" in lines[0] and server.endpoint in lines[0], lines[0]
+
+    server.start()
+    sent = {o.object_name.removeprefix(prefix) for o in s3.list_objects("data", prefix=prefix, recursive=True)}
+    local = {p.name for p in (storage.cache_dir(uri) / "checkpoint-1").iterdir() if p.is_file()}
+    assert sent and sent < local and not sent & {"COMPLETE", "_COMPLETE"}, (sent, local)  # half of it went up
+    assert not storage.is_complete(f"{uri}/checkpoint-1")
+    with pytest.raises(AudioMCQError, match="_COMPLETE"):  # what eval and serve load a model with
+        storage.local_model(f"{uri}/checkpoint-1")
+    selection = tmp_path / "selection.jsonl"
+    selection.write_text("".join((synth_corpus / "eval.jsonl").read_text().splitlines(keepends=True)[:2]))
+    assert main(["select", "--run", "s3://data/run", "--audio-root", str(synth_corpus), "--data", str(selection),
+                 "--out", str(tmp_path / "select")]) == 1  # fmt: skip
+    assert f"{uri}/checkpoint-1 skipped: its upload has not completed" in caplog.text
+
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = {o.object_name for o in s3.list_objects("data", prefix="run/sft/", recursive=True)}
+    assert {f"{prefix}{name}" for name in local} <= names  # checkpoint-1 whole, its COMPLETE included
+    for marked in ("checkpoint-1", "checkpoint-2", "final", ""):
+        assert storage.is_complete(f"{uri}/{marked}".rstrip("/")), marked

@@ -1,9 +1,15 @@
-"""Training never continues silently wrong: a non-finite loss stops it before the update, and a resumed run proves
-it continues the same training (starting model, records, settings) or refuses, naming what changed."""
+"""Training never continues silently wrong: a non-finite loss stops it before the update, a checkpoint the disk
+cannot hold stops it with one line and is never marked complete, and a resumed run proves it continues the same
+training (starting model, records, settings) or refuses, naming what changed."""
 
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -59,3 +65,34 @@ def test_resuming_with_other_data_or_settings_is_refused_naming_the_change(
     assert main(_sft(tiny_omni, synth_corpus, pools / "a.jsonl", out, "sft.steps=2", "sft.save_steps=2",
                      "sft.batch_size=4")) == 0  # fmt: skip
     assert f"resumed from {out}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("method", "share", "save_steps", "folder", "failing"), [
+    ("sft", 0.5, 1, "checkpoint-1", "File too large"),  # model.safetensors passes the limit: safetensors' error
+    ("grpo", 1.2, 1, "checkpoint-1", "a write failed"),  # the weights fit, optimizer.pt (1.5 times them) does not
+    ("grpo", 0.5, 0, "final", "File too large"),  # no checkpoints: the final model is the first save
+])  # fmt: skip
+def test_a_model_the_disk_cannot_hold_stops_training_with_one_line(
+    method, share, save_steps, folder, failing, tiny_omni, synth_corpus, pools, tmp_path
+):
+    limit = int((tiny_omni / "model.safetensors").stat().st_size * share)
+
+    def file_size_limit() -> None:  # writes past the limit fail with EFBIG, as on a full disk, instead of a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "audiomcq.cli", *_sft(tiny_omni, synth_corpus, pools / "a.jsonl", out)]
+    cmd[cmd.index("sft")] = method
+    cmd += [f"--set={method}.steps=2", *([f"--set={method}.save_steps={save_steps}"] if save_steps else [])]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.startswith("audiomcq:")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-3000:]
+    assert f"{out / folder}: could not save" in lines[0] and failing in lines[0], lines[0]
+    assert f"file size limit {limit} bytes" in lines[0], lines[0]
+    assert latest_complete_checkpoint(out) is None
+    if folder == "final":
+        assert not list(out.glob("checkpoint-*")) and not (out / "final" / "fingerprint.json").exists()
+    else:
+        assert (out / folder).is_dir() and not (out / folder / "COMPLETE").exists() and not (out / "final").exists()

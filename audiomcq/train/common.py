@@ -12,15 +12,49 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import resource
+import shutil
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from transformers import TrainerCallback
 
 from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger(__name__)
 COMPLETE = "COMPLETE"
+# What writing a model fails with when the disk is full or a file passes the size limit: OSError (ENOSPC, EFBIG),
+# safetensors' own error, and torch.save's RuntimeError ("file write failed", "iostream error").
+SAVE_ERRORS = (OSError, SafetensorError, RuntimeError)
+UNMARKED = "it is not marked complete, so a rerun resumes from the last complete one"
+
+
+class SaveError(AudioMCQError):
+    """A checkpoint or final model that could not be written; a checkpoint is then never marked complete."""
+
+
+def save_error(folder: str | Path, what: str, err: BaseException, then: str) -> SaveError:
+    """One line naming ``folder``, why writing ``what`` there failed and what ``then`` holds, with the free space on
+    its volume and any file size limit (``ulimit -f``): they tell a full disk from a too large file where the error
+    itself does not (torch.save's does not)."""
+    if isinstance(err, OSError):
+        reason = f"{err.strerror or err}" + (f" ({Path(err.filename).name})" if err.filename else "")
+    else:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = re.sub(r"^\[enforce fail at [^\]]*\][ .]*", "", first).removeprefix("Error while serializing: ")
+        reason = reason if isinstance(err, SafetensorError) else f"a write failed ({reason})"
+    notes = []
+    place = next((p for p in (Path(folder), *Path(folder).parents) if p.exists()), None)
+    if place is not None:
+        notes.append(f"{shutil.disk_usage(place).free / 2**20:.0f} MiB free there")
+    size_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if size_limit != resource.RLIM_INFINITY:
+        notes.append(f"file size limit {size_limit} bytes")
+    log.debug("writing %s failed", folder, exc_info=err)
+    detail = f" ({', '.join(notes)})" if notes else ""
+    return SaveError(f"{folder}: could not save {what}: {reason[:200]}{detail}; {then}")
 
 
 class MarkComplete(TrainerCallback):
@@ -30,15 +64,20 @@ class MarkComplete(TrainerCallback):
         self.fingerprint = fingerprint
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from audiomcq.jsonio import atomic_writer
         from audiomcq.train import fingerprint
         from audiomcq.train.launch import barrier
 
         barrier()  # every rank has written its part (RNG state, ZeRO shards) before the marker
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and ckpt.is_dir():
-            if self.fingerprint is not None:
-                fingerprint.write(ckpt, self.fingerprint)
-            (ckpt / COMPLETE).write_text(str(state.global_step))
+            try:
+                if self.fingerprint is not None:
+                    fingerprint.write(ckpt, self.fingerprint)
+                with atomic_writer(ckpt / COMPLETE) as fh:  # on a full disk, no marker rather than an empty one
+                    fh.write(str(state.global_step))
+            except OSError as err:
+                raise save_error(ckpt, "its completion marker", err, UNMARKED) from None
 
 
 class FiniteGuard(TrainerCallback):
@@ -61,13 +100,22 @@ class NonFiniteError(AudioMCQError):
 
 
 class ResumeWeightsMixin:
-    """Trainer mixin: resume weights the way ``from_pretrained`` loads them.
+    """Trainer mixin: resume weights the way ``from_pretrained`` loads them, stop at a non-finite loss, and report a
+    checkpoint that cannot be written (disk full, file size limit) in one line naming it.
 
     transformers 5 saves these models under their checkpoint key names (``audio_tower.*``, ``model.layers.*``), but
     ``Trainer._load_from_checkpoint`` loads the raw state dict without the key conversion, so on resume *no* weight
     loads and training silently restarts from the initial weights (it only logs "missing keys"). Loading through
-    ``from_pretrained`` applies the conversion; ``strict=True`` makes any remaining mismatch an error.
+    ``from_pretrained`` applies the conversion; ``strict=True`` makes any remaining mismatch an error. A checkpoint
+    whose save fails never reaches ``MarkComplete`` (it runs after the save), so it is never resumed from.
     """
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        try:
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        except SAVE_ERRORS as err:
+            ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"  # type: ignore[attr-defined]
+            raise save_error(ckpt, "the checkpoint", err, UNMARKED) from None
 
     def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         import torch
@@ -230,6 +278,39 @@ def run_training(
     return train_and_save(trainer, processor, local, final_dir, remote, fingerprint(start, data, kw))
 
 
+def finish_uploads(out: Path, remote: str) -> int:
+    """Upload again each complete local checkpoint whose upload to ``remote`` was cut short (the store went away:
+    no ``_COMPLETE`` there), so a rerun leaves no checkpoint of the run behind; returns how many."""
+    from audiomcq import storage
+
+    count = 0
+    for ckpt in sorted(out.glob("checkpoint-*")):
+        if (ckpt / COMPLETE).is_file() and not storage.is_complete(f"{remote}/{ckpt.name}"):
+            log.info("uploading %s again: its upload to %s/%s did not finish", ckpt, remote, ckpt.name)
+            storage.publish(ckpt, f"{remote}/{ckpt.name}")
+            count += 1
+    return count
+
+
+def save_final(trainer: Any, processor: Any, final: Path, run_fingerprint: dict[str, Any] | None) -> None:
+    """The trained model, its processor and (last) the run's fingerprint in ``final``: a save cut short leaves no
+    fingerprint, not an older run's."""
+    from audiomcq.train import fingerprint
+
+    if trainer.is_world_process_zero():
+        (final / fingerprint.NAME).unlink(missing_ok=True)
+    if hasattr(trainer.model, "merge_and_unload"):
+        # LoRA: merge the adapters so the final directory is an ordinary model that eval, vLLM and serving load.
+        if trainer.is_world_process_zero():
+            trainer.model.merge_and_unload().save_pretrained(str(final))
+    else:
+        trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the shards; the trainer writes on rank 0
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
+        if run_fingerprint is not None:
+            fingerprint.write(final, run_fingerprint)
+
+
 def train_and_save(
     trainer: Any,
     processor: Any,
@@ -257,6 +338,8 @@ def train_and_save(
         trainer.add_callback(s3run.UploadCheckpoints(remote))  # after the marker: only complete ones go up
         if os.environ.get("LOCAL_RANK", "0") == "0":  # each node's staging disk needs the checkpoint
             s3run.restore_checkpoint(remote, out)
+        if is_main():
+            finish_uploads(out, remote)
         barrier()
     resume = latest_complete_checkpoint(out_dir)
     if resume is not None:
@@ -271,16 +354,10 @@ def train_and_save(
                                 "resume; set trainer_args.save_only_model=false for runs that must")  # fmt: skip
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(final_dir or Path(out_dir) / "final")
-    if hasattr(trainer.model, "merge_and_unload"):
-        # LoRA: merge the adapters so the final directory is an ordinary model that eval, vLLM and serving load.
-        if trainer.is_world_process_zero():
-            trainer.model.merge_and_unload().save_pretrained(str(final))
-    else:
-        trainer.save_model(str(final))  # on every rank: ZeRO-3 gathers the shards; the trainer writes on rank 0
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(str(final))  # the trainer saves the tokenizer only; eval and serving need it all
-        if run_fingerprint is not None:
-            fingerprint.write(final, run_fingerprint)
+    try:
+        save_final(trainer, processor, final, run_fingerprint)
+    except SAVE_ERRORS as err:
+        raise save_error(final, "the final model", err, "it has no fingerprint.json (written last)") from None
     if remote and is_main():
         s3run.publish_run(out, remote)
     return {

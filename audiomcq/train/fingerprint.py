@@ -3,51 +3,24 @@
 A checkpoint carries ``fingerprint.json``: a digest of the starting model, of the training records and of the
 settings that change the result. Resuming compares it with the current run's and refuses, naming what changed,
 instead of continuing one run with another's data or model (or handing back a finished run's old model).
-Settings that only change logging or saving are left out, so a resumed run may change them.
+Settings that only change logging or saving are left out, so a resumed run may change them. The digests are the
+general ones of ``audiomcq.fingerprint``, which the other stages' work directories use too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from audiomcq.errors import AudioMCQError
+from audiomcq.fingerprint import NAME, file_digest, model_digest, plain
+from audiomcq.jsonio import atomic_writer
 
-NAME = "fingerprint.json"
 # Keys (short or trainer_args) that never change what is learned.
 NEUTRAL = {"logging_steps", "save_steps", "save_strategy", "save_total_limit", "save_only_model", "report_to",
            "dataloader_num_workers", "disable_tqdm", "log_completions", "eval_steps",
            "logging_first_step"}  # fmt: skip
-_EDGE = 1 << 20  # bytes hashed at each end of a weight file: tells models apart without reading 15 GB
-
-
-def model_digest(model_dir: str | Path) -> str:
-    """A digest of a model directory: its configs and, for each weight file, its size and both ends."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).iterdir()):
-        if not path.is_file():
-            continue
-        digest.update(path.name.encode())
-        if path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
-            size = path.stat().st_size
-            digest.update(str(size).encode())
-            with path.open("rb") as fh:
-                digest.update(fh.read(_EDGE))
-                fh.seek(max(size - _EDGE, 0))
-                digest.update(fh.read(_EDGE))
-        elif path.suffix in (".json", ".jinja", ".txt", ".model"):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +31,7 @@ def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
             out.update({f"trainer_args.{k}": v for k, v in (value or {}).items() if k not in NEUTRAL})
         elif key not in NEUTRAL:
             out[key] = value
-    return json.loads(json.dumps(out, sort_keys=True, default=str))
+    return plain(out)
 
 
 def fingerprint(model_dir: str | Path, data: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -84,4 +57,6 @@ def check(saved_dir: Path, current: dict[str, Any]) -> None:
 
 
 def write(folder: Path, current: dict[str, Any]) -> None:
-    (folder / NAME).write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    """Write the fingerprint whole or not at all (a full disk leaves none, never a truncated one)."""
+    with atomic_writer(folder / NAME) as fh:
+        fh.write(json.dumps(current, indent=2, sort_keys=True) + "\n")
