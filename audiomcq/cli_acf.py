@@ -84,12 +84,19 @@ def add_filter_commands(sub: Any) -> None:
     be.add_argument("--repeats", type=_repeats, default=3, help="interleaved repetitions of every timing (>= 3)")
     be.add_argument("--threads", type=int, help="torch threads (default torch's: one per core)")
     be.set_defaults(func=cmd_bench_eval)
-    bt = bsub.add_parser("train", help="step time, tokens/s and MFU of SFT, rollout tokens/s of GRPO")
+    bt = bsub.add_parser("train", help="step time, tokens/s, MFU and peak memory of SFT, rollout tokens/s of GRPO; "
+                         "several values of a switch sweep SFT alone and print one table")  # fmt: skip
     bt.add_argument("--work", type=Path, default=Path("out/bench-train"))
     bt.add_argument("--steps", type=int, default=20)
     bt.add_argument("--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-Omni-3B thinker shape (GPU)")
     bt.add_argument("--peak-tflops", type=float, help="the device's peak (default: detected GPU's dense bf16)")
-    bt.add_argument("--batch", type=int, help="SFT batch size (default: the size's own)")
+    bt.add_argument("--profile", nargs="+", choices=["synthetic", "audiomcq"], default=["synthetic"],
+                    help="sample lengths: the demo's short ones, or AudioMCQ's (30 s clips, CoT answers)")  # fmt: skip
+    bt.add_argument("--batch", type=int, nargs="+", help="SFT batch size(s) (default: the size's own)")
+    bt.add_argument("--packing", nargs="+", choices=["off", "on"], default=["off"], help="sft.kernels.packing")
+    bt.add_argument("--attention", nargs="+", default=["sdpa"], help="sft.kernels.attention (sdpa, eager, "
+                    "flash_attention_2, flash_attention_3, varlen)")  # fmt: skip
+    bt.add_argument("--loss", nargs="+", choices=["fused", "full"], default=["fused"], help="sft.kernels.loss")
     bt.add_argument("--no-checkpointing", action="store_true", help="GPU: no gradient checkpointing")
     bt.add_argument("--sft-only", action="store_true", help="skip the GRPO part")
     bt.set_defaults(func=cmd_bench_train)
@@ -176,9 +183,15 @@ def _print(stats: dict[str, Any], out: Path) -> None:
             budget = (stats.get("budgets") or {}).get(model, {}).get("max_new_tokens")
             print(f"  {model}: {n} answers hit the generation budget ({budget} tokens) and were cut")
     for rule, q in (stats.get("ground_truth") or {}).items():
-        print(
-            f"  {rule}: agreement {q['agreement']}%, weak precision {q['weak_precision']}%, recall {q['weak_recall']}%"
-        )
+        shares = (("agreement", "agreement"), ("weak precision", "weak_precision"), ("recall", "weak_recall"))
+        print(f"  {rule}: " + ", ".join(f"{label} {_percent(q[key])}" for label, key in shares))
+
+
+def _percent(value: float | None) -> str:
+    """A share for a summary line: ``12.5%``, or ``n/a`` where nothing was measured (never ``None%``)."""
+    from audiomcq.formats import pct
+
+    return "n/a" if value is None else f"{pct(value)}%"
 
 
 def _s(cell: dict[str, float], unit: str = "x", digits: int = 2, of: str = "runs") -> str:
@@ -254,28 +267,20 @@ def cmd_bench_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    """Print the training benchmark: medians over the timed steps, with their range."""
-    from audiomcq.bench_train import bench_train
+    """Print the training benchmark: medians over the timed steps, with their range; a sweep as one table."""
+    from audiomcq.bench_train import bench_sweep, bench_train, report_lines, sweep_configs, sweep_table
 
+    switches = sweep_configs(["-"], args.batch or [None], args.packing, args.attention, args.loss)
     bench_work(args.work)  # a fresh run, not a resume of the last one
-    r = bench_train(args.work, args.steps, args.size, args.peak_tflops, args.batch, not args.no_checkpointing,
-                    not args.sft_only)  # fmt: skip
-    s, g = r["sft"], r.get("grpo")
-    ms = {k: v * 1000 if k in ("median", "min", "max") else v for k, v in s["step_seconds"].items()}
-    mfu = ""
-    if s["mfu"] is not None:
-        pct = {k: v * 100 if k in ("median", "min", "max") else v for k, v in s["mfu_steps"].items()}
-        mfu = f", MFU {_s(pct, '%', 1, 'steps')} of {s['peak_tflops']:.0f} TFLOP/s"
-    print(f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}")
-    ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
-    print(f"SFT  (batch {s['batch']}{ckpt}): {_s(ms, ' ms/step', 0, 'steps')}, "
-          f"{_s(s['tokens_per_second_steps'], ' tokens/s', 0, 'steps')}{mfu}")  # fmt: skip
-    if g is None:
+    if len(switches) == 1:  # one SFT setting: each profile's SFT (and GRPO) in full
+        one = switches[0]
+        r = bench_train(args.work, args.steps, args.size, args.peak_tflops, one["batch"], not args.no_checkpointing,
+                        not args.sft_only, tuple(args.profile), one["kernels"])  # fmt: skip
+        print("\n".join(report_lines(r)))
         return 0
-    ms = {k: v * 1000 if k in ("median", "min", "max") else v for k, v in g["step_seconds"].items()}
-    rate = _s(g["rollout_tokens_per_second_steps"], " rollout tokens/s", 0, "steps")
-    print(f"GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
-          f"{_s(ms, ' ms/step', 0, 'steps')}, {rate}")  # fmt: skip
+    configs = sweep_configs(args.profile, args.batch or [None], args.packing, args.attention, args.loss)
+    r = bench_sweep(args.work, args.steps, args.size, args.peak_tflops, configs, not args.no_checkpointing)
+    print("\n".join(sweep_table(r)))
     return 0
 
 

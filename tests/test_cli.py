@@ -211,3 +211,13 @@ def test_lenient_validate_never_writes_beside_the_input(write_jsonl, tmp_path, c
     assert code == 1
     assert sorted(p.name for p in src.iterdir()) == ["data.jsonl"]
     assert (work / "data.jsonl.quarantine.jsonl").is_file()
+
+
+def test_the_filter_summary_never_prints_none_percent(capsys, tmp_path):
+    """A rule with nothing to measure (no text-answerable items: no recall) reads n/a, not ``None%``."""
+    from audiomcq.cli_acf import _print
+
+    q = {"agreement": 87.5, "weak_precision": None, "weak_recall": None}
+    _print({"weak": 2, "strong": 14, "rule": "paper", "ground_truth": {"paper": q}}, tmp_path)
+    out = capsys.readouterr().out
+    assert "None" not in out and "paper: agreement 87.5%, weak precision n/a, recall n/a" in out

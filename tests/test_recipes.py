@@ -82,6 +82,18 @@ def test_recipe_trainer_args_build_real_trainer_configs(tmp_path):
         make_config(SFTConfig, {"lerning_rate": 1.0}, output_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("name", [*PARADIGMS, "released", "demo", "smoke"])
+def test_every_recipe_states_the_sft_kernel_switches_at_their_defaults(name):
+    """Packing off, sdpa, trl's fused LM head: runs without the switches train exactly as before them."""
+    from audiomcq.train.kernels import DEFAULTS, resolve
+
+    kernels = load_recipe(name)["sft"]["kernels"]
+    assert kernels == DEFAULTS == resolve(None) == {"packing": False, "attention": "sdpa", "loss": "fused"}
+    assert load_recipe(name, ["sft.kernels.packing=true"])["sft"]["kernels"]["packing"] is True
+    with pytest.raises(AudioMCQError, match="unknown recipe key"):
+        load_recipe(name, ["sft.kernels.pack=true"])
+
+
 @pytest.mark.parametrize("family", ["tiny_omni", "tiny_qwen2_audio"])
 def test_freeze_flags_match_both_parameter_layouts(family, request):
     from audiomcq.models import load_model

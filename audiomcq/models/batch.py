@@ -46,24 +46,40 @@ def encode_prompts(processor: Any, texts: list[str], waves: list[np.ndarray]) ->
     return processor(text=texts, audio=waves, sampling_rate=SR, padding=True, padding_side="left", return_tensors="pt")
 
 
-def sft_target(answer: str, eos: str) -> str:
-    """The SFT label text after the prompt: ``<answer>…</answer>``, the end-of-turn token and its newline."""
-    return solution(answer) + eos + "\n"
+def sft_target(answer: str, eos: str, reasoning: str | None = None) -> str:
+    """The SFT label text after the prompt: ``<answer>…</answer>``, the end-of-turn token and its newline; with
+    ``reasoning`` (a record's CoT text), that text and a newline first."""
+    return (f"{reasoning}\n" if reasoning else "") + solution(answer) + eos + "\n"
+
+
+COT_FIELDS = ("simple_cot", "structured_cot")
+
+
+def record_target(record: MCQRecord, eos: str, cot: str | None = None) -> str:
+    """``record``'s SFT label text; ``cot`` names the CoT field (``COT_FIELDS``) whose text, when the record has
+    one, precedes the answer (None: answer only, as in all the paper's runs)."""
+    return sft_target(record.answer, eos, getattr(record, cot) if cot else None)
 
 
 class AudioSFTCollator:
-    """SFT batches: prompt + ``<answer>…</answer><|im_end|>``, loss only on the answer tokens, audio attached."""
+    """SFT batches: prompt + ``<answer>…</answer><|im_end|>``, loss only on the answer tokens, audio attached.
 
-    def __init__(self, processor: Any, audio_root: str | Path | None, max_length: int | None = None) -> None:
+    ``packing`` lays the batch out as one padding-free row (``audiomcq.train.packing``); ``cot`` trains each record's
+    CoT text before its answer (``record_target``)."""
+
+    def __init__(self, processor: Any, audio_root: str | Path | None, max_length: int | None = None,
+                 packing: bool = False, cot: str | None = None) -> None:  # fmt: skip
         self.processor = processor
         self.audio_root = audio_root
         self.max_length = max_length
         self.eos = processor.tokenizer.eos_token
+        self.packing = packing
+        self.cot = cot
 
     def __call__(self, rows: list[dict[str, Any]]) -> Any:
         records = [MCQRecord.from_dict(r) for r in rows]
         self.last_ids = [r.id for r in records]  # named when this batch's loss is not finite
-        targets = [sft_target(r.answer, self.eos) for r in records]
+        targets = [record_target(r, self.eos, self.cot) for r in records]
         texts = [prompt_text(self.processor, r.question, r.choices) + t for r, t in zip(records, targets, strict=True)]
         batch = encode_prompts(self.processor, texts, [load_waveform(r, self.audio_root) for r in records])
         lengths = batch["attention_mask"].sum(dim=1).tolist()
@@ -77,6 +93,10 @@ class AudioSFTCollator:
             n = len(self.processor.tokenizer(target, add_special_tokens=False)["input_ids"])
             labels[i, -n:] = batch["input_ids"][i, -n:]
         batch["labels"] = labels
+        if self.packing:
+            from audiomcq.train.packing import pack_batch
+
+            return pack_batch(batch)
         return batch
 
 

@@ -116,11 +116,17 @@ def _warn_bf16_fallback() -> None:
 
 
 def load_model(
-    path: str | Path, family: str | None = None, dtype: Any = None, device: str | None = None
+    path: str | Path,
+    family: str | None = None,
+    dtype: Any = None,
+    device: str | None = None,
+    attn_implementation: str | dict[str, str] | None = None,
 ) -> LoadedModel:
     """Load model and processor. A local directory's family is detected; a hub id needs ``family``.
 
-    ``dtype``: a torch dtype, one of ``DTYPES``, or None (= ``auto``, the checkpoint's own)."""
+    ``dtype``: a torch dtype, one of ``DTYPES``, or None (= ``auto``, the checkpoint's own). ``attn_implementation``:
+    transformers' name for every attention of the model, or a dict of them per sub-config (``text_config``,
+    ``audio_config``); None: transformers' choice, sdpa where torch has it."""
     import torch
     from transformers import AutoProcessor
 
@@ -133,7 +139,8 @@ def load_model(
         family = detect_family(path)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = resolve_dtype(path if local else None, dtype, "cuda" if target.startswith("cuda") else "cpu")
-    model = model_class(family).from_pretrained(str(path), dtype=torch_dtype)
+    attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = model_class(family).from_pretrained(str(path), dtype=torch_dtype, **attention)
     if family == "qwen2_5_omni":
         try:
             processor = AutoProcessor.from_pretrained(str(path))

@@ -30,14 +30,28 @@ COLUMNS = ("id", "question", "choices", "answer", "audio_path")
 
 
 class AudioSFTTrainer(ResumeWeightsMixin, SFTTrainer):
-    """SFTTrainer that resumes weights correctly (see ``ResumeWeightsMixin``); the audio comes from the collator."""
+    """SFTTrainer that resumes weights correctly (see ``ResumeWeightsMixin``); the audio comes from the collator.
+    ``full_logits`` (``sft.kernels.loss: full``) computes the loss from whole-batch logits instead of trl's fused head.
+    """
+
+    full_logits = False
+
+    def compute_loss(
+        self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if not self.full_logits:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from audiomcq.train.kernels import full_logits_loss
+
+        loss = full_logits_loss(self, model, inputs, num_items_in_batch)
+        return (loss, None) if return_outputs else loss
 
 
-def records_dataset(records: list[Any], path: str | Path) -> Any:
-    """An HF Dataset of the columns a collator needs (``path`` names the source in errors)."""
+def records_dataset(records: list[Any], path: str | Path, extra: tuple[str, ...] = ()) -> Any:
+    """An HF Dataset of the columns a collator needs, plus ``extra`` ones (``path`` names the source in errors)."""
     from datasets import Dataset
 
-    rows = [{k: r.to_dict().get(k) for k in COLUMNS} for r in records]
+    rows = [{k: r.to_dict().get(k) for k in (*COLUMNS, *extra)} for r in records]
     if not rows:
         raise ValueError(f"{path}: no records to train on")
     return Dataset.from_list(rows)
@@ -76,19 +90,34 @@ def build_sft_trainer(
     lora: dict[str, Any] | None = None,
     trainer_args: dict[str, Any] | None = None,
     dtype: str = "auto",
+    kernels: dict[str, Any] | None = None,
+    cot: str | None = None,
 ) -> tuple[Any, Any]:
     """The configured SFTTrainer and the processor. ``trainer_args`` (SFTConfig fields by their own names, as the
     paradigm recipes give them) override the short keyword arguments; ``freeze`` freezes llm/audio/aligner; ``lora``
     (peft LoraConfig fields) trains adapters on the language model instead of every weight; ``dtype`` as for
-    ``load_model`` (auto: the checkpoint's own)."""
+    ``load_model`` (auto: the checkpoint's own); ``kernels`` the memory/kernel switches (``audiomcq.train.kernels``:
+    packing, attention, loss); ``cot`` a CoT field trained before each answer (None: answers only, as the paper)."""
     import torch
     from trl import SFTConfig
 
+    from audiomcq.errors import AudioMCQError
     from audiomcq.models import load_model
-    from audiomcq.models.batch import AudioSFTCollator, sft_target
+    from audiomcq.models.batch import COT_FIELDS, AudioSFTCollator, record_target
+    from audiomcq.train import kernels as kern
+    from audiomcq.train.packing import enable_packing
 
     out = Path(out_dir)
-    loaded = load_model(model_dir, dtype=dtype)
+    switches = kern.resolve(kernels)
+    for name in ("packing", "padding_free"):  # trl's own packing cannot run with our audio collator
+        if (trainer_args or {}).get(name):
+            raise AudioMCQError(f"sft.trainer_args.{name} is trl's text-only packing; use sft.kernels.packing")
+    if cot is not None and cot not in COT_FIELDS:
+        raise AudioMCQError(f"cot must be one of {', '.join(COT_FIELDS)} or null, not {cot!r}")
+    kern.check_attention(switches["attention"])
+    loaded = load_model(model_dir, dtype=dtype, attn_implementation=kern.implementation(switches["attention"]))
+    if switches["packing"]:
+        enable_packing(loaded.model, loaded.family, switches["attention"])
     apply_freeze(loaded.model, **(freeze or {}))
     config = make_config(
         SFTConfig,
@@ -117,16 +146,18 @@ def build_sft_trainer(
         # off unless the recipe asks (the released recipes do; for tiny models recomputation costs more than it saves)
         activation_checkpointing=checkpointing(trainer_args),
     )
+    kern.check_optim(config.optim, next(loaded.model.parameters()).dtype)
     eos = loaded.processor.tokenizer.eos_token
     records = within_length(loaded.processor, list(read_records(data)), audio_root, config.max_length, out, "SFT",
-                            target=lambda r: sft_target(r.answer, eos))  # fmt: skip
+                            target=lambda r: record_target(r, eos, cot))  # fmt: skip
     trainer = AudioSFTTrainer(
         model=loaded.model,
         args=config,
-        train_dataset=records_dataset(records, data),
-        data_collator=AudioSFTCollator(loaded.processor, audio_root, max_length=config.max_length),
+        train_dataset=records_dataset(records, data, (cot,) if cot else ()),
+        data_collator=AudioSFTCollator(loaded.processor, audio_root, config.max_length, switches["packing"], cot),
         processing_class=loaded.processor,
         peft_config=lora_config(lora),
     )
+    trainer.full_logits = switches["loss"] == "full"
     trainer.remove_callback(PrinterCallback)  # logs go to the trainer state and our logger, not print()
     return trainer, loaded.processor
