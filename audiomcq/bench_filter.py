@@ -66,7 +66,7 @@ for s in seconds:
     peaks = {k: statistics.median(peak(lambda: engine.generate(ask(k), Sampling(max_new_tokens=16))) for _ in range(3))
              for k in rows}
     out[s] = {"prefix_tokens": prefix.ids.shape[1], "prefix_mib": held / 2**20, "peak_mib": peaks}
-print("PEAK", json.dumps(out))
+sys.stdout.write("PEAK " + json.dumps(out) + "\n")
 """
 SILENCES = (10, 30)  # seconds of silence: two prefix lengths, to show the batch's memory does not scale with it
 

@@ -64,6 +64,8 @@ def add_loop_commands(sub: Any) -> None:
     add_eval_commands(sub)
     add_generate_commands(sub)
 
+    from audiomcq.cli_eval import add_fresh_flag
+
     p = sub.add_parser("select", help="pick the best checkpoint: of a run (--run) or from evaluation outputs")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", help="a post-training run (dir or s3://): evaluate every checkpoint, pick one")
@@ -72,6 +74,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--audio-root", help="--run: the selection set's audio (a path or s3:// prefix)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--out", required=True, type=Path)
+    add_fresh_flag(p)
     p.set_defaults(func=cmd_select)
 
     from audiomcq.serve import add_arguments as add_serve_arguments
@@ -185,13 +188,14 @@ def cmd_select(args: argparse.Namespace) -> int:
         if args.audio_root is None:
             print("audiomcq: error: --run needs --audio-root (the selection set's audio)")
             return 2
-        r = select_run(args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens)
+        r = select_run(args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens,
+                       fresh=args.fresh)  # fmt: skip
         print(f"select: {r['why']} -> {r['selected']['path']}")
         return 0
     from audiomcq.stages import select_stage
 
     s = select_stage([str(e) for e in args.evals], str(args.out))
-    print(f"select: {s['selected']} ({s['accuracy']:.1f}%) -> {s['model']}")
+    print(f"select: {s['why']} -> {s['model']}")
     return 0
 
 

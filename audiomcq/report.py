@@ -8,14 +8,12 @@ import io
 from pathlib import Path
 from typing import Any
 
+from audiomcq.evaluation.select import SELECTION_TASK
+from audiomcq.formats import pct
 from audiomcq.jsonio import load_json
 from audiomcq.timing import timed
 
 STAGES = ("base", "sft", "grpo")
-
-
-def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
 
 
 def collect(
@@ -38,7 +36,9 @@ def collect(
 
 
 def _acc(metrics: dict[str, Any], name: str, mode: str, group: str) -> float | None:
-    cell = metrics.get(name, {}).get("modes", {}).get(mode, {}).get(group)
+    """A model's held-out accuracy (``group``: ``total`` or ``ac_strong``) from its ``audiomcq eval`` summary."""
+    task = metrics.get(name, {}).get("tasks", {}).get(SELECTION_TASK, {})
+    cell = task.get("modes", {}).get(mode, {}).get(group)
     return None if cell is None else cell["accuracy"]
 
 
@@ -54,7 +54,7 @@ def markdown(data: dict[str, Any]) -> str:
     for name, probes in f["models"].items():
         acc = probes[primary]
         cells = [acc.get("text_answerable"), acc.get("audio_dependent"), acc["all"]]
-        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + f" | {acc.get('unparsed', 0)} |")
+        lines.append(f"| {name} | " + " | ".join(pct(c) for c in cells) + f" | {acc.get('unparsed', 0)} |")
     gt = f.get("ground_truth") or {}
     lines += ["", f"## Audio-contribution labels ({f['rule']}): {f['weak']} weak / {f['strong']} strong", ""]
     if gt:
@@ -62,8 +62,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             (
                 "Each rule variant against the synthetic ground truth (weak = answerable from text by construction). "
-                f"Chance false-weak rate of the paper's rule: {_fmt(chance.get('independent'))} (independent guessers)"
-                f" / {_fmt(chance.get('shared_constant'))} (a guess shared by all models)."
+                f"Chance false-weak rate of the paper's rule: {pct(chance.get('independent'))} (independent guessers)"
+                f" / {pct(chance.get('shared_constant'))} (a guess shared by all models)."
             ),
             "",
             (
@@ -75,7 +75,7 @@ def markdown(data: dict[str, Any]) -> str:
         for rule, q in gt.items():
             probes = ", ".join(f["rules"][rule]["probes"])
             cells = [q["agreement"], q["weak_precision"], q["weak_recall"], q["false_weak_rate"]]
-            lines.append(f"| {rule} | {probes} | " + " | ".join(_fmt(c) for c in cells) + " |")
+            lines.append(f"| {rule} | {probes} | " + " | ".join(pct(c) for c in cells) + " |")
     scores = ", ".join(f"{k}: {v}" for k, v in f.get("graded_score", {}).items())
     lines += ["", f"Graded audio-contribution score (share of silent answers right) → items: {scores}.", ""]
     ev = data["filter_eval"]
@@ -84,8 +84,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["| model | with audio | strong-AC subset | in silence | strong-AC in silence |", "|---|---|---|---|---|"]
     for name in m:
         lines.append(
-            f"| {name} | {_fmt(_acc(m, name, 'audio', 'all'))} | {_fmt(_acc(m, name, 'audio', 'ac_strong'))} | "
-            f"{_fmt(_acc(m, name, 'silence', 'all'))} | {_fmt(_acc(m, name, 'silence', 'ac_strong'))} |"
+            f"| {name} | {pct(_acc(m, name, 'audio', 'total'))} | {pct(_acc(m, name, 'audio', 'ac_strong'))} | "
+            f"{pct(_acc(m, name, 'silence', 'total'))} | {pct(_acc(m, name, 'silence', 'ac_strong'))} |"
         )
     lines += ["", "## GRPO mean reward (first step → last step)", ""]
     for paradigm, run in data["runs"].items():
@@ -97,7 +97,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["| target | measured | met |", "|---|---|---|"]
     lines += [f"| {what} | {measured} | {'yes' if ok else '**no**'} |" for what, measured, ok in checks(data)]
     sel = data["selection"]
-    lines += ["", f"## Selected: `{sel['selected']}` ({_fmt(sel['accuracy'])}% with audio; rule: {sel['rule']})", ""]
+    lines += ["", f"## Selected: `{sel['selected']}` ({pct(sel['accuracy'])}% with audio; rule: {sel['rule']})", ""]
     if data.get("sdg"):
         g = data["sdg"]
         types = ", ".join(f"{t} {v['count']}" for t, v in g["by_type"].items())
@@ -125,9 +125,7 @@ def checks(data: dict[str, Any], chance: float = 25.0) -> list[tuple[str, str, b
         final = next((f"{paradigm}/{s}" for s in ("grpo", "sft") if f"{paradigm}/{s}" in m), None)
         acc = _acc(m, final, "audio", "ac_strong") if final else None
         ok = acc is not None and acc >= chance + 20 and (base is None or acc >= base)
-        out.append(
-            (f"{final}: strong-AC >= chance + 20 ({chance + 20:.0f}) and >= base ({_fmt(base)})", _fmt(acc), ok)
-        )
+        out.append((f"{final}: strong-AC >= chance + 20 ({chance + 20:.0f}) and >= base ({pct(base)})", pct(acc), ok))
         rewards = run.get("grpo", {}).get("reward") or []
         if rewards:
             first, last, k = _reward_trend(rewards)
@@ -136,19 +134,19 @@ def checks(data: dict[str, Any], chance: float = 25.0) -> list[tuple[str, str, b
     primary = f["rules"]["paper"]["probes"][0]
     for name, probes in f["models"].items():
         text, audio = probes[primary].get("text_answerable"), probes[primary].get("audio_dependent")
-        out.append((f"{name} in silence: text-answerable >= 90", _fmt(text), text is not None and text >= 90))
+        out.append((f"{name} in silence: text-answerable >= 90", pct(text), text is not None and text >= 90))
         # At most what a constant guess gets, plus slack: a model in silence must not answer audio questions.
         blind = audio is not None and audio <= chance + 10
         what = f"{name} in silence: audio-dependent at most a constant guess (<= {chance + 10:.0f})"
-        out.append((what, _fmt(audio), blind))
+        out.append((what, pct(audio), blind))
     weak = (f.get("ground_truth") or {}).get("paper", {}).get("weak_recall")
-    out.append(("text-answerable items labelled weak >= 95", _fmt(weak), weak is not None and weak >= 95))
+    out.append(("text-answerable items labelled weak >= 95", pct(weak), weak is not None and weak >= 95))
     gt = f.get("ground_truth") or {}
     if len(gt) > 1:  # beyond the paper: some variant of the rule should agree with the ground truth
         best = max(gt, key=lambda rule: gt[rule]["agreement"] or 0.0)
         agree, recall = gt[best]["agreement"] or 0.0, gt[best]["weak_recall"] or 0.0
         what = f"best rule variant ({best}): agreement >= 95 and weak recall >= 95"
-        out.append((what, f"{_fmt(agree)} / {_fmt(recall)}", agree >= 95 and recall >= 95))
+        out.append((what, f"{pct(agree)} / {pct(recall)}", agree >= 95 and recall >= 95))
     return out
 
 
@@ -161,7 +159,7 @@ def plot_png(data: dict[str, Any]) -> bytes:
 
     m = data["metrics"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    for ax, group, title in ((axes[0], "all", "held-out"), (axes[1], "ac_strong", "strong-AC subset")):
+    for ax, group, title in ((axes[0], "total", "held-out"), (axes[1], "ac_strong", "strong-AC subset")):
         for paradigm in data["runs"]:
             names = ["base", f"{paradigm}/sft", f"{paradigm}/grpo"]
             for mode, style in (("audio", "-o"), ("silence", "--x")):

@@ -5,7 +5,7 @@ Layout of the artifacts (each a directory):
 - model:    an HF model directory (model + processor)
 - labels:   ``train/`` and ``eval/`` ACF outputs (``labelled.jsonl``, ``weak.jsonl``, ``strong.jsonl``, ``stats.json``)
 - run:      one paradigm: ``data/`` (allocation), ``sft/`` and ``grpo/`` (checkpoints, ``final/``), ``summary.json``
-- metrics:  ``metrics.json`` of one evaluation
+- metrics:  one ``audiomcq eval`` output per model (``<name>/``) and ``metrics.json`` mapping each name to its summary
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from audiomcq.storage import publish_under, run_prefix
 from audiomcq.timing import timed
 
 log = logging.getLogger(__name__)
+ONE_CHUNK = 1_000_000  # evaluation chunk size larger than any held-out split
 
 
 def _recipe(
@@ -225,21 +226,20 @@ def evaluate_stage(
     recipe: str = "demo",
     overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Evaluate named models on the labelled held-out split, with audio and in silence."""
-    from audiomcq.evaluate import evaluate_model
+    """Evaluate named models on the labelled held-out split as the harness's ``synthetic`` task, with audio and in
+    silence: ``<out>/<name>/`` is each model's ``audiomcq eval`` output, and ``<out>/metrics.json`` maps each name to
+    its summary with the checkpoint's ``stage`` and ``step`` (what selection reads)."""
+    from audiomcq.evaluation.harness import EvalConfig, run_eval
+    from audiomcq.evaluation.select import SELECTION_TASK, checkpoint_of
 
     out = Path(out_dir)
     cfg = _recipe(recipe, overrides, out)["eval"]
-    data = Path(labels_dir) / "eval" / "labelled.jsonl"
+    data = {SELECTION_TASK: Path(labels_dir) / "eval" / "labelled.jsonl"}
+    audio_root: dict[str, str | Path | None] = {SELECTION_TASK: Path(corpus_dir) / "loop"}
+    # the whole split in one chunk, so one engine call batches it (each silence length shared across the split)
+    config = EvalConfig(batch_size=cfg["batch_size"], max_new_tokens=cfg["max_new_tokens"], chunk_size=ONE_CHUNK)
     results = {
-        name: evaluate_model(
-            path,
-            data,
-            Path(corpus_dir) / "loop",
-            out / name,
-            batch_size=cfg["batch_size"],
-            max_new_tokens=cfg["max_new_tokens"],
-        )
+        name: {**run_eval(path, data, audio_root, out / name, config), **checkpoint_of(name, path)}
         for name, path in models.items()
     }
     write_json(out / "metrics.json", results)
@@ -248,26 +248,11 @@ def evaluate_stage(
 
 @timed
 def select_stage(metrics_dirs: list[str], out_dir: str) -> dict[str, Any]:
-    """Pick the best checkpoint: highest accuracy with audio on the held-out split; ties go to the higher accuracy
-    on its strong-AC subset, then to the earlier stage name in sorted order."""
-    candidates = []
-    for d in metrics_dirs:
-        for name, m in load_json(Path(d) / "metrics.json").items():
-            audio = m["modes"]["audio"]
-            strong = audio.get("ac_strong", {}).get("accuracy", 0.0)
-            candidates.append((-audio["all"]["accuracy"], -strong, name, m["model"]))
-    if not candidates:
-        raise ValueError("no evaluated checkpoints to select from")
-    candidates.sort()
-    acc, strong, name, model = candidates[0]
-    selection = {
-        "selected": name,
-        "model": model,
-        "accuracy": -acc,
-        "strong_accuracy": -strong,
-        "rule": "max held-out accuracy with audio; tie-break: strong-AC accuracy, then name",
-        "candidates": [{"name": n, "accuracy": -a, "strong_accuracy": -s} for a, s, n, _ in candidates],
-    }
+    """Pick the best evaluated model by the selection rule (``audiomcq.evaluation.select.RULE``); writes
+    ``selection.json``."""
+    from audiomcq.evaluation.select import select_evaluated
+
+    selection = select_evaluated(metrics_dirs)
     write_json(Path(out_dir) / "selection.json", selection)
     return selection
 
@@ -285,11 +270,13 @@ def evaluate_named(
     """Evaluate the base model (``name`` = ``base``) or every checkpoint of a run (``name`` = its paradigm);
     returns the headline accuracies as flat metrics for a KFP UI."""
     models = {"base": models_path} if name == "base" else run_models(models_path, f"{name}/")
+    from audiomcq.evaluation.select import SELECTION_TASK
+
     results = evaluate_stage(models, corpus_dir, labels_dir, out_dir, recipe, overrides)
     flat = {}
-    for model, metrics in results.items():
-        for mode, table in metrics["modes"].items():
-            for group in ("all", "ac_strong"):
-                if group in table:
-                    flat[f"{model.replace('/', '-')}-{mode}-{group}"] = table[group]["accuracy"]
+    for model, summary in results.items():
+        for mode, scored in summary["tasks"][SELECTION_TASK]["modes"].items():
+            for group in ("total", "ac_strong"):
+                if group in scored:
+                    flat[f"{model.replace('/', '-')}-{mode}-{group}"] = scored[group]["accuracy"]
     return flat

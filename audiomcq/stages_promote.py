@@ -1,8 +1,9 @@
 """The post-training loop's last stage: the promotion gate on the checkpoint the loop selected.
 
-The selected checkpoint's held-out metrics become the candidate's (an ``audiomcq eval``-style file with one task,
-``held-out``); the model served is its ``s3://`` copy when the run published to S3 (a cluster serves from there),
-else its local directory, which only a dry run accepts. ``settings`` (a pipeline argument, keys in ``SETTINGS``)
+The gate reads the selected checkpoint's ``audiomcq eval`` output as the evaluate step wrote it
+(``<results>/<name>/metrics.json``: the held-out split scored as the ``synthetic`` task). The model served is its
+``s3://`` copy when the run published to S3 (a cluster serves from there), else its local directory, which only a
+dry run accepts. ``settings`` (a pipeline argument, keys in ``SETTINGS``)
 says where to serve and how strict to be; without ``apply: true`` the gate runs dry: it decides, renders the
 InferenceService and writes both, touching no cluster, which is what the local demo does. Applied, the new
 revision's smoke check asks questions of the held-out split the checkpoint was evaluated on (its ACF labels mark
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audiomcq.errors import AudioMCQError
-from audiomcq.jsonio import load_json, write_json
+from audiomcq.jsonio import load_json
 from audiomcq.timing import timed
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     ``out_dir`` and the decision as Markdown. Returns ``{action, promote, model}``; a rollback raises (the step
     fails with its reason, after the files are written)."""
     from audiomcq import storage
+    from audiomcq.evaluation.select import SELECTION_TASK
     from audiomcq.promote.decision import Criteria, write_decision
     from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
     from audiomcq.promote.render import to_yaml
@@ -88,9 +90,8 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
     out = Path(out_dir)
     selection = load_json(Path(selection_dir) / "selection.json")
     name = selection["selected"]
-    evaluated = [load_json(Path(d) / "metrics.json") for d in results_dirs]
-    metrics = next((e[name] for e in evaluated if name in e), None)
-    if metrics is None:
+    candidate = next((m for d in results_dirs if (m := Path(d) / name / "metrics.json").is_file()), None)
+    if candidate is None:
         raise AudioMCQError(f"{selection_dir}: the selected model {name!r} has no evaluation among {results_dirs}")
     prefix = storage.run_prefix(publish, run_id)  # where the pipeline run published its models and runs
     model, run = _published_model(name, prefix) if prefix else (selection["model"], None)
@@ -100,12 +101,10 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
             f" it the storageUri is {model!r}, a path in this pod that no cluster can serve"
         )
     serving = _serving(settings)
-    candidate = out / "candidate-metrics.json"
-    write_json(candidate, {"model": model, "tasks": {"held-out": metrics}})
     floor = settings.get("floor")
     criteria = Criteria(margin=float(settings.get("margin", 0.0)),
                         ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),
-                        floors={"held-out": float(floor)} if floor is not None else {})  # fmt: skip
+                        floors={SELECTION_TASK: float(floor)} if floor is not None else {})  # fmt: skip
     cfg = GateConfig(serving=serving, canary=int(settings.get("canary", 10)),
                      timeout=float(settings.get("timeout", 900.0)),
                      smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),

@@ -8,9 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
+from audiomcq.formats import pct
 
 
 def _write(path: str | Path, text: str) -> str:
@@ -21,17 +19,17 @@ def _write(path: str | Path, text: str) -> str:
 
 def filter_markdown(stats: dict[str, Any], path: str | Path) -> str:
     """Label counts, each model's silent accuracy per probe, and (with ground truth) each rule's agreement."""
-    counts = f"**{stats['weak']} weak / {stats['strong']} strong** ({_pct(stats['weak_pct'])}% weak; {stats['rule']})"
+    counts = f"**{stats['weak']} weak / {stats['strong']} strong** ({pct(stats['weak_pct'])}% weak; {stats['rule']})"
     lines = [f"## Audio-contribution filtering: {stats['count']} questions", "",
              f"{counts}. Audio missing: {stats['audio_missing']}.", "",
              "| model | probe | right without listening (%) |", "|---|---|---|"]  # fmt: skip
     for model, probes in stats["models"].items():
         for probe, groups in probes.items():
-            lines.append(f"| {model} | {probe} | {_pct(groups.get('all'))} |")
+            lines.append(f"| {model} | {probe} | {pct(groups.get('all'))} |")
     truth = stats.get("ground_truth") or {}
     if truth:
         lines += ["", "| rule | agreement with ground truth (%) | weak precision | weak recall |", "|---|---|---|---|"]
-        lines += [f"| {rule} | {_pct(q['agreement'])} | {_pct(q['weak_precision'])} | {_pct(q['weak_recall'])} |"
+        lines += [f"| {rule} | {pct(q['agreement'])} | {pct(q['weak_precision'])} | {pct(q['weak_recall'])} |"
                   for rule, q in truth.items()]  # fmt: skip
     paper = stats.get("paper")
     if paper:
@@ -46,7 +44,7 @@ def generate_markdown(summary: dict[str, Any], path: str | Path) -> str:
         rows = summary.get(key) or {}
         if rows:
             lines += [f"| {title} | samples | share (%) | paper (%) |", "|---|---|---|---|"]
-            lines += [f"| {name} | {r['count']} | {_pct(r['share'])} | {_pct(r.get('paper_share'))} |"
+            lines += [f"| {name} | {r['count']} | {pct(r['share'])} | {pct(r.get('paper_share'))} |"
                       for name, r in rows.items()]  # fmt: skip
             lines.append("")
     reasons = summary.get("reject_reasons") or {}
@@ -61,10 +59,10 @@ def selection_views(selection: dict[str, Any], markdown_path: str | Path, html_p
     from audiomcq.evaluation.paper_report import curves_png
 
     chosen = selection["selected"]
-    lines = [f"## Checkpoint selection: {chosen['stage']} step {chosen['step']} ({_pct(chosen['accuracy'])}%)", "",
+    lines = [f"## Checkpoint selection: {chosen['stage']} step {chosen['step']} ({pct(chosen['accuracy'])}%)", "",
              f"Rule: {selection['rule']}. Why: {selection['why']}.", "",
              "| stage | step | accuracy (%) | AC-strong (%) |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {c['stage']} | {c['step']} | {_pct(c['accuracy'])} | {_pct(c['ac_strong'])} |"
+    lines += [f"| {c['stage']} | {c['step']} | {pct(c['accuracy'])} | {pct(c['ac_strong'])} |"
               for c in selection["candidates"]]  # fmt: skip
     text = "\n".join(lines) + "\n"
     img = base64.b64encode(curves_png({"run": selection})).decode()

@@ -72,7 +72,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     chosen = selection["selected"]
     where = "models/base" if chosen == "base" else f"runs/{chosen.split('/')[0]}/{chosen.split('/')[1]}/final"
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{prefix}/{where}"
-    assert decision["candidate"]["held-out"]["accuracy"] == selection["accuracy"]
+    assert decision["candidate"]["synthetic"]["accuracy"] == selection["accuracy"]  # the evaluate step's own metrics
     assert "Promotion gate" in (run_dir / "promote" / "summary").read_text()
 
 

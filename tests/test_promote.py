@@ -714,11 +714,36 @@ def _stage_inputs(tmp_path: Path) -> tuple[str, list[str]]:
     (tmp_path / "selection").mkdir()
     selection = {"selected": "weak_to_strong/grpo", "model": str(model), "accuracy": 62.5}
     (tmp_path / "selection" / "selection.json").write_text(json.dumps(selection))
-    evaluation = {"model": str(model), "modes": {"audio": {"all": {"accuracy": 62.5, "count": 8},
-                                                           "ac_strong": {"accuracy": 75.0, "count": 4}}}}  # fmt: skip
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "metrics.json").write_text(json.dumps({"weak_to_strong/grpo": evaluation}))
+    audio = {
+        "total": {"accuracy": 62.5, "correct": 5, "count": 8},
+        "ac_strong": {"accuracy": 75.0, "correct": 3, "count": 4},
+    }
+    task = {"task": "synthetic", "items": 8, "modes": {"audio": audio}}
+    summary = {"model": str(model), "tasks": {"synthetic": task}}
+    (tmp_path / "results" / "weak_to_strong" / "grpo").mkdir(parents=True)
+    (tmp_path / "results" / "weak_to_strong" / "grpo" / "metrics.json").write_text(json.dumps(summary))
+    index = {"weak_to_strong/grpo": {**summary, "stage": "grpo", "step": 4}}
+    (tmp_path / "results" / "metrics.json").write_text(json.dumps(index))
     return str(tmp_path / "selection"), [str(tmp_path / "results")]
+
+
+def test_the_stage_decides_on_the_selected_models_own_eval_metrics(tmp_path):
+    """The gate reads the evaluate step's ``audiomcq eval`` output of the selected model as it is."""
+    from audiomcq.stages_promote import promote_stage
+
+    selection, results = _stage_inputs(tmp_path)
+    (tmp_path / "out").mkdir()
+    done = promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), {"floor": 60})
+    model = str(tmp_path / "models" / "weak_to_strong" / "grpo")
+    assert done == {"action": "dry-run", "promote": True, "model": model}
+    decision = json.loads((tmp_path / "out" / "decision.json").read_text())
+    assert decision["sources"]["candidate"] == [str(tmp_path / "results" / "weak_to_strong" / "grpo" / "metrics.json")]
+    assert decision["candidate"]["synthetic"]["accuracy"] == 62.5
+    assert decision["candidate"]["synthetic"]["ac_strong"] == 75.0
+    assert "ok: synthetic accuracy 62.50 >= floor 60.00" in decision["reasons"]
+    with pytest.raises(AudioMCQError, match="'mixed_to_strong/sft' has no evaluation"):
+        (Path(selection) / "selection.json").write_text(json.dumps({"selected": "mixed_to_strong/sft", "model": "m"}))
+        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), {})
 
 
 def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):

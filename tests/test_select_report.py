@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audiomcq.cli import main
-from audiomcq.jsonio import load_json
+from audiomcq.evaluation.select import RULE, choose, select_evaluated
+from audiomcq.jsonio import load_json, write_json
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def test_select_run_evaluates_every_complete_checkpoint_and_states_why(run_dir, 
     sel = load_json(tmp_path / "selection.json")
     seen = [(c["stage"], c["step"]) for c in sel["candidates"]]
     assert seen == [("sft", 1), ("sft", 2), ("grpo", 2)]  # unmarked grpo checkpoint-1 skipped; finals = step 2
-    best = max(sel["candidates"], key=lambda c: c["accuracy"])["accuracy"]
-    first_best = next(c for c in sel["candidates"] if c["accuracy"] == best)
+    assert sel["rule"] == RULE
+    # by the rule: accuracy, then AC-strong accuracy, then the earliest (the candidates are in training order)
+    first_best = min(sel["candidates"], key=lambda c: (-c["accuracy"], -c["ac_strong"]))
     assert (sel["selected"]["stage"], sel["selected"]["step"]) == (first_best["stage"], first_best["step"])
     assert sel["why"].startswith(f"{first_best['stage']} step {first_best['step']} scored")
     n_items = sum(1 for _ in (run_dir / "data" / "selection.jsonl").open())
@@ -70,3 +72,61 @@ def test_report_has_the_table_and_the_curves(run_dir, tiny_omni, synth_corpus, t
     assert f"| {synthetic['accuracy']:.1f} |" in grpo_row
     assert (tmp_path / "report" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
+
+
+def _candidate(name: str, stage: str, step: int, accuracy: float, strong: float | None, silence: float | None) -> dict:
+    contribution = None if silence is None else accuracy - silence
+    scores = {"accuracy": accuracy, "ac_strong": strong, "audio_contribution": contribution}
+    return {"name": name, "stage": stage, "step": step, **scores}
+
+
+def test_the_rule_breaks_ties_by_ac_strong_then_audio_contribution_then_the_earliest_checkpoint():
+    def pick(*candidates):
+        return choose([_candidate(*c) for c in candidates])["name"]
+
+    assert pick(("a", "grpo", 9, 80.0, 10.0, 70.0), ("b", "sft", 1, 79.0, 99.0, 0.0)) == "a"  # accuracy first
+    assert pick(("a", "sft", 1, 80.0, 60.0, 0.0), ("b", "grpo", 9, 80.0, 61.0, 70.0)) == "b"  # then AC-strong
+    assert pick(("a", "sft", 1, 80.0, 60.0, 50.0), ("b", "grpo", 9, 80.0, 60.0, 40.0)) == "b"  # then contribution
+    assert pick(("a", "grpo", 1, 80.0, 60.0, 50.0), ("b", "sft", 9, 80.0, 60.0, 50.0)) == "b"  # sft before grpo
+    assert pick(("a", "sft", 9, 80.0, 60.0, 50.0), ("b", "sft", 2, 80.0, 60.0, 50.0)) == "b"  # the lower step
+    assert pick(("b", "base", 0, 80.0, 60.0, 50.0), ("a", "sft", 0, 80.0, 60.0, 50.0)) == "b"  # the base first
+    assert pick(("b", "sft", 2, 80.0, 60.0, 50.0), ("a", "sft", 2, 80.0, 60.0, 50.0)) == "a"  # then the name
+    assert pick(("a", "sft", 1, 80.0, None, None), ("b", "grpo", 2, 80.0, 1.0, None)) == "b"  # unmeasured ranks last
+    assert pick(("a", "sft", 1, 0.3 - 0.2, None, None), ("b", "grpo", 2, 0.1, 1.0, None)) == "b"  # float noise ties
+
+
+def _evaluated(folder, rows: dict) -> str:
+    """A metrics directory as the post-training pipeline's evaluate step writes it."""
+    index = {}
+    for name, (stage, step, audio, strong, silence) in rows.items():
+        with_audio = {"total": {"accuracy": audio}, "ac_strong": {"accuracy": strong, "count": 107}}
+        modes = {"audio": with_audio, "silence": {"total": {"accuracy": silence}}}
+        task = {"task": "synthetic", "modes": modes, "audio_contribution": audio - silence}
+        index[name] = {"model": f"models/{name}", "tasks": {"synthetic": task}, "stage": stage, "step": step}
+    write_json(folder / "metrics.json", index)
+    return str(folder)
+
+
+def test_the_demos_tie_goes_to_the_larger_audio_contribution_at_every_entry_point(tmp_path, capsys):
+    """The last demo run's held-out numbers: Mixed-to-Strong's SFT and GRPO models tie on accuracy with audio and
+    on the strong-AC subset; GRPO answers far fewer questions in silence, so its audio contribution decides."""
+    base = _evaluated(tmp_path / "base", {"base": ("base", 0, 90.5, 84.7, 45.0)})
+    w2s = {
+        "weak_to_strong/sft": ("sft", 125, 90.5, 84.2, 44.0),
+        "weak_to_strong/grpo": ("grpo", 250, 89.8, 92.1, 40.5),
+    }
+    m2s = {
+        "mixed_to_strong/sft": ("sft", 125, 90.8, 93.5, 44.8),
+        "mixed_to_strong/grpo": ("grpo", 250, 90.8, 93.5, 10.5),
+    }
+    runs = [_evaluated(tmp_path / "w2s", w2s), _evaluated(tmp_path / "m2s", m2s)]
+    chosen = select_evaluated([*runs, base])
+    assert (chosen["selected"], chosen["model"]) == ("mixed_to_strong/grpo", "models/mixed_to_strong/grpo")
+    assert chosen["rule"] == RULE and chosen["audio_contribution"] == 90.8 - 10.5
+    assert "tied with mixed_to_strong/sft: the higher audio contribution decided (80.3 vs 46.0)" in chosen["why"]
+    from audiomcq.stages import select_stage
+
+    assert select_stage([*runs, base], str(tmp_path)) == chosen == load_json(tmp_path / "selection.json")
+    assert main(["select", "--evals", *runs, base, "--out", str(tmp_path / "cli")]) == 0
+    assert load_json(tmp_path / "cli" / "selection.json") == chosen
+    assert capsys.readouterr().out.startswith("select: mixed_to_strong/grpo scored 90.8%, 0.3 points above")

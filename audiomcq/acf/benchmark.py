@@ -15,6 +15,7 @@ from typing import Any
 
 from audiomcq.acf.run import FilterConfig, run_filter
 from audiomcq.data.io import RecordReader, write_records
+from audiomcq.formats import pct
 from audiomcq.jsonio import write_json
 
 # Paper (paper-notes §4): mean silent accuracy of the evaluated LALMs, and the AC-strong share of each benchmark.
@@ -68,9 +69,6 @@ def filter_benchmark(
 
 def zero_ac_markdown(report: dict[str, Any]) -> str:
     """The zero-audio-contribution table of one benchmark."""
-
-    def pct(x: float | None) -> str:
-        return "–" if x is None else f"{x:.1f}"
 
     lines = [
         f"# Zero audio contribution: {report['benchmark']} ({report['items']} items)",

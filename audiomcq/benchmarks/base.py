@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,13 +138,17 @@ class Benchmark:
         """
         return string_match(record.answer, prediction or "", record.choices)
 
+    def group_field(self, record: MCQRecord, name: str) -> Any:
+        """The value breakdown ``name`` groups ``record`` by: the record's field of that name."""
+        return record.get(name)
+
     def score(self, path: str | Path, *, extract: bool = False) -> dict[str, Any]:
         """Score a prediction file: official totals, strict totals, official breakdowns and per-item verdicts.
 
         ``total`` follows the official script (items it skips are out of the denominator); ``strict`` counts every
         item, an unparsed or missing prediction as wrong. Accuracies are percentages, as the official scripts print.
         """
-        tally = Tally(self.breakdowns)
+        tally = Tally(self.breakdowns, self.group_field)
         for loc, raw in self.iter_raw(path):
             record = self._record_at(loc, raw)
             if not record.answer:
@@ -184,8 +188,10 @@ def _acc(correct: int, count: int) -> float:
 class Tally:
     """Counts for one scoring run, overall and per breakdown group."""
 
-    def __init__(self, breakdowns: tuple[str, ...]) -> None:
-        self.breakdowns = breakdowns
+    def __init__(
+        self, breakdowns: tuple[str, ...], group_field: Callable[[MCQRecord, str], Any] = MCQRecord.get
+    ) -> None:
+        self.breakdowns, self.group_field = breakdowns, group_field
         self.items: list[dict[str, Any]] = []
         self.correct = self.count = self.unparsed = self.missing = 0
         self.groups: dict[str, dict[str, list[int]]] = {f: {} for f in breakdowns}
@@ -208,7 +214,7 @@ class Tally:
         self.count += 1
         self.correct += correct
         for fld in self.breakdowns:
-            key = "/".join(group_value(record.get(part)) for part in fld.split("/"))
+            key = "/".join(group_value(self.group_field(record, part)) for part in fld.split("/"))
             cell = self.groups[fld].setdefault(key, [0, 0])
             cell[0] += correct
             cell[1] += 1

@@ -16,6 +16,25 @@ longest well-formed answer over the task's options in the model's tokens plus a 
 ``metrics.json`` say which). Answers that still hit the budget are flagged and counted (``truncated``). Items whose
 prompt, audio and budget exceed the model's context (``max_length``) are not asked: they are counted as
 ``over_length``, listed in ``over_length.jsonl`` and get no prediction, like items whose audio is missing.
+
+The metrics schema, the one every reader uses (the demo's report, checkpoint selection, the promotion gate);
+accuracies are percentages. ``<out>/metrics.json`` is ``{"model", "tasks": {task: metrics}}``, and each task's
+``<out>/<task>/metrics.json`` holds::
+
+    task, data, shard, items, balanced, max_new_tokens, problems, budget
+    modes.<audio|silence>      the silent control is "silence": each clip replaced by zeros of its length
+        predictions, answered, audio_missing, audio_corrupt, over_length, truncated, audio_trimmed   (counts)
+        total        {accuracy, correct, count, unparsed, missing}  the official rule: unanswered items left out
+        strict       {accuracy, correct, count}                     every item, an unanswered one wrong
+        breakdown    {field: {group: {accuracy, correct, count}}}   the benchmark's groups; the synthetic task's:
+                     question_type, audio-contribution (weak/strong), ground_truth (text_answerable /
+                     audio_dependent) and family
+        ac_strong    {accuracy, correct, count}   the AC-strong subset: the ids given, else the items labelled strong
+                                                  (absent when neither)
+        consistency  {all_positions_right, questions}               the balanced variant only
+    audio_contribution         total accuracy with audio minus in silence (when both were scored)
+
+A hidden-answer task's modes carry a ``note`` instead of scores.
 """
 
 from __future__ import annotations
@@ -31,6 +50,7 @@ from audiomcq.errors import AudioMCQError
 from audiomcq.evaluation.answering import Asker, answer_mode, identity, load_audio
 from audiomcq.evaluation.tasks import Task, get_task
 from audiomcq.fingerprint import WorkDir, clean_tmp
+from audiomcq.formats import MISSING, accuracy
 from audiomcq.inference.budget import DEFAULT_MARGIN
 from audiomcq.jsonio import atomic_writer, json_line, write_json
 
@@ -74,6 +94,7 @@ def evaluate_task(
     fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate one task; ``engine`` returns the (lazily loaded) inference engine. Returns ``metrics.json``.
+    ``ac_strong``: the AC-strong subset's ids (default: the items labelled strong, if any are labelled).
     ``fresh``: discard the finished parts another model or setting made instead of refusing to run."""
     from audiomcq.data.allocation import position_balanced
 
@@ -82,6 +103,8 @@ def evaluate_task(
         raise AudioMCQError(f"shard {index}/{count}: the index must be in 0..{count - 1}")
     loaded = task.benchmark.load(data)
     _unique_ids(loaded.records, data)
+    if ac_strong is None:
+        ac_strong = _labelled_strong(loaded.records)
     records = [r for p, r in enumerate(loaded.records) if p % count == index]
     if config.balanced:
         records = position_balanced(records)
@@ -137,6 +160,14 @@ def _unique_ids(records: Sequence[MCQRecord], data: str | Path) -> None:
             raise AudioMCQError(f"{data}: id {record.id!r} is used by items {seen[record.id]} and {position}; every "
                                 "item needs its own id (answers are matched by id)")  # fmt: skip
         seen[record.id] = position
+
+
+def _labelled_strong(records: Sequence[MCQRecord]) -> set[str] | None:
+    """The (base) ids of the items labelled AC-strong, when the items carry audio-contribution labels (else None);
+    base ids, as ``_subset`` matches them, so an already position-balanced set counts every variant."""
+    if not any(r.audio_contribution for r in records):
+        return None
+    return {_base_id(r) for r in records if r.audio_contribution == "strong"}
 
 
 def _base_id(record: MCQRecord) -> str:
@@ -232,15 +263,11 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Evaluation of `{summary['model']}`", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["tasks"].items():
         audio, silence = m["modes"]["audio"], m["modes"].get("silence", {})
-
-        def pct(table: dict[str, Any] | None) -> str:
-            return f"{table['accuracy']:.1f}" if table else "-"
-
-        contribution = f"{m['audio_contribution']:+.1f}" if "audio_contribution" in m else "-"
-        lines.append(f"| {name} | {m['items']} | {pct(audio.get('total'))} | {pct(audio.get('ac_strong'))} | "
-                     f"{pct(silence.get('total'))} | {contribution} | "
-                     f"{audio['audio_missing']}/{audio['audio_corrupt']} | {audio.get('over_length', 0)} | "
-                     f"{audio.get('truncated', 0)} |")  # fmt: skip
+        contribution = f"{m['audio_contribution']:+.1f}" if "audio_contribution" in m else MISSING
+        scores = [accuracy(audio.get("total")), accuracy(audio.get("ac_strong")), accuracy(silence.get("total"))]
+        counts = [f"{audio['audio_missing']}/{audio['audio_corrupt']}", audio.get("over_length", 0)]
+        cells = [name, m["items"], *scores, contribution, *counts, audio.get("truncated", 0)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     trimmed = {name: m["modes"]["audio"].get("audio_trimmed", 0) for name, m in summary["tasks"].items()}
     notes = [f"{name}: {n} items' audio is longer than 30 s; the model heard its first 30 s"
              for name, n in trimmed.items() if n]  # fmt: skip

@@ -17,11 +17,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from audiomcq.formats import pct
 from audiomcq.jsonio import load_json
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
 
 
 def table(selections: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]]) -> tuple[list[str], list[list]]:
@@ -79,7 +76,7 @@ def write(selections: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     header, rows = table(selections, evals)
-    cells = [[r[0], *(_pct(x) for x in r[1:])] for r in rows]
+    cells = [[r[0], *(pct(x) for x in r[1:])] for r in rows]
     png = curves_png(selections)
     (out / "curves.png").write_bytes(png)
     why = [f"- **{p}**: selected {s['selected']['stage']} step {s['selected']['step']} — {s['why']} ({s['rule']})"

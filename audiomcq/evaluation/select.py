@@ -1,10 +1,18 @@
-"""``audiomcq select --run``: evaluate every complete checkpoint of a post-training run on its selection set and
-pick the best, recording why.
+"""Checkpoint selection: one rule, used by every entry point (``audiomcq select --run``, ``audiomcq select --evals``,
+``audiomcq report``, ``grpo.init: sft@best``, and the pipelines' select steps).
 
-The selection set is the run's ``data/selection.jsonl`` (position-balanced held-out questions, MMAU-test-mini-4k
-style, written by ``train run --selection``) unless another is given. Rule: the highest accuracy (official MMAU
-string match, with audio); ties go to the earliest checkpoint (SFT before GRPO, then the lower step): it reached
-the same score with less training. The per-checkpoint accuracies are also the run's accuracy-vs-step curves.
+The rule (``RULE``, applied by ``choose``): the highest accuracy with audio on the selection set (official MMAU
+string match); ties go to the higher accuracy on its AC-strong subset (when the items carry AC labels), then to the
+larger audio contribution (accuracy with audio minus in silence, when the silent control ran), then to the earliest
+checkpoint: the base model before SFT before GRPO, then the lower step, then the name. A candidate without a number
+a tie-break reads ranks below those with one; numbers within 1e-9 points of each other are equal.
+
+``select --run`` evaluates every complete checkpoint of a post-training run on its selection set (the harness's
+``synthetic`` task, with audio only) and picks one, recording why. The selection set is the run's
+``data/selection.jsonl`` (position-balanced held-out questions, MMAU-test-mini-4k style, written by ``train run
+--selection``) unless another is given. The per-checkpoint accuracies are also the run's accuracy-vs-step curves.
+``select --evals`` and the post-training pipeline pick among models already evaluated on the held-out split
+(``select_evaluated``), with audio and in silence.
 
 A run in S3 (``s3://…``) counts only the checkpoints and final models whose own upload completed: each such prefix
 carries its own ``_COMPLETE`` marker, uploaded after every other file, so a checkpoint caught mid-upload (its
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +33,13 @@ from audiomcq.jsonio import load_json, write_json
 
 log = logging.getLogger(__name__)
 STAGES = ("sft", "grpo")
-RULE = "max selection-set accuracy with audio; tie-break: earliest checkpoint (sft before grpo, then lower step)"
+EARLIEST = ("base", *STAGES)  # the tie-break's order of stages
+SELECTION_TASK = "synthetic"  # the harness task selection sets and the demo's held-out split are evaluated as
+SCORES = ("accuracy", "ac_strong", "audio_contribution")  # what the rule reads, in the order it reads them
+RULE = (
+    "max selection-set accuracy with audio; tie-breaks: higher AC-strong accuracy, then larger audio contribution "
+    "(with audio minus in silence), then the earliest checkpoint (base, sft, grpo; lower step; then name)"
+)
 
 
 def checkpoints(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -115,8 +130,8 @@ def rank(
     max_new_tokens: int = 256,
     fresh: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoints ``found`` (``{stage, order, step, path}``) on ``selection`` and pick one by ``RULE``:
-    the selected one, why, every candidate's accuracy and the curves."""
+    """Evaluate the checkpoints ``found`` (``{stage, step, path}``) on ``selection`` and pick one by ``RULE``: the
+    selected one, why, every candidate's scores and the curves."""
     from audiomcq.evaluation.harness import EvalConfig, evaluate_task, lazy_engine
     from audiomcq.evaluation.tasks import get_task
 
@@ -127,30 +142,98 @@ def rank(
     config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, silent_control=False)
     for ckpt in found:
         engine = lazy_engine(ckpt["path"], batch_size)
-        metrics = evaluate_task(engine, get_task("synthetic"), selection, audio_root,
-                                out / f"{ckpt['stage']}-{ckpt['step']}", config, fresh=fresh)  # fmt: skip
-        audio = metrics["modes"]["audio"]
-        ckpt["accuracy"] = audio["total"]["accuracy"]
-        strong = audio["breakdown"].get("audio-contribution", {}).get("strong")  # labelled selection sets
-        ckpt["ac_strong"] = strong["accuracy"] if strong else None
-        log.info("select: %s step %d -> %.1f%%", ckpt["stage"], ckpt["step"], ckpt["accuracy"])
-    best = min(found, key=lambda c: (-c["accuracy"], c["order"], c["step"]))
+        where = out / f"{ckpt['stage']}-{ckpt['step']}"
+        metrics = evaluate_task(engine, get_task(SELECTION_TASK), selection, audio_root, where, config, fresh=fresh)
+        ckpt.update(name=f"{ckpt['stage']} step {ckpt['step']}", **scores(metrics))
+        log.info("select: %s -> %.1f%%", ckpt["name"], ckpt["accuracy"])
+    best = choose(found)
     return {
         "selection_set": str(selection),
         "selected": {k: best[k] for k in ("stage", "step", "path", "accuracy")},
         "rule": RULE,
-        "why": _why(best, found),
-        "candidates": [{k: c[k] for k in ("stage", "step", "path", "accuracy", "ac_strong")} for c in found],
+        "why": why(best, found),
+        "candidates": [{k: c[k] for k in ("stage", "step", "path", *SCORES)} for c in found],
         "curves": {s: [[c["step"], c["accuracy"]] for c in found if c["stage"] == s] for s in STAGES},
     }
 
 
-def _why(best: dict[str, Any], found: list[dict[str, Any]]) -> str:
-    tied = [c for c in found if c["accuracy"] == best["accuracy"]]
-    runner = max((c["accuracy"] for c in found if c["accuracy"] < best["accuracy"]), default=None)
-    text = f"{best['stage']} step {best['step']} scored {best['accuracy']:.1f}%"
-    if runner is not None:
-        text += f", {best['accuracy'] - runner:.1f} points above the next best"
-    if len(tied) > 1:
-        text += f"; {len(tied)} checkpoints tied and the earliest was kept"
+def checkpoint_of(name: str, path: str | Path) -> dict[str, Any]:
+    """``{stage, step}`` of an evaluated model named ``base`` or ``<paradigm>/<stage>`` (a run's final model, whose
+    step the run's summary records)."""
+    if name == "base":
+        return {"stage": "base", "step": 0}
+    return {"stage": name.rpartition("/")[2], "step": _final_step(Path(path))}
+
+
+def select_evaluated(metrics_dirs: Sequence[str | Path]) -> dict[str, Any]:
+    """Pick by ``RULE`` among evaluated models: each directory's ``metrics.json`` maps a name to its ``audiomcq
+    eval`` summary (``SELECTION_TASK`` scored) with its checkpoint's ``stage`` and ``step``, as the post-training
+    pipeline's evaluate step writes it. Returns the selected name and model, its scores, why, and every candidate."""
+    found = []
+    for d in metrics_dirs:
+        for name, summary in load_json(Path(d) / "metrics.json").items():
+            metrics = (summary.get("tasks") or {}).get(SELECTION_TASK)
+            if metrics is None or "stage" not in summary:
+                what = f"no {SELECTION_TASK} evaluation with its checkpoint's stage and step"
+                raise AudioMCQError(f"{d}/metrics.json: {name!r} has {what} (evaluate it again)")
+            where = {"name": name, "model": summary["model"], "stage": summary["stage"], "step": summary["step"]}
+            found.append({**where, **scores(metrics)})
+    if not found:
+        raise AudioMCQError(f"no evaluated checkpoints to select from in {', '.join(map(str, metrics_dirs))}")
+    best = choose(found)
+    return {
+        "selected": best["name"],
+        "model": best["model"],
+        **{k: best[k] for k in SCORES},
+        "rule": RULE,
+        "why": why(best, found),
+        "candidates": [{k: c[k] for k in ("name", "stage", "step", *SCORES)} for c in found],
+    }
+
+
+def scores(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """What ``RULE`` reads from one task's harness metrics: the accuracy with audio (official rule), the AC-strong
+    subset's accuracy and the audio contribution; None where it was not measured."""
+    audio = metrics["modes"]["audio"]
+    strong = audio.get("ac_strong") or {}
+    return {
+        "accuracy": audio["total"]["accuracy"],
+        "ac_strong": strong["accuracy"] if strong.get("count") else None,
+        "audio_contribution": metrics.get("audio_contribution"),
+    }
+
+
+def choose(candidates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The candidate ``RULE`` selects; each carries ``SCORES`` (None: not measured), ``stage``, ``step`` and
+    ``name``."""
+    return min(candidates, key=_order)
+
+
+def _order(c: dict[str, Any]) -> tuple[Any, ...]:
+    """The rule as a sort key: scores high to low, then the earliest checkpoint."""
+    return (*(-_number(c.get(k)) for k in SCORES), EARLIEST.index(c["stage"]), c["step"], c["name"])
+
+
+def _number(value: float | None) -> float:
+    """A score as the rule compares it: rounded to 1e-9 points, a missing one lowest."""
+    return float("-inf") if value is None else round(float(value), 9)
+
+
+def why(best: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> str:
+    """How ``RULE`` picked ``best``: its accuracy, its lead, and which tie-break set each tied candidate aside."""
+    text = f"{best['name']} scored {best['accuracy']:.1f}%"
+    lower = [c["accuracy"] for c in candidates if _number(c["accuracy"]) < _number(best["accuracy"])]
+    if lower:
+        text += f", {best['accuracy'] - max(lower):.1f} points above the next best"
+    tied = [c for c in candidates if c is not best and _number(c["accuracy"]) == _number(best["accuracy"])]
+    for key, label in (("ac_strong", "AC-strong accuracy"), ("audio_contribution", "audio contribution")):
+        beaten = [c for c in tied if _number(c.get(key)) < _number(best.get(key))]
+        if beaten:
+            known = [c[key] for c in beaten if c.get(key) is not None]
+            against = f"{max(known):.1f}" if known else "none measured"
+            names = ", ".join(c["name"] for c in beaten)
+            text += f"; tied with {names}: the higher {label} decided ({best[key]:.1f} vs {against})"
+        tied = [c for c in tied if _number(c.get(key)) == _number(best.get(key))]
+    if tied:
+        text += f"; tied on every score with {', '.join(c['name'] for c in tied)}: the earliest checkpoint was kept"
     return text

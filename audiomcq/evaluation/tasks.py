@@ -27,12 +27,21 @@ from audiomcq.scoring import string_match
 
 
 class Synthetic(Benchmark):
-    """Our own JSONL records (the embedded default's held-out split), scored with MMAU's ``string_match``."""
+    """Our own JSONL records (the embedded default's held-out split, checkpoint-selection sets), scored with MMAU's
+    ``string_match``. Besides the question type and the audio-contribution label, the synthetic corpus's ground
+    truth breaks the accuracy down: ``ground_truth`` (``text_answerable`` or ``audio_dependent``, from the record's
+    ``text_answerable``) and ``family`` (the generator of the item)."""
 
     name = "synthetic"
     source_dataset = "synthetic"
     prediction_keys = ("model_output",)
-    breakdowns = ("question_type", "audio-contribution")
+    breakdowns = ("question_type", "audio-contribution", "ground_truth", "family")
+
+    def group_field(self, record: MCQRecord, name: str) -> Any:
+        if name == "ground_truth":
+            flag = record.get("text_answerable")
+            return None if flag is None else "text_answerable" if flag else "audio_dependent"
+        return record.get(name)
 
     def to_record(self, raw: dict[str, Any]) -> MCQRecord:
         return MCQRecord.from_dict(raw)

@@ -98,7 +98,7 @@ def summarize(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | N
     out: dict[str, dict[str, float | None]] = {}
     for name, m in tasks.items():
         audio = (m.get("modes") or {}).get("audio") or {}
-        total = audio.get("total") or audio.get("all")  # "all": the demo's evaluation
+        total = audio.get("total")
         if not total:  # hidden answers (mmau-test): nothing scored here
             continue
         out[name] = {
