@@ -90,8 +90,12 @@ def check_samples(wave: np.ndarray, where: str) -> None:
         raise AudioError(where, "non_finite", "the audio has NaN or infinite samples")
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     if peak > MAX_AMPLITUDE:
-        raise AudioError(where, "too_loud", f"the audio's peak amplitude is {peak:.3g}, beyond any recording (full "
-                         f"scale is 1.0; above {MAX_AMPLITUDE:g} the samples are corrupt or mis-scaled)")  # fmt: skip
+        raise AudioError(
+            where,
+            "too_loud",
+            f"the audio's peak amplitude is {peak:.3g}, beyond any recording (full "
+            f"scale is 1.0; above {MAX_AMPLITUDE:g} the samples are corrupt or mis-scaled)",
+        )
 
 
 def load_checked(source: str | Path | bytes, where: str | None = None) -> np.ndarray:

@@ -31,8 +31,13 @@ def bench_eval(work: str | Path, n: int = 64, max_new_tokens: int = 16, repeats:
     data = work / "corpus" / "train.jsonl"
     model, processor = build_tiny("qwen2_5_omni", tokenizer_texts([data]), TinySpec())
     path = save_tiny(model, processor, work / "model")
-    result: dict[str, Any] = {"items": n, "repeats": repeats, "threads": torch.get_num_threads(),
-                              "load_before": load_average(), "by_dtype": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "items": n,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "load_before": load_average(),
+        "by_dtype": {},
+    }
     runs = itertools.count()
     raw = {}
     for dtype in ("float32", "bfloat16"):  # the same dtype on both sides
@@ -47,8 +52,9 @@ def bench_eval(work: str | Path, n: int = 64, max_new_tokens: int = 16, repeats:
         def loop(loaded: Any = loaded) -> None:
             for record in read_records(data):
                 _, wave = load_audio(record, work / "corpus")
-                generate_batch(loaded.model, loaded.processor, [(record.question, record.choices, wave)],
-                               max_new_tokens)  # fmt: skip
+                generate_batch(
+                    loaded.model, loaded.processor, [(record.question, record.choices, wave)], max_new_tokens
+                )
 
         text = loaded.model.config.get_text_config()
         gemm, gemm_flops = gemm_case(dtype, 4096, text.hidden_size, text.intermediate_size)

@@ -71,8 +71,9 @@ sys.stdout.write("PEAK " + json.dumps(out) + "\n")
 SILENCES = (10, 30)  # seconds of silence: two prefix lengths, to show the batch's memory does not scale with it
 
 
-def bench_filter(work: str | Path, n: int = 32, rss_sizes: Sequence[int] = (10_000, 100_000),
-                 repeats: int = 3) -> dict[str, Any]:  # fmt: skip
+def bench_filter(
+    work: str | Path, n: int = 32, rss_sizes: Sequence[int] = (10_000, 100_000), repeats: int = 3
+) -> dict[str, Any]:
     """Run every measurement (each timing ``repeats`` times, interleaved); returns the numbers (``audiomcq bench
     filter`` prints them)."""
     import torch
@@ -93,8 +94,13 @@ def bench_filter(work: str | Path, n: int = 32, rss_sizes: Sequence[int] = (10_0
         models[label] = save_tiny(model, processor, work / f"model-{size['hidden']}")
     tiny = str(models[next(iter(WIDTHS))])
     clips = [Request(r.question, tuple(r.choices), load_waveform(r, work / "corpus")) for r in records]
-    result: dict[str, Any] = {"samples": n, "repeats": repeats, "threads": torch.get_num_threads(),
-                              "load_before": load_average(), "by_dtype": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "samples": n,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "load_before": load_average(),
+        "by_dtype": {},
+    }
     # bf16 matmuls are several times faster on CPUs with AVX512-BF16/AMX, fp32 elsewhere
     raw = {dtype: _batched_vs_loop(tiny, clips, dtype, repeats) for dtype in DTYPES}
     result["by_dtype"] = {dtype: cell for dtype, (cell, _) in raw.items()}
@@ -223,12 +229,37 @@ def _filter_rss(work: Path, model: str, size: int) -> float:
     data = work / f"records-{size}.jsonl"
     with data.open("w") as f:
         for i in range(size):
-            row = {"id": f"b{i}", "question": f"What is heard in clip {i % 97}?", "choices": ["one", "two", "three"],
-                   "answer": "two", "audio_path": f"missing/{i}.wav"}  # fmt: skip
+            row = {
+                "id": f"b{i}",
+                "question": f"What is heard in clip {i % 97}?",
+                "choices": ["one", "two", "three"],
+                "answer": "two",
+                "audio_path": f"missing/{i}.wav",
+            }
             f.write(json.dumps(row) + "\n")
-    cmd = [sys.executable, "-c", RSS_SCRIPT, "filter", "run", "--data", str(data), "--models", model, "--min-correct",
-           "1", "--probes", "silence:1", "--chunk-size", "1024", "--batch-size", "256", "--max-new-tokens", "2",
-           "--out", str(work / f"filter-{size}")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        RSS_SCRIPT,
+        "filter",
+        "run",
+        "--data",
+        str(data),
+        "--models",
+        model,
+        "--min-correct",
+        "1",
+        "--probes",
+        "silence:1",
+        "--chunk-size",
+        "1024",
+        "--batch-size",
+        "256",
+        "--max-new-tokens",
+        "2",
+        "--out",
+        str(work / f"filter-{size}"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     kb = next(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("MAXRSS_KB"))

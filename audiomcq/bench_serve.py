@@ -105,8 +105,10 @@ def load(base: str, bodies: list[bytes], clients: int, seconds: float) -> dict[s
     host, port = base.removeprefix("http://").split(":")
     results: list[list[tuple[float, int]]] = [[] for _ in range(clients)]
     start = time.monotonic()
-    threads = [threading.Thread(target=_client, args=(host, int(port), bodies[k:] + bodies[:k], start + seconds,
-                                                      results[k])) for k in range(clients)]  # fmt: skip
+    threads = [
+        threading.Thread(target=_client, args=(host, int(port), bodies[k:] + bodies[:k], start + seconds, results[k]))
+        for k in range(clients)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -142,8 +144,12 @@ def bench_serve(
     model, processor = build_tiny("qwen2_5_omni", tokenizer_texts([work / "corpus" / "train.jsonl"]), TinySpec())
     model_dir = save_tiny(model, processor, work / "model")
     records = [json.loads(line) for line in (work / "corpus" / "eval.jsonl").read_text().splitlines()]
-    bodies = [json.dumps(request_body((work / "corpus" / r["audio_path"]).read_bytes(), r["question"],
-                                      r["choices"])).encode() for r in records]  # fmt: skip
+    bodies = [
+        json.dumps(
+            request_body((work / "corpus" / r["audio_path"]).read_bytes(), r["question"], r["choices"])
+        ).encode()
+        for r in records
+    ]
     args = ["--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms)]
     with running_server(model_dir, args, work / "server.log") as base:
         host, port = base.removeprefix("http://").split(":")
@@ -162,8 +168,15 @@ def bench_serve(
 
 
 # A tiny Omni thinker of hidden size 512 (the text model and its audio encoder both count in a forward).
-SHARED_SPEC = {"hidden": 512, "layers": 2, "heads": 8, "kv_heads": 2, "audio_d": 256, "audio_layers": 2,
-               "audio_heads": 4}  # fmt: skip
+SHARED_SPEC = {
+    "hidden": 512,
+    "layers": 2,
+    "heads": 8,
+    "kv_heads": 2,
+    "audio_d": 256,
+    "audio_layers": 2,
+    "audio_heads": 4,
+}
 
 
 def _questions(work: Path, count: int, clip_seconds: float, choices: int) -> list[bytes]:
@@ -214,14 +227,23 @@ def bench_shared_pass(
     model, processor = build_tiny("qwen2_5_omni", tokenizer_texts([work / "corpus" / "train.jsonl"]), spec)
     model_dir = save_tiny(model, processor, work / "model")
     bodies = _questions(work, 16, clip_seconds, choices)
-    common = ["--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), "--max-audio-seconds",
-              str(max(clip_seconds, 1.0))]  # fmt: skip
+    common = [
+        "--max-batch-size",
+        str(max_batch_size),
+        "--max-wait-ms",
+        str(max_wait_ms),
+        "--max-audio-seconds",
+        str(max(clip_seconds, 1.0)),
+    ]
     modes = {"shared": "true", "separate": "false"}
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     with contextlib.ExitStack() as stack:
-        bases = {mode: stack.enter_context(running_server(model_dir, [*common, "--shared-pass", flag],
-                                                          work / f"server-{mode}.log"))
-                 for mode, flag in modes.items()}  # fmt: skip
+        bases = {
+            mode: stack.enter_context(
+                running_server(model_dir, [*common, "--shared-pass", flag], work / f"server-{mode}.log")
+            )
+            for mode, flag in modes.items()
+        }
         answers = {}
         for mode, base in bases.items():  # warm-up, not counted; both modes must give the same answer
             req = urllib.request.Request(f"{base}/v1/models/audiomcq:predict", data=bodies[0])
@@ -232,8 +254,15 @@ def bench_shared_pass(
         for _ in range(repeats):
             for mode, base in bases.items():
                 runs[mode].append(load(base, bodies, clients, seconds))
-    out: dict[str, Any] = {"clip_seconds": clip_seconds, "choices": choices, "hidden": spec.hidden,
-                           "clients": clients, "seconds": seconds, "repeats": repeats, "runs": runs}  # fmt: skip
+    out: dict[str, Any] = {
+        "clip_seconds": clip_seconds,
+        "choices": choices,
+        "hidden": spec.hidden,
+        "clients": clients,
+        "seconds": seconds,
+        "repeats": repeats,
+        "runs": runs,
+    }
     for mode in modes:
         out[mode] = {key: _spread([r[key] for r in runs[mode]]) for key in ("throughput_rps", "p50_ms", "p99_ms")}
         out[mode]["failures"] = sum(r["failures"] for r in runs[mode])
@@ -257,8 +286,10 @@ def format_shared_pass(r: dict[str, Any]) -> str:
     lines = [title, header]
     for mode in ("shared", "separate"):
         m = r[mode]
-        lines.append(f"{mode:<10}{m['requests']:>9}{m['failures']:>9}  {cell(m['throughput_rps'], 2):<22}"
-                     f"{cell(m['p50_ms'], 0):<24}{cell(m['p99_ms'], 0):<24}")  # fmt: skip
+        lines.append(
+            f"{mode:<10}{m['requests']:>9}{m['failures']:>9}  {cell(m['throughput_rps'], 2):<22}"
+            f"{cell(m['p50_ms'], 0):<24}{cell(m['p99_ms'], 0):<24}"
+        )
     lines.append(f"throughput ratio (shared / separate): {cell(r['ratio'], 2)}x")
     return "\n".join(lines)
 
@@ -278,8 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-batch-size", type=int, default=4)
     args = parser.parse_args(argv)
     bench_work(args.work)  # a fresh run, not a resume of the last one
-    r = bench_shared_pass(args.work, args.clip_seconds, args.choices, args.clients, args.seconds, args.repeats,
-                          args.max_batch_size)  # fmt: skip
+    r = bench_shared_pass(
+        args.work, args.clip_seconds, args.choices, args.clients, args.seconds, args.repeats, args.max_batch_size
+    )
     (args.work / "result.json").write_text(json.dumps(r, indent=2))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger(__name__).info("%s", format_shared_pass(r))

@@ -37,9 +37,14 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 ENCODER_POSITIONS_PER_SECOND = 50  # 100 mel frames/s, halved by the encoder's strided convolution
 SETTINGS = {  # batch and rollout sizes per model size
     "tiny": {"sft_batch": 16, "prompts": 8, "generations": 4, "completion": 16, "gpu_args": {}},
-    "3b": {"sft_batch": 16, "prompts": 4, "generations": 8, "completion": 128,
-           "gpu_args": {"bf16": True, "gradient_checkpointing": True, "optim": "adamw_torch_fused"}},
-}  # fmt: skip
+    "3b": {
+        "sft_batch": 16,
+        "prompts": 4,
+        "generations": 8,
+        "completion": 128,
+        "gpu_args": {"bf16": True, "gradient_checkpointing": True, "optim": "adamw_torch_fused"},
+    },
+}
 # On the CPU the audiomcq profile's samples are ~5x the synthetic ones: a quarter of the batch (and of the prompts)
 # keeps a step at about the same tokens and a tiny run well under a minute.
 TINY_LONG = {"sft_batch": 4, "prompts": 2}
@@ -81,13 +86,22 @@ def flop_parameters(model: Any) -> dict[str, int]:
     return counts
 
 
-def sft_mfu(params: dict[str, int], tokens: float, audio_seconds: float, seconds: float, peak: float,
-            label_tokens: float | None = None) -> float:  # fmt: skip
+def sft_mfu(
+    params: dict[str, int],
+    tokens: float,
+    audio_seconds: float,
+    seconds: float,
+    peak: float,
+    label_tokens: float | None = None,
+) -> float:
     """Model-FLOPs utilisation of a training span that saw ``tokens`` text tokens (``label_tokens`` of them
     labelled; None: all) and ``audio_seconds`` of audio."""
     head_tokens = tokens if label_tokens is None else label_tokens
-    flops = 6 * (params["text"] * tokens + params.get("head", 0) * head_tokens
-                 + params["audio"] * audio_seconds * ENCODER_POSITIONS_PER_SECOND)  # fmt: skip
+    flops = 6 * (
+        params["text"] * tokens
+        + params.get("head", 0) * head_tokens
+        + params["audio"] * audio_seconds * ENCODER_POSITIONS_PER_SECOND
+    )
     return flops / (seconds * peak * 1e12)
 
 
@@ -137,8 +151,13 @@ def prepare(work: Path, size: str, profiles: list[str]) -> dict[str, Any]:
     for corpus in corpora.values():
         lengths = bench_corpus.sample_lengths(processor, corpus["data"], corpus["audio_root"], corpus["cot"])
         kept = [n for n in lengths if n <= bench_corpus.MAX_LENGTH]
-        corpus["tokens"] = {"mean": statistics.mean(kept), "min": min(kept), "max": max(kept),
-                            "samples": len(kept), "skipped": len(lengths) - len(kept)}  # fmt: skip
+        corpus["tokens"] = {
+            "mean": statistics.mean(kept),
+            "min": min(kept),
+            "max": max(kept),
+            "samples": len(kept),
+            "skipped": len(lengths) - len(kept),
+        }
         corpus["labels"] = _mean_label_tokens(processor, corpus)
         corpus["clip_seconds"] = _mean_clip_seconds(corpus)
     return {"size": size, "model": path, "params": params, "corpora": corpora, "gpu": gpu}
@@ -149,8 +168,10 @@ def _mean_label_tokens(processor: Any, corpus: dict[str, Any]) -> float:
     from audiomcq.models.batch import record_target
 
     eos, tok = processor.tokenizer.eos_token, processor.tokenizer
-    return statistics.mean(len(tok(record_target(r, eos, corpus["cot"]), add_special_tokens=False)["input_ids"])
-                           for r in read_records(corpus["data"]))  # fmt: skip
+    return statistics.mean(
+        len(tok(record_target(r, eos, corpus["cot"]), add_special_tokens=False)["input_ids"])
+        for r in read_records(corpus["data"])
+    )
 
 
 def _mean_clip_seconds(corpus: dict[str, Any]) -> float:
@@ -162,8 +183,16 @@ def _mean_clip_seconds(corpus: dict[str, Any]) -> float:
     return statistics.mean(sf.info(str(root / r.audio_path)).duration for r in read_records(corpus["data"]))
 
 
-def sft_run(prep: dict[str, Any], profile: str, out: Path, steps: int, batch: int, checkpointing: bool = True,
-            kernels: dict[str, Any] | None = None, peak: float | None = None) -> dict[str, Any]:  # fmt: skip
+def sft_run(
+    prep: dict[str, Any],
+    profile: str,
+    out: Path,
+    steps: int,
+    batch: int,
+    checkpointing: bool = True,
+    kernels: dict[str, Any] | None = None,
+    peak: float | None = None,
+) -> dict[str, Any]:
     """Train SFT for ``steps`` on ``profile``'s records; step times, throughput, MFU and peak memory."""
     from audiomcq.bench_corpus import MAX_LENGTH
     from audiomcq.train.kernels import resolve
@@ -176,8 +205,19 @@ def sft_run(prep: dict[str, Any], profile: str, out: Path, steps: int, batch: in
     counting = "all" if switches["packing"] else "non_padding"
     args = {"include_num_input_tokens_seen": counting, "max_length": MAX_LENGTH, **gpu}
     _reset_peak_memory()
-    train_sft(prep["model"], corpus["data"], corpus["audio_root"], out, steps=steps, lr=1e-4, batch_size=batch,
-              logging_steps=1, trainer_args=args, kernels=switches, cot=corpus["cot"])  # fmt: skip
+    train_sft(
+        prep["model"],
+        corpus["data"],
+        corpus["audio_root"],
+        out,
+        steps=steps,
+        lr=1e-4,
+        batch_size=batch,
+        logging_steps=1,
+        trainer_args=args,
+        kernels=switches,
+        cot=corpus["cot"],
+    )
     memory, memory_kind = _peak_memory()
     sft = [r for r in _rows(out) if "loss" in r]
     timed = sft[1:]  # the first step warms up kernels and allocators
@@ -185,8 +225,14 @@ def sft_run(prep: dict[str, Any], profile: str, out: Path, steps: int, batch: in
     step_tokens = [b["num_input_tokens_seen"] - a["num_input_tokens_seen"] for a, b in itertools.pairwise(sft)]
     audio, labels = corpus["clip_seconds"] * batch, corpus["labels"] * batch  # per step
     mfu_peak = peak_tflops(peak)
-    step_mfu = [sft_mfu(prep["params"], t, audio, r["step_seconds"], mfu_peak, labels)
-                for t, r in zip(step_tokens, timed, strict=True)] if mfu_peak else None  # fmt: skip
+    step_mfu = (
+        [
+            sft_mfu(prep["params"], t, audio, r["step_seconds"], mfu_peak, labels)
+            for t, r in zip(step_tokens, timed, strict=True)
+        ]
+        if mfu_peak
+        else None
+    )
     tokens = sum(step_tokens)
     return {
         "profile": profile,
@@ -220,9 +266,19 @@ def grpo_run(prep: dict[str, Any], profile: str, out: Path, steps: int) -> dict[
     if gpu:  # release the SFT trainer's optimizer state before GRPO (and vLLM) claim the memory
         _reset_peak_memory()
     args = {**gpu, **(VLLM_ROLLOUTS if vllm else {})}
-    train_grpo(prep["model"], corpus["data"], corpus["audio_root"], out, steps=max(2, steps // 2), lr=1e-5,
-               prompts_per_step=cfg["prompts"], num_generations=cfg["generations"], temperature=1.0,
-               max_completion_length=cfg["completion"], trainer_args=args)  # fmt: skip
+    train_grpo(
+        prep["model"],
+        corpus["data"],
+        corpus["audio_root"],
+        out,
+        steps=max(2, steps // 2),
+        lr=1e-5,
+        prompts_per_step=cfg["prompts"],
+        num_generations=cfg["generations"],
+        temperature=1.0,
+        max_completion_length=cfg["completion"],
+        trainer_args=args,
+    )
     grpo = [r for r in _rows(out) if "reward" in r][1:]
     completion_tokens = sum(r["completions/mean_length"] * per_step for r in grpo)
     return {
@@ -245,10 +301,17 @@ def _header(prep: dict[str, Any]) -> dict[str, Any]:
     return {"size": prep["size"], "device": device, "params": prep["params"], "corpora": corpora}
 
 
-def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: float | None = None,
-                sft_batch: int | None = None, checkpointing: bool = True, grpo: bool = True,
-                profiles: tuple[str, ...] = ("synthetic",),
-                kernels: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def bench_train(
+    work: str | Path,
+    steps: int = 20,
+    size: str = "tiny",
+    peak: float | None = None,
+    sft_batch: int | None = None,
+    checkpointing: bool = True,
+    grpo: bool = True,
+    profiles: tuple[str, ...] = ("synthetic",),
+    kernels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """SFT (and GRPO unless ``grpo`` is false) on a fresh random model of ``size``, for each profile; returns step
     times, throughputs, MFU and peak memory. ``sft_batch``, ``checkpointing`` (gradient checkpointing on a GPU) and
     ``kernels`` (``sft.kernels`` switches) vary the SFT runs."""
@@ -264,16 +327,25 @@ def bench_train(work: str | Path, steps: int = 20, size: str = "tiny", peak: flo
     return result
 
 
-def bench_sweep(work: str | Path, steps: int, size: str, peak: float | None, configs: list[dict[str, Any]],
-                checkpointing: bool = True) -> dict[str, Any]:  # fmt: skip
+def bench_sweep(
+    work: str | Path,
+    steps: int,
+    size: str,
+    peak: float | None,
+    configs: list[dict[str, Any]],
+    checkpointing: bool = True,
+) -> dict[str, Any]:
     """SFT alone for each of ``configs`` (``profile``, ``batch``, ``kernels``) on one random model; one row each."""
     work = Path(work)
     prep = prepare(work, size, sorted({c["profile"] for c in configs}))
     rows = []
     for i, config in enumerate(configs):
         batch = config["batch"] or settings(size, config["profile"])["sft_batch"]
-        rows.append(sft_run(prep, config["profile"], work / "sweep" / str(i), steps, batch, checkpointing,
-                            config["kernels"], peak))  # fmt: skip
+        rows.append(
+            sft_run(
+                prep, config["profile"], work / "sweep" / str(i), steps, batch, checkpointing, config["kernels"], peak
+            )
+        )
     return {**_header(prep), "rows": rows}
 
 
@@ -283,8 +355,9 @@ def _has_vllm() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def sweep_configs(profiles: list[str], batches: list[int | None], packing: list[str], attention: list[str],
-                  losses: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+def sweep_configs(
+    profiles: list[str], batches: list[int | None], packing: list[str], attention: list[str], losses: list[str]
+) -> list[dict[str, Any]]:
     """Every valid profile x batch x switches combination (varlen attention without packing is left out); an
     attention this machine cannot run is refused before anything trains."""
     from audiomcq.errors import AudioMCQError
@@ -319,22 +392,28 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     for profile, runs in r["profiles"].items():
         c, s, g = r["corpora"][profile], runs["sft"], runs.get("grpo")
         t = c["tokens"]
-        out.append(f"{profile} profile: {t['samples']} samples of {t['mean']:.0f} tokens ({t['min']}-{t['max']}; "
-                   f"{t['skipped']} over {MAX_LENGTH} skipped), {c['labels']:.0f} labelled, "
-                   f"{c['clip_seconds']:.1f} s clips")  # fmt: skip
+        out.append(
+            f"{profile} profile: {t['samples']} samples of {t['mean']:.0f} tokens ({t['min']}-{t['max']}; "
+            f"{t['skipped']} over {MAX_LENGTH} skipped), {c['labels']:.0f} labelled, "
+            f"{c['clip_seconds']:.1f} s clips"
+        )
         mfu = ""
         if s["mfu"] is not None:
             pct = {k: v * 100 if k in ("median", "min", "max") else v for k, v in s["mfu_steps"].items()}
             mfu = f", MFU {Spread.from_dict(pct).show('%', 1, 'steps')} of {s['peak_tflops']:.0f} TFLOP/s"
         ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
-        out.append(f"  SFT  (batch {s['batch']}, {_switches(s['kernels'])}{ckpt}): "
-                   f"{Spread.from_dict(_ms(s['step_seconds'])).show(' ms/step', 0, 'steps')}, "
-                   f"{Spread.from_dict(s['tokens_per_second_steps']).show(' tokens/s', 0, 'steps')}{mfu}, "
-                   f"{s['memory_kind']} {s['memory_mib']:.0f} MiB")  # fmt: skip
+        out.append(
+            f"  SFT  (batch {s['batch']}, {_switches(s['kernels'])}{ckpt}): "
+            f"{Spread.from_dict(_ms(s['step_seconds'])).show(' ms/step', 0, 'steps')}, "
+            f"{Spread.from_dict(s['tokens_per_second_steps']).show(' tokens/s', 0, 'steps')}{mfu}, "
+            f"{s['memory_kind']} {s['memory_mib']:.0f} MiB"
+        )
         if g is not None:
             rate = Spread.from_dict(g["rollout_tokens_per_second_steps"]).show(" rollout tokens/s", 0, "steps")
-            out.append(f"  GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
-                       f"{Spread.from_dict(_ms(g['step_seconds'])).show(' ms/step', 0, 'steps')}, {rate}")  # fmt: skip
+            out.append(
+                f"  GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
+                f"{Spread.from_dict(_ms(g['step_seconds'])).show(' ms/step', 0, 'steps')}, {rate}"
+            )
     return out
 
 
@@ -342,16 +421,24 @@ def sweep_table(r: dict[str, Any]) -> list[str]:
     """``bench_sweep``'s result as one markdown table (medians over each run's timed steps, ms/step with range)."""
     rows = r["rows"]
     kind = rows[0]["memory_kind"]
-    out = [(f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}; "
-            f"SFT {rows[0]['steps']} steps per row, medians over all but the first"),
-           *(f"{p}: {c['tokens']['mean']:.0f} tokens per sample, {c['labels']:.0f} labelled"
-             for p, c in r["corpora"].items()),
-           f"| profile | batch | packing | attention | loss | ms/step | tokens/s | MFU | {kind} (MiB) |",
-           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        (
+            f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}; "
+            f"SFT {rows[0]['steps']} steps per row, medians over all but the first"
+        ),
+        *(
+            f"{p}: {c['tokens']['mean']:.0f} tokens per sample, {c['labels']:.0f} labelled"
+            for p, c in r["corpora"].items()
+        ),
+        f"| profile | batch | packing | attention | loss | ms/step | tokens/s | MFU | {kind} (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in rows:
         k, ms = s["kernels"], _ms(s["step_seconds"])
         mfu = f"{s['mfu_steps']['median'] * 100:.1f}%" if s["mfu_steps"] else "n/a"
-        out.append(f"| {s['profile']} | {s['batch']} | {'on' if k['packing'] else 'off'} | {k['attention']} | "
-                   f"{k['loss']} | {ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f}) | "
-                   f"{s['tokens_per_second_steps']['median']:,.0f} | {mfu} | {s['memory_mib']:,.0f} |")  # fmt: skip
+        out.append(
+            f"| {s['profile']} | {s['batch']} | {'on' if k['packing'] else 'off'} | {k['attention']} | "
+            f"{k['loss']} | {ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f}) | "
+            f"{s['tokens_per_second_steps']['median']:,.0f} | {mfu} | {s['memory_mib']:,.0f} |"
+        )
     return out

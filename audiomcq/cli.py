@@ -146,11 +146,19 @@ def _add_data(sub: Any) -> None:
         description="Check every record; strict mode stops at the first bad one, lenient mode quarantines them.",
     )
     v.add_argument("input", type=Path, help="record file (AudioMCQ JSONL)")
-    v.add_argument("--audio-root", type=Path, help="also decode each record's audio file under this folder: missing, "
-                   "unreadable, empty, too short (< 0.1 s), NaN/inf or absurd samples make it bad")  # fmt: skip
-    v.add_argument("--long-audio", choices=["refuse", "trim"], default="refuse",
-                   help="with --audio-root, a clip longer than the models' 30 s window: a bad record (refuse), or "
-                   "kept and counted, the models hearing its first 30 s (trim)")  # fmt: skip
+    v.add_argument(
+        "--audio-root",
+        type=Path,
+        help="also decode each record's audio file under this folder: missing, "
+        "unreadable, empty, too short (< 0.1 s), NaN/inf or absurd samples make it bad",
+    )
+    v.add_argument(
+        "--long-audio",
+        choices=["refuse", "trim"],
+        default="refuse",
+        help="with --audio-root, a clip longer than the models' 30 s window: a bad record (refuse), or "
+        "kept and counted, the models hearing its first 30 s (trim)",
+    )
     v.add_argument("--lenient", action="store_true", help="quarantine bad records instead of failing")
     v.add_argument(
         "--quarantine",
@@ -251,8 +259,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     if (args.max_length is None) != (args.model is None):
         raise AudioMCQError("--max-length and --model go together (the model's processor counts the tokens)")
-    reader = RecordReader(args.input, strict=not args.lenient, quarantine=quarantine, audio_root=args.audio_root,
-                          long_audio=args.long_audio)  # fmt: skip
+    reader = RecordReader(
+        args.input,
+        strict=not args.lenient,
+        quarantine=quarantine,
+        audio_root=args.audio_root,
+        long_audio=args.long_audio,
+    )
     records: list[Any] = []
     valid = (records.append(r) or r for r in reader) if args.max_length else iter(reader)  # kept only when counted
     if args.output:
@@ -278,8 +291,10 @@ def _over_length(records: list[Any], args: argparse.Namespace) -> list[str]:
     over = [(r.id, n) for r, n in counts if n is not None and n > args.max_length]
     unreadable = [r.id for r, n in counts if n is None]
     longest = max((n for _, n in counts if n is not None), default=0)
-    print(f"{len(over)} of {len(counts)} records over {args.max_length} tokens for {args.model} "
-          f"(longest {longest}); {len(unreadable)} with unreadable audio")  # fmt: skip
+    print(
+        f"{len(over)} of {len(counts)} records over {args.max_length} tokens for {args.model} "
+        f"(longest {longest}); {len(unreadable)} with unreadable audio"
+    )
     for rid, n in over:
         print(f"  over: {rid} ({n} tokens)")
     for rid in unreadable:

@@ -14,15 +14,29 @@ def add_eval_commands(sub: Any) -> None:
     p = sub.add_parser("eval", help="a model on benchmark tasks: official prediction files, scores, silent control")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="model directory or s3:// prefix")
-    which.add_argument("--model-config", type=Path, help="YAML mapping of one model spec (an endpoint, its own prompt "
-                       "format, max_length, …; the keys of a `filter run --models-config` entry)")  # fmt: skip
+    which.add_argument(
+        "--model-config",
+        type=Path,
+        help="YAML mapping of one model spec (an endpoint, its own prompt "
+        "format, max_length, …; the keys of a `filter run --models-config` entry)",
+    )
     p.add_argument("--tasks", default="", help=f"comma-separated NAME or NAME=METADATA ({', '.join(TASKS)})")
     p.add_argument("--data", type=Path, help="shorthand for --tasks synthetic=DATA (our JSONL records)")
     p.add_argument("--data-dir", type=Path, help="where a task's metadata has its usual name (default: audio root)")
-    p.add_argument("--audio-root", action="append", default=[], metavar="[NAME=]PATH",
-                   help="audio root for every task, or NAME=PATH for one (s3:// prefixes are synced)")  # fmt: skip
-    p.add_argument("--ac-strong", action="append", default=[], metavar="NAME=IDS",
-                   help="a task's AC-strong id list (from `filter benchmark`), scored alongside")  # fmt: skip
+    p.add_argument(
+        "--audio-root",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="audio root for every task, or NAME=PATH for one (s3:// prefixes are synced)",
+    )
+    p.add_argument(
+        "--ac-strong",
+        action="append",
+        default=[],
+        metavar="NAME=IDS",
+        help="a task's AC-strong id list (from `filter benchmark`), scored alongside",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--no-silence", action="store_true", help="skip the silent-audio control run")
     p.add_argument("--balanced", action="store_true", help="every question once per answer position")
@@ -35,8 +49,13 @@ def add_eval_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="runs in the paper's views: Table-5-style table and accuracy-vs-step curves")
-    r.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
-                   help="a post-training run; every checkpoint is evaluated on its selection set")  # fmt: skip
+    r.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=RUN_DIR",
+        help="a post-training run; every checkpoint is evaluated on its selection set",
+    )
     r.add_argument("--eval", action="append", default=[], metavar="NAME=EVAL_DIR", help="`audiomcq eval` output")
     r.add_argument("--demo", type=Path, help="the demo's output folder: its runs, held-out split and audio")
     r.add_argument("--data", type=Path, help="selection set for every run (default: each run's own)")
@@ -49,8 +68,12 @@ def add_eval_commands(sub: Any) -> None:
 
 def add_fresh_flag(parser: argparse.ArgumentParser) -> None:
     """``--fresh``: a rerun into an old output otherwise refuses work another model or setting made."""
-    parser.add_argument("--fresh", action="store_true", help="discard finished work in --out that another model or "
-                        "setting made (a rerun otherwise refuses it, naming what changed)")  # fmt: skip
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard finished work in --out that another model or "
+        "setting made (a rerun otherwise refuses it, naming what changed)",
+    )
 
 
 def add_dtype_flag(parser: argparse.ArgumentParser, scope: str = "") -> None:
@@ -72,9 +95,13 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
         "plus --budget-margin). An explicit value wins; answers it cuts are counted as truncated",
     )
     parser.add_argument("--budget-margin", type=int, default=16, help="tokens added to the data's longest answer")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="model context in tokens (default: the checkpoint's max positions); longer records are "
-                        "skipped, counted as over_length and listed in over_length.jsonl")  # fmt: skip
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="model context in tokens (default: the checkpoint's max positions); longer records are "
+        "skipped, counted as over_length and listed in over_length.jsonl",
+    )
 
 
 def _pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
@@ -122,10 +149,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
     except argparse.ArgumentTypeError as err:
         raise AudioMCQError(str(err)) from None
-    config = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-                        shard=shard, silent_control=not args.no_silence,
-                        balanced=args.balanced, dtype=args.dtype, budget_margin=args.budget_margin,
-                        max_length=args.max_length)  # fmt: skip
+    config = EvalConfig(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        chunk_size=args.chunk_size,
+        shard=shard,
+        silent_control=not args.no_silence,
+        balanced=args.balanced,
+        dtype=args.dtype,
+        budget_margin=args.budget_margin,
+        max_length=args.max_length,
+    )
     model: str | dict[str, Any] = args.model
     if args.model_config:
         import yaml
@@ -150,8 +184,11 @@ def demo_layout(demo: Path) -> dict[str, Any]:
         raise AudioMCQError(f"{demo}: no demo pipeline run under pipeline-root/ (run `make demo` first)")
     root = roots[-1]
     runs = {load_json(s)["paradigm"]: s.parent for s in sorted(root.glob("*/post-train/run/summary.json"))}
-    return {"runs": runs, "data": root / "acf-filter" / "labels" / "eval" / "labelled.jsonl",
-            "audio_root": root / "synth" / "corpus" / "loop"}  # fmt: skip
+    return {
+        "runs": runs,
+        "data": root / "acf-filter" / "labels" / "eval" / "labelled.jsonl",
+        "audio_root": root / "synth" / "corpus" / "loop",
+    }
 
 
 def cmd_report(args: argparse.Namespace) -> int:

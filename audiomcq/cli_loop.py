@@ -141,8 +141,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from audiomcq.config import load_recipe
     from audiomcq.train import launch
 
-    geometry = launch.Launch(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
-                             args.launcher)  # fmt: skip
+    geometry = launch.Launch(
+        args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port, args.launcher
+    )
     if args.emit_trainjob:
         return _emit_trainjob(args)
     if not launch.inside_launch():
@@ -152,12 +153,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method == "run":
         from audiomcq.stages import post_train
 
-        r = post_train(args.model, args.data, args.audio_root, args.out, args.recipe, args.overrides, args.variant,
-                       selection=args.selection, dtype=args.dtype)  # fmt: skip
+        r = post_train(
+            args.model,
+            args.data,
+            args.audio_root,
+            args.out,
+            args.recipe,
+            args.overrides,
+            args.variant,
+            selection=args.selection,
+            dtype=args.dtype,
+        )
         if not launch.is_main():
             return 0
-        print(f"{r['paradigm']}: sft {r['allocation']['sft']['count']} / grpo {r['allocation']['rl']['count']} "
-              f"records -> {args.out}")  # fmt: skip
+        print(
+            f"{r['paradigm']}: sft {r['allocation']['sft']['count']} / grpo {r['allocation']['rl']['count']} "
+            f"records -> {args.out}"
+        )
         return 0
     cfg = {**load_recipe(args.recipe, args.overrides, args.variant)[args.method], "dtype": args.dtype}
     if cfg.pop("init", None) not in (None, "sft@final"):
@@ -188,8 +200,9 @@ def cmd_select(args: argparse.Namespace) -> int:
         if args.audio_root is None:
             print("audiomcq: error: --run needs --audio-root (the selection set's audio)")
             return 2
-        r = select_run(args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens,
-                       fresh=args.fresh)  # fmt: skip
+        r = select_run(
+            args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens, fresh=args.fresh
+        )
         print(f"select: {r['why']} -> {r['selected']['path']}")
         return 0
     from audiomcq.stages import select_stage
@@ -291,19 +304,34 @@ def _localize_inputs(args: argparse.Namespace) -> None:
         return storage.fetch(uri, storage.cache_dir(uri))
 
     swaps = {}
-    for attr, local in (("model", storage.local_model), ("data", file), ("selection", file),
-                        ("audio_root", storage.local_tree)):  # fmt: skip
+    for attr, local in (
+        ("model", storage.local_model),
+        ("data", file),
+        ("selection", file),
+        ("audio_root", storage.local_tree),
+    ):
         value = getattr(args, attr, None)
         if value and storage.is_s3(value):
             swaps[value] = str(local(value))
             setattr(args, attr, swaps[value])
     flag_value = [t.split("=", 1) for t in args.argv]
-    args.argv = [f"{kv[0]}={swaps.get(kv[1], kv[1])}" if len(kv) == 2 and kv[0].startswith("--") else
-                 swaps.get(t, t) for t, kv in zip(args.argv, flag_value, strict=True)]  # fmt: skip
+    args.argv = [
+        f"{kv[0]}={swaps.get(kv[1], kv[1])}" if len(kv) == 2 and kv[0].startswith("--") else swaps.get(t, t)
+        for t, kv in zip(args.argv, flag_value, strict=True)
+    ]
 
 
-LAUNCH_FLAGS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--launcher",
-                "--emit-trainjob", "--image", "--namespace")  # fmt: skip
+LAUNCH_FLAGS = (
+    "--nproc-per-node",
+    "--nnodes",
+    "--node-rank",
+    "--master-addr",
+    "--master-port",
+    "--launcher",
+    "--emit-trainjob",
+    "--image",
+    "--namespace",
+)
 
 
 def _emit_trainjob(args: argparse.Namespace) -> int:

@@ -51,23 +51,44 @@ def add_promote_commands(sub: Any) -> None:
     r.add_argument("--canary", type=int, default=10, help="traffic share of the new revision while it is tested")
     r.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each rollout step")
     r.add_argument("--poll", type=float, default=5.0)
-    r.add_argument("--smoke-data", help="held-out records with audio for the smoke check, of the kind --smoke-task "
-                   "was evaluated on (default <run>/data/selection.jsonl)")  # fmt: skip
+    r.add_argument(
+        "--smoke-data",
+        help="held-out records with audio for the smoke check, of the kind --smoke-task "
+        "was evaluated on (default <run>/data/selection.jsonl)",
+    )
     r.add_argument("--smoke-audio-root", help="their audio (a folder or s3:// prefix)")
     r.add_argument("--smoke-url", help="send the smoke questions here instead of the revision's URL from the status")
-    r.add_argument("--smoke-task", help="the evaluated task whose accuracy the smoke check expects (default: the "
-                   "only scored task, else the only decisive benchmark)")  # fmt: skip
+    r.add_argument(
+        "--smoke-task",
+        help="the evaluated task whose accuracy the smoke check expects (default: the "
+        "only scored task, else the only decisive benchmark)",
+    )
     r.add_argument("--smoke-size", type=int, default=SmokeSettings.size, help="questions the smoke check scores")
-    r.add_argument("--smoke-min-size", type=int, default=SmokeSettings.min_size,
-                   help="refuse to roll out when the smoke data has fewer questions with audio")  # fmt: skip
-    r.add_argument("--smoke-min-listening", type=int, default=SmokeSettings.min_listening,
-                   help="audio-dependent questions (audio-contribution: strong) asked in silence too, "
-                   "at least")  # fmt: skip
-    r.add_argument("--smoke-tolerance", type=float, default=SmokeSettings.tolerance,
-                   help="points the smoke accuracy may fall below the evaluated one (default: the binomial bound "
-                   "at --smoke-confidence)")  # fmt: skip
-    r.add_argument("--smoke-confidence", type=float, default=SmokeSettings.confidence,
-                   help="chance that a model as good as its evaluation passes the derived pass mark")  # fmt: skip
+    r.add_argument(
+        "--smoke-min-size",
+        type=int,
+        default=SmokeSettings.min_size,
+        help="refuse to roll out when the smoke data has fewer questions with audio",
+    )
+    r.add_argument(
+        "--smoke-min-listening",
+        type=int,
+        default=SmokeSettings.min_listening,
+        help="audio-dependent questions (audio-contribution: strong) asked in silence too, at least",
+    )
+    r.add_argument(
+        "--smoke-tolerance",
+        type=float,
+        default=SmokeSettings.tolerance,
+        help="points the smoke accuracy may fall below the evaluated one (default: the binomial bound "
+        "at --smoke-confidence)",
+    )
+    r.add_argument(
+        "--smoke-confidence",
+        type=float,
+        default=SmokeSettings.confidence,
+        help="chance that a model as good as its evaluation passes the derived pass mark",
+    )
     r.add_argument("--lineage-uri", help="where the lineage document goes (default <model>/lineage.json)")
     p.add_argument("--out", type=Path, help="write decision.json and inferenceservice.yaml into this folder")
     p.add_argument("--validate-against", help="a CRD file: refuse an InferenceService its schema rejects")
@@ -104,20 +125,48 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
         namespace = default_namespace()
     selector = _pairs(args.node_selector, "--node-selector", "KEY=VALUE", empty_ok=True)
-    serving = Serving(name=args.name, namespace=namespace, service_account=args.service_account,
-                      runtime=args.runtime, model_format=args.model_format, gpus=args.gpus, cpu=args.cpu,
-                      memory=args.memory, node_selector=selector,
-                      tolerations=tuple(parse_toleration(t) for t in args.toleration),
-                      min_replicas=args.min_replicas, max_replicas=args.max_replicas)  # fmt: skip
-    criteria = Criteria(benchmarks=tuple(args.benchmark), metric=args.metric, margin=args.margin,
-                        ac_strong_tolerance=args.ac_strong_tolerance, floors=_floors(args.floor))  # fmt: skip
-    smoke = SmokeSettings(size=args.smoke_size, min_size=args.smoke_min_size, min_listening=args.smoke_min_listening,
-                          tolerance=args.smoke_tolerance, confidence=args.smoke_confidence,
-                          task=args.smoke_task)  # fmt: skip
-    cfg = GateConfig(serving=serving, canary=args.canary, timeout=args.timeout, poll=args.poll,
-                     smoke_url=args.smoke_url, smoke_data=args.smoke_data, smoke_audio_root=args.smoke_audio_root,
-                     smoke=smoke, lineage_uri=args.lineage_uri, validate_against=args.validate_against,
-                     dry_run=args.dry_run)  # fmt: skip
+    serving = Serving(
+        name=args.name,
+        namespace=namespace,
+        service_account=args.service_account,
+        runtime=args.runtime,
+        model_format=args.model_format,
+        gpus=args.gpus,
+        cpu=args.cpu,
+        memory=args.memory,
+        node_selector=selector,
+        tolerations=tuple(parse_toleration(t) for t in args.toleration),
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+    )
+    criteria = Criteria(
+        benchmarks=tuple(args.benchmark),
+        metric=args.metric,
+        margin=args.margin,
+        ac_strong_tolerance=args.ac_strong_tolerance,
+        floors=_floors(args.floor),
+    )
+    smoke = SmokeSettings(
+        size=args.smoke_size,
+        min_size=args.smoke_min_size,
+        min_listening=args.smoke_min_listening,
+        tolerance=args.smoke_tolerance,
+        confidence=args.smoke_confidence,
+        task=args.smoke_task,
+    )
+    cfg = GateConfig(
+        serving=serving,
+        canary=args.canary,
+        timeout=args.timeout,
+        poll=args.poll,
+        smoke_url=args.smoke_url,
+        smoke_data=args.smoke_data,
+        smoke_audio_root=args.smoke_audio_root,
+        smoke=smoke,
+        lineage_uri=args.lineage_uri,
+        validate_against=args.validate_against,
+        dry_run=args.dry_run,
+    )
     code = 0
     try:
         outcome = run_gate(args.model, args.metrics, criteria, cfg, args.baseline, args.run)

@@ -10,9 +10,14 @@ from typing import Any
 def add_generate_commands(sub: Any) -> None:
     """Register ``generate`` on the top-level parser."""
     p = sub.add_parser("generate", help="AudioMCQ-style MCQs, CoT and grades from source captions with an LLM")
-    p.add_argument("--source", action="append", required=True, metavar="NAME=ROOT",
-                   help="a source and its root (local or s3://): Clotho, AudioCaps, MusicCaps, LP-MusicCaps, "
-                        "SpeechCraft, TACOS, CompA-R, or synthetic (our corpus)")  # fmt: skip
+    p.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="NAME=ROOT",
+        help="a source and its root (local or s3://): Clotho, AudioCaps, MusicCaps, LP-MusicCaps, "
+        "SpeechCraft, TACOS, CompA-R, or synthetic (our corpus)",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--llm", choices=["template", "openai", "transformers"], default="template")
     p.add_argument("--model", default="", help="served model name (openai) or model directory (transformers)")
@@ -27,11 +32,20 @@ def add_generate_commands(sub: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--chunk-size", type=int, default=64, help="items per resumable part")
     p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
-    p.add_argument("--benchmark", action="append", default=[], metavar="NAME=METADATA",
-                   help="decontaminate against this benchmark (mmau, mmar, mmsu, dcase2025)")  # fmt: skip
+    p.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="NAME=METADATA",
+        help="decontaminate against this benchmark (mmau, mmar, mmsu, dcase2025)",
+    )
     p.add_argument("--cache", help="response cache: a directory or s3:// prefix (default <out>/cache)")
-    p.add_argument("--fresh", action="store_true", help="discard finished parts that another LLM or setting made "
-                   "(a rerun otherwise refuses them, naming what changed)")  # fmt: skip
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard finished parts that another LLM or setting made "
+        "(a rerun otherwise refuses them, naming what changed)",
+    )
     p.set_defaults(func=cmd_generate)
 
 
@@ -43,15 +57,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from audiomcq.sdg.llm import LLMSpec
     from audiomcq.sdg.run import GenConfig, generate_dataset
 
-    llm = LLMSpec(args.llm, args.model, args.base_url, args.api_key_env, args.concurrency, args.rps, args.timeout,
-                  args.retries, args.temperature, args.max_tokens)  # fmt: skip
+    llm = LLMSpec(
+        args.llm,
+        args.model,
+        args.base_url,
+        args.api_key_env,
+        args.concurrency,
+        args.rps,
+        args.timeout,
+        args.retries,
+        args.temperature,
+        args.max_tokens,
+    )
     try:
         shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
     except argparse.ArgumentTypeError as err:
         raise AudioMCQError(str(err)) from None
     config = GenConfig(args.tries, args.chunk_size, shard)
-    s = generate_dataset(_pairs(args.source, "--source"), args.out, llm, config,
-                         _pairs(args.benchmark, "--benchmark"), args.cache, args.fresh)  # fmt: skip
+    s = generate_dataset(
+        _pairs(args.source, "--source"),
+        args.out,
+        llm,
+        config,
+        _pairs(args.benchmark, "--benchmark"),
+        args.cache,
+        args.fresh,
+    )
     print(f"generate: {s['samples']} samples, {s['rejects']} rejects -> {args.out}")
     for reason, n in s["reject_reasons"].items():
         print(f"  rejected {n}: {reason}")

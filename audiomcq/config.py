@@ -32,8 +32,9 @@ def load_recipe(
         variants = recipe.get("variants") or {}
         if variant not in variants:
             raise AudioMCQError(f"recipe {name_or_path!r} has no variant {variant!r}; it has: {sorted(variants)}")
-        recipe = apply_overrides(recipe, [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-                                          for k, v in variants[variant].items()])  # fmt: skip
+        recipe = apply_overrides(
+            recipe, [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in variants[variant].items()]
+        )
     return apply_overrides(recipe, overrides)
 
 

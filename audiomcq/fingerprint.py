@@ -30,8 +30,18 @@ FORMAT = 2  # the layout of part files and fingerprints; work of another format 
 NAME = "fingerprint.json"
 FRESH = "--fresh"
 # The parts of an engine spec that change its answers; batch size, concurrency and timeouts only change speed.
-_SPEC_KEYS = ("backend", "family", "dtype", "prompt", "system", "option", "option_sep", "stop", "audio_first",
-              "max_length")  # fmt: skip
+_SPEC_KEYS = (
+    "backend",
+    "family",
+    "dtype",
+    "prompt",
+    "system",
+    "option",
+    "option_sep",
+    "stop",
+    "audio_first",
+    "max_length",
+)
 _EDGE = 1 << 20  # bytes hashed at each end of a weight file: tells models apart without reading 15 GB
 
 

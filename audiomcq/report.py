@@ -102,8 +102,12 @@ def markdown(data: dict[str, Any]) -> str:
         g = data["sdg"]
         types = ", ".join(f"{t} {v['count']}" for t, v in g["by_type"].items())
         reasons = ", ".join(f"{r} {n}" for r, n in g["reject_reasons"].items()) or "none"
-        lines += ["## Dataset generation (template backend, loop pool captions)", "",
-                  f"{g['samples']} samples ({types}); rejects: {reasons}.", ""]  # fmt: skip
+        lines += [
+            "## Dataset generation (template backend, loop pool captions)",
+            "",
+            f"{g['samples']} samples ({types}); rejects: {reasons}.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -38,8 +38,13 @@ def _recipe(
 
 
 @timed
-def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple[str, ...] = (),
-                publish: str = "", run_id: str = "") -> dict[str, Any]:  # fmt: skip
+def synth_stage(
+    out_dir: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+    publish: str = "",
+    run_id: str = "",
+) -> dict[str, Any]:
     """Generate the pre-training pool and the loop's pool with its held-out split; also run dataset generation with
     the template backend over the loop pool's captions (``sdg/``: samples, rejects, summary), so the embedded default
     exercises that stage too (its samples are reported, not trained on: the demo's numbers stay comparable)."""
@@ -52,14 +57,24 @@ def synth_stage(out_dir: str, recipe: str = "demo", overrides: list[str] | tuple
     pre = generate(out / "pretrain", cfg["pretrain_n"], seed=cfg["seed"] + 1000, eval_n=0, text_share=share)
     loop = generate(out / "loop", cfg["n"], seed=cfg["seed"], eval_n=cfg["eval_n"], text_share=share)
     sdg = generate_dataset({"synthetic": out / "loop" / "train.jsonl"}, out / "sdg")
-    return {"pretrain": pre, "loop": loop, "sdg": {"samples": sdg["samples"], "rejects": sdg["rejects"]},
-            "uri": publish_under(out, run_prefix(publish, run_id), "corpus")}  # fmt: skip
+    return {
+        "pretrain": pre,
+        "loop": loop,
+        "sdg": {"samples": sdg["samples"], "rejects": sdg["rejects"]},
+        "uri": publish_under(out, run_prefix(publish, run_id), "corpus"),
+    }
 
 
 @timed
-def pretrain_stage(corpus_dir: str, out_dir: str, role: str, recipe: str = "demo",
-                   overrides: list[str] | tuple[str, ...] = (), publish: str = "",
-                   run_id: str = "") -> dict[str, Any]:  # fmt: skip
+def pretrain_stage(
+    corpus_dir: str,
+    out_dir: str,
+    role: str,
+    recipe: str = "demo",
+    overrides: list[str] | tuple[str, ...] = (),
+    publish: str = "",
+    run_id: str = "",
+) -> dict[str, Any]:
     """Build a tiny model (``role``: ``base`` or a filter index) and pre-train it on the corpus's pre-training pool."""
     from audiomcq.models.tiny import TinySpec, build_tiny, save_tiny, tokenizer_texts
     from audiomcq.train.sft import train_sft
@@ -74,9 +89,16 @@ def pretrain_stage(corpus_dir: str, out_dir: str, role: str, recipe: str = "demo
     model, processor = build_tiny("qwen2_5_omni", texts, size, seed=spec["seed"])
     init = save_tiny(model, processor, out / "work" / "init")
     result = train_sft(
-        init, corpus / "pretrain" / "train.jsonl", corpus / "pretrain", out / "work" / "sft", final_dir=out,
-        steps=spec["steps"], lr=spec["lr"], batch_size=spec.get("batch_size", 16), seed=spec["seed"],
-    )  # fmt: skip
+        init,
+        corpus / "pretrain" / "train.jsonl",
+        corpus / "pretrain",
+        out / "work" / "sft",
+        final_dir=out,
+        steps=spec["steps"],
+        lr=spec["lr"],
+        batch_size=spec.get("batch_size", 16),
+        seed=spec["seed"],
+    )
     shutil.rmtree(out / "work" / "init")
     write_json(out / "work" / "pretrain.json", {"role": role, **result})
     return {**result, "uri": publish_under(out, run_prefix(publish, run_id), "models", role, exclude=("work",))}
@@ -127,8 +149,16 @@ def post_train_stage(
     prefix = storage.run_prefix(publish, run_id)
     remote = f"{prefix}/runs/{paradigm}" if prefix else ""
     # in-process on one device, or under torchrun across the pod's GPUs (the recipe's launch.gpus_per_node)
-    train_in_pod(base_dir, str(labelled), str(Path(corpus_dir) / "loop"), out_dir, recipe, list(overrides), paradigm,
-                 publish=remote)  # fmt: skip
+    train_in_pod(
+        base_dir,
+        str(labelled),
+        str(Path(corpus_dir) / "loop"),
+        out_dir,
+        recipe,
+        list(overrides),
+        paradigm,
+        publish=remote,
+    )
     if remote:  # the artifact gets the run without its checkpoints (they stay in S3; evaluation reads the finals)
         storage.fetch_dir(remote, out_dir, skip="checkpoint-*")
     return {**load_json(Path(out_dir) / "summary.json"), "uri": remote}
@@ -188,22 +218,30 @@ def post_train(
     grpo = dict(resolved["grpo"])
     init = parse_init(grpo.pop("init", None))
     if init == "sft@best" and alloc.sft and alloc.rl and balanced is None:  # refused before hours of SFT, not after
-        raise AudioMCQError("grpo.init sft@best needs a selection set: pass --selection (held-out records), or set "
-                            "grpo.init to sft@final or sft@STEP")  # fmt: skip
+        raise AudioMCQError(
+            "grpo.init sft@best needs a selection set: pass --selection (held-out records), or set "
+            "grpo.init to sft@final or sft@STEP"
+        )
     if alloc.sft:
-        summary["sft"] = train_sft(model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], dtype=dtype,
-                                   **resolved["sft"])  # fmt: skip
+        summary["sft"] = train_sft(
+            model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], dtype=dtype, **resolved["sft"]
+        )
     barrier()  # GRPO starts from the SFT model rank 0 saved
     if alloc.rl:
         if is_main():  # rank 0 chooses (sft@best evaluates checkpoints); the other ranks read its choice
             selection_set = out / "data" / "selection.jsonl" if balanced is not None else None
-            write_json(out / "grpo-init.json", choose_start(init, str(model_dir), summary.get("sft"), selection_set,
-                                                            audio_root, out, resolved.get("eval")))  # fmt: skip
+            write_json(
+                out / "grpo-init.json",
+                choose_start(
+                    init, str(model_dir), summary.get("sft"), selection_set, audio_root, out, resolved.get("eval")
+                ),
+            )
         barrier()
         start = load_json(out / "grpo-init.json")
         summary["grpo_init"] = start
-        summary["grpo"] = train_grpo(start["path"], out / "data" / "rl.jsonl", audio_root, stage["grpo"],
-                                     dtype=dtype, **grpo)  # fmt: skip
+        summary["grpo"] = train_grpo(
+            start["path"], out / "data" / "rl.jsonl", audio_root, stage["grpo"], dtype=dtype, **grpo
+        )
     if is_main():
         write_json(out / "summary.json", summary)
         if remote:

@@ -27,9 +27,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SMOKE = ("size", "min_size", "min_listening", "tolerance", "confidence")  # as smoke_<key> settings
-SETTINGS = {"apply", "name", "namespace", "service_account", "runtime", "canary", "margin", "ac_strong_tolerance",
-            "floor", "gpus", "cpu", "memory", "node_selector", "tolerations", "timeout",
-            *(f"smoke_{key}" for key in SMOKE)}  # fmt: skip
+SETTINGS = {
+    "apply",
+    "name",
+    "namespace",
+    "service_account",
+    "runtime",
+    "canary",
+    "margin",
+    "ac_strong_tolerance",
+    "floor",
+    "gpus",
+    "cpu",
+    "memory",
+    "node_selector",
+    "tolerations",
+    "timeout",
+    *(f"smoke_{key}" for key in SMOKE),
+}
 
 
 def _published_model(name: str, publish: str) -> tuple[str, str | None]:
@@ -52,8 +67,11 @@ def _serving(settings: dict[str, Any]) -> Serving:
         raise AudioMCQError(f"promotion setting node_selector {selector!r}: expected a mapping of label to string")
     if not isinstance(tolerations, list) or not all(isinstance(t, str) for t in tolerations):
         raise AudioMCQError(f"promotion setting tolerations {tolerations!r}: expected a list of KEY[=VALUE]:EFFECT")
-    return Serving(**{k: settings[k] for k in keys if k in settings}, node_selector=dict(selector),
-                   tolerations=tuple(parse_toleration(t) for t in tolerations))  # fmt: skip
+    return Serving(
+        **{k: settings[k] for k in keys if k in settings},
+        node_selector=dict(selector),
+        tolerations=tuple(parse_toleration(t) for t in tolerations),
+    )
 
 
 def _smoke(settings: dict[str, Any]) -> SmokeSettings:
@@ -71,9 +89,17 @@ def _smoke(settings: dict[str, Any]) -> SmokeSettings:
 
 
 @timed
-def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, labels_dir: str, out_dir: str,
-                  settings: dict[str, Any], publish: str = "", markdown_path: str = "",
-                  run_id: str = "") -> dict[str, Any]:  # fmt: skip
+def promote_stage(
+    selection_dir: str,
+    results_dirs: list[str],
+    corpus_dir: str,
+    labels_dir: str,
+    out_dir: str,
+    settings: dict[str, Any],
+    publish: str = "",
+    markdown_path: str = "",
+    run_id: str = "",
+) -> dict[str, Any]:
     """Run the gate on the selected checkpoint; writes ``decision.json`` and ``inferenceservice.yaml`` to
     ``out_dir`` and the decision as Markdown. Returns ``{action, promote, model}``; a rollback raises (the step
     fails with its reason, after the files are written)."""
@@ -102,14 +128,20 @@ def promote_stage(selection_dir: str, results_dirs: list[str], corpus_dir: str, 
         )
     serving = _serving(settings)
     floor = settings.get("floor")
-    criteria = Criteria(margin=float(settings.get("margin", 0.0)),
-                        ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),
-                        floors={SELECTION_TASK: float(floor)} if floor is not None else {})  # fmt: skip
-    cfg = GateConfig(serving=serving, canary=int(settings.get("canary", 10)),
-                     timeout=float(settings.get("timeout", 900.0)),
-                     smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),
-                     smoke_audio_root=str(Path(corpus_dir) / "loop"), smoke=_smoke(settings),
-                     dry_run=not settings.get("apply", False))  # fmt: skip
+    criteria = Criteria(
+        margin=float(settings.get("margin", 0.0)),
+        ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),
+        floors={SELECTION_TASK: float(floor)} if floor is not None else {},
+    )
+    cfg = GateConfig(
+        serving=serving,
+        canary=int(settings.get("canary", 10)),
+        timeout=float(settings.get("timeout", 900.0)),
+        smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),
+        smoke_audio_root=str(Path(corpus_dir) / "loop"),
+        smoke=_smoke(settings),
+        dry_run=not settings.get("apply", False),
+    )
     failure = None
     try:
         outcome = run_gate(model, [str(candidate)], criteria, cfg, run_uri=run)

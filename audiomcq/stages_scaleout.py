@@ -21,8 +21,9 @@ def filter_cells(models: list[Any], shards: list[int]) -> list[dict[str, int]]:
 
 
 @timed
-def filter_answer(data: str, models: list[Any], audio_root: str, settings: dict[str, Any], cell: dict[str, int],
-                  out_dir: str) -> dict[str, Any]:  # fmt: skip
+def filter_answer(
+    data: str, models: list[Any], audio_root: str, settings: dict[str, Any], cell: dict[str, int], out_dir: str
+) -> dict[str, Any]:
     """One cell: filter model ``cell["model"]`` answers shard ``cell["shard"]`` under every probe (``settings``:
     FilterConfig fields). kfp's local runner passes whole fan-out items, so the cell comes as one dict."""
     from audiomcq.acf import FilterConfig
@@ -33,8 +34,16 @@ def filter_answer(data: str, models: list[Any], audio_root: str, settings: dict[
 
 
 @timed
-def filter_label(data: str, models: list[Any], answer_dirs: list[str], settings: dict[str, Any], shards: int,
-                 out_dir: str, publish: str = "", markdown_path: str = "") -> dict[str, Any]:  # fmt: skip
+def filter_label(
+    data: str,
+    models: list[Any],
+    answer_dirs: list[str],
+    settings: dict[str, Any],
+    shards: int,
+    out_dir: str,
+    publish: str = "",
+    markdown_path: str = "",
+) -> dict[str, Any]:
     """Labels from every cell's answers, in input order; published to ``publish`` when it is an ``s3://`` prefix;
     the statistics as Markdown for the KFP UI."""
     from audiomcq.acf import FilterConfig
@@ -48,15 +57,23 @@ def filter_label(data: str, models: list[Any], answer_dirs: list[str], settings:
 
 
 @timed
-def generate_shard(sources: dict[str, str], out_dir: str, settings: dict[str, Any], shard: int, count: int,
-                   benchmarks: dict[str, str] | None = None, cache: str = "") -> dict[str, Any]:  # fmt: skip
+def generate_shard(
+    sources: dict[str, str],
+    out_dir: str,
+    settings: dict[str, Any],
+    shard: int,
+    count: int,
+    benchmarks: dict[str, str] | None = None,
+    cache: str = "",
+) -> dict[str, Any]:
     """Dataset generation over shard ``shard`` of ``count`` (``settings``: LLMSpec fields under ``llm``)."""
     from audiomcq.sdg.llm import LLMSpec
     from audiomcq.sdg.run import GenConfig, generate_dataset
 
     llm = LLMSpec.from_dict(settings.get("llm", {}))
-    config = GenConfig(tries=int(settings.get("tries", 3)), chunk_size=int(settings.get("chunk_size", 64)),
-                       shard=(shard, count))  # fmt: skip
+    config = GenConfig(
+        tries=int(settings.get("tries", 3)), chunk_size=int(settings.get("chunk_size", 64)), shard=(shard, count)
+    )
     return generate_dataset(sources, out_dir, llm, config, benchmarks, cache or None)
 
 
@@ -87,9 +104,18 @@ def generate_merge(shard_dirs: list[str], out_dir: str, publish: str = "", markd
                 counts[group] += row["count"]
                 paper[key][group] = row.get("paper_share")
     n = totals["samples"] or 1
-    merged = {**totals, "shards": len(shard_dirs), "reject_reasons": dict(sorted(reasons.items())),
-              **{key: {g: {"count": c, "share": 100.0 * c / n, "paper_share": paper[key][g]}
-                       for g, c in sorted(counts.items())} for key, counts in mix.items()}}  # fmt: skip
+    merged = {
+        **totals,
+        "shards": len(shard_dirs),
+        "reject_reasons": dict(sorted(reasons.items())),
+        **{
+            key: {
+                g: {"count": c, "share": 100.0 * c / n, "paper_share": paper[key][g]}
+                for g, c in sorted(counts.items())
+            }
+            for key, counts in mix.items()
+        },
+    }
     write_json(out / "summary.json", merged)
     if markdown_path:
         generate_markdown(merged, markdown_path)
@@ -131,14 +157,32 @@ def eval_report(result_dirs: list[str], markdown_path: str) -> str:
 
 
 @timed
-def train_paradigm(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
-                   paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
+def train_paradigm(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    out_dir: str,
+    recipe: str,
+    overrides: list[str],
+    paradigm: str,
+    selection: str = "",
+    publish: str = "",
+) -> str:
     """The ``audiomcq-train`` step (see ``train_in_pod``)."""
     return train_in_pod(model, labelled, audio_root, out_dir, recipe, overrides, paradigm, selection, publish)
 
 
-def train_in_pod(model: str, labelled: str, audio_root: str, out_dir: str, recipe: str, overrides: list[str],
-                 paradigm: str, selection: str = "", publish: str = "") -> str:  # fmt: skip
+def train_in_pod(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    out_dir: str,
+    recipe: str,
+    overrides: list[str],
+    paradigm: str,
+    selection: str = "",
+    publish: str = "",
+) -> str:
     """One paradigm (allocation, SFT, GRPO) from an ACF-labelled pool, in this pod: in-process on one device, or
     under torchrun with one rank per GPU when the pod has several (up to the recipe's ``launch.gpus_per_node``).
     Inputs may be ``s3://``; with an ``s3://`` ``publish`` the run (checkpoints included) lives there. Returns
@@ -160,19 +204,50 @@ def train_in_pod(model: str, labelled: str, audio_root: str, out_dir: str, recip
             raise AudioMCQError(f"{paradigm}: training under torchrun ({ranks} ranks) exited with status {code}")
         return run
     scratch = Path(out_dir) / ".inputs"
-    local = {k: str(storage.fetch(v, scratch / k)) if v else "" for k, v in (("labelled", labelled),
-                                                                             ("selection", selection))}  # fmt: skip
-    post_train(storage.local_model(model), local["labelled"], storage.local_tree(audio_root), run, recipe,
-               overrides, paradigm=paradigm, selection=local["selection"] or None)  # fmt: skip
+    local = {
+        k: str(storage.fetch(v, scratch / k)) if v else ""
+        for k, v in (("labelled", labelled), ("selection", selection))
+    }
+    post_train(
+        storage.local_model(model),
+        local["labelled"],
+        storage.local_tree(audio_root),
+        run,
+        recipe,
+        overrides,
+        paradigm=paradigm,
+        selection=local["selection"] or None,
+    )
     return run
 
 
-def train_run_args(model: str, labelled: str, audio_root: str, out: str, recipe: str, overrides: list[str],
-                   paradigm: str, selection: str = "") -> list[str]:  # fmt: skip
+def train_run_args(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    out: str,
+    recipe: str,
+    overrides: list[str],
+    paradigm: str,
+    selection: str = "",
+) -> list[str]:
     """The ``audiomcq train run`` arguments of one paradigm (a TrainJob's nodes and a multi-GPU pod run these)."""
-    args = ["run", "--model", model, "--data", labelled, "--audio-root", audio_root, "--out", out,
-            "--recipe", recipe, *[a for o in overrides for a in ("--set", o)],
-            "--set", f"allocation.paradigm={paradigm}"]  # fmt: skip  # last: the step's paradigm wins
+    args = [
+        "run",
+        "--model",
+        model,
+        "--data",
+        labelled,
+        "--audio-root",
+        audio_root,
+        "--out",
+        out,
+        "--recipe",
+        recipe,
+        *[a for o in overrides for a in ("--set", o)],
+        "--set",
+        f"allocation.paradigm={paradigm}",  # last: the step's paradigm wins
+    ]
     return args + (["--selection", selection] if selection else [])
 
 
@@ -185,8 +260,18 @@ def launch_nodes(recipe: str, overrides: list[str]) -> int:
 
 
 @timed
-def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, overrides: list[str], paradigm: str,
-                     selection: str, publish: str, image: str, namespace: str = "") -> str:  # fmt: skip
+def train_on_cluster(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    recipe: str,
+    overrides: list[str],
+    paradigm: str,
+    selection: str,
+    publish: str,
+    image: str,
+    namespace: str = "",
+) -> str:
     """One paradigm as a TrainJob on ``launch.nodes`` nodes running ``audiomcq train run``; this step only submits
     it and follows it to its end. Every node reads the inputs and writes the run, so they must all be ``s3://``;
     the recipe must be a packaged one (the nodes run the same image). Returns the run's URI."""
@@ -210,8 +295,9 @@ def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, ov
 
 
 @timed
-def select_checkpoint(run: str, audio_root: str, out_dir: str, max_new_tokens: int, markdown_path: str,
-                      html_path: str) -> str:  # fmt: skip
+def select_checkpoint(
+    run: str, audio_root: str, out_dir: str, max_new_tokens: int, markdown_path: str, html_path: str
+) -> str:
     """The run's best checkpoint on its selection set (``select --run``), with the table and curves for the UI.
     Returns where the checkpoint lives: under the run's ``s3://`` prefix for a run in S3, not this pod's cache."""
     from audiomcq import storage

@@ -28,9 +28,13 @@ API = "trainer.kubeflow.org/v1alpha1"
 # ConfigMap key -> environment variable, the same for pipeline steps (pipelines/placement.py) and TrainJob nodes
 # (kube_namespace: where steps create TrainJobs, and `audiomcq promote` without --namespace its InferenceService,
 # when that is not their own namespace; the pipeline's promotion step uses its `serving` parameter's namespace)
-CONFIG_KEYS = {"s3_endpoint": "AUDIOMCQ_S3_ENDPOINT", "s3_secure": "AUDIOMCQ_S3_SECURE",
-               "s3_region": "AUDIOMCQ_S3_REGION", "pushgateway": "AUDIOMCQ_PUSHGATEWAY",
-               "kube_namespace": "AUDIOMCQ_KUBE_NAMESPACE"}  # fmt: skip
+CONFIG_KEYS = {
+    "s3_endpoint": "AUDIOMCQ_S3_ENDPOINT",
+    "s3_secure": "AUDIOMCQ_S3_SECURE",
+    "s3_region": "AUDIOMCQ_S3_REGION",
+    "pushgateway": "AUDIOMCQ_PUSHGATEWAY",
+    "kube_namespace": "AUDIOMCQ_KUBE_NAMESPACE",
+}
 NODE = "node"  # the replicated job and the trainer container of Kubeflow Trainer's torch runtimes
 IMAGE_USER = 10001  # the non-root USER (uid and gid) of every audiomcq image (images/*/Dockerfile)
 IMAGE_HOME = "/home/audiomcq"  # the images' HOME and working directory
@@ -81,12 +85,16 @@ def from_recipe(launch: dict[str, Any], namespace: str, image: str) -> Cluster:
     if unknown:
         raise AudioMCQError(f"unknown launch setting(s) {sorted(unknown)}; known: {sorted(known)}")
     base = Cluster()
-    return Cluster(namespace=namespace, image=image, runtime=launch.get("runtime", base.runtime),
-                   nodes=int(launch.get("nodes", 1)),
-                   gpus_per_node=int(launch.get("gpus_per_node", base.gpus_per_node)),
-                   cpu_per_node=str(launch.get("cpu_per_node", base.cpu_per_node)),
-                   memory_per_node=str(launch.get("memory_per_node", base.memory_per_node)),
-                   deadline_s=int(launch.get("timeout_s", base.deadline_s)))  # fmt: skip
+    return Cluster(
+        namespace=namespace,
+        image=image,
+        runtime=launch.get("runtime", base.runtime),
+        nodes=int(launch.get("nodes", 1)),
+        gpus_per_node=int(launch.get("gpus_per_node", base.gpus_per_node)),
+        cpu_per_node=str(launch.get("cpu_per_node", base.cpu_per_node)),
+        memory_per_node=str(launch.get("memory_per_node", base.memory_per_node)),
+        deadline_s=int(launch.get("timeout_s", base.deadline_s)),
+    )
 
 
 def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -> dict[str, Any]:
@@ -118,13 +126,17 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
     return {
         "apiVersion": API,
         "kind": "TrainJob",
-        "metadata": {"name": name, "namespace": cluster.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "audiomcq", "audiomcq/stage": "train"}},
+        "metadata": {
+            "name": name,
+            "namespace": cluster.namespace,
+            "labels": {"app.kubernetes.io/part-of": "audiomcq", "audiomcq/stage": "train"},
+        },
         "spec": {
             "runtimeRef": {"name": cluster.runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API.split("/")[0]},
             "activeDeadlineSeconds": cluster.deadline_s,
-            "runtimePatches": [{"manager": "audiomcq", "trainingRuntimeSpec": {
-                "template": {"spec": {"replicatedJobs": [node]}}}}],
+            "runtimePatches": [
+                {"manager": "audiomcq", "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node]}}}}
+            ],
             "trainer": {
                 "image": cluster.image,
                 "command": ["audiomcq", "train"],
@@ -135,7 +147,7 @@ def render(name: str, train_args: Sequence[str], cluster: Cluster = Cluster()) -
                 "env": secret_env + config_env,
             },
         },
-    }  # fmt: skip
+    }
 
 
 def restricted_pod() -> dict[str, Any]:
@@ -145,11 +157,16 @@ def restricted_pod() -> dict[str, Any]:
     user = {"runAsNonRoot": True, "runAsUser": IMAGE_USER, "runAsGroup": IMAGE_USER}
     container = {
         "name": NODE,
-        "securityContext": {**user, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                            "readOnlyRootFilesystem": True, "seccompProfile": seccomp},
+        "securityContext": {
+            **user,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "seccompProfile": seccomp,
+        },
         "volumeMounts": [{"name": name, "mountPath": path} for name, path in SCRATCH.items()],
         "env": [{"name": "AUDIOMCQ_STAGING", "value": STAGING}],
-    }  # fmt: skip
+    }
     return {
         "securityContext": {**user, "seccompProfile": seccomp},
         "containers": [container],

@@ -23,8 +23,9 @@ def fetch_model(model: dict, commit: str, endpoint: str) -> dict:
     (audiomcq.fetch.fetch_model)."""
     from audiomcq.fetch import fetch_model
 
-    return fetch_model(model["repo"], model["to"], revision=commit, endpoint=endpoint or None,
-                       include=tuple(model.get("include", ())))  # fmt: skip
+    return fetch_model(
+        model["repo"], model["to"], revision=commit, endpoint=endpoint or None, include=tuple(model.get("include", ()))
+    )
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
@@ -32,8 +33,12 @@ def resolve_dataset(dataset: dict, endpoint: str) -> str:
     """The commit a dataset's hub repo is at, at its revision (default main) (audiomcq.fetch.hub)."""
     from audiomcq.fetch import DATASETS, hub
 
-    return hub.resolve(DATASETS[dataset["name"].lower()], revision=dataset.get("revision") or None,
-                       repo_type="dataset", endpoint=endpoint or None).commit  # fmt: skip
+    return hub.resolve(
+        DATASETS[dataset["name"].lower()],
+        revision=dataset.get("revision") or None,
+        repo_type="dataset",
+        endpoint=endpoint or None,
+    ).commit
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
@@ -42,8 +47,14 @@ def fetch_dataset(dataset: dict, commit: str, endpoint: str, sites: dict) -> dic
     ``dataset["to"]``; the manifest (audiomcq.fetch.fetch_dataset)."""
     from audiomcq.fetch import fetch_dataset
 
-    return fetch_dataset(dataset["name"], dataset["to"], revision=commit, endpoint=endpoint or None,
-                         sources=dataset.get("sources", "auto"), endpoints=sites)  # fmt: skip
+    return fetch_dataset(
+        dataset["name"],
+        dataset["to"],
+        revision=commit,
+        endpoint=endpoint or None,
+        sources=dataset.get("sources", "auto"),
+        endpoints=sites,
+    )
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
@@ -52,6 +63,11 @@ def fetch_benchmark(benchmark: dict, endpoint: str, sites: dict) -> dict:
     (audiomcq.fetch.fetch_benchmark)."""
     from audiomcq.fetch import fetch_benchmark
 
-    return fetch_benchmark(benchmark["name"], benchmark["to"], endpoint=endpoint or None, endpoints=sites,
-                           split=benchmark.get("split", "dev"),
-                           metadata_revision=benchmark.get("metadata_revision") or None)  # fmt: skip
+    return fetch_benchmark(
+        benchmark["name"],
+        benchmark["to"],
+        endpoint=endpoint or None,
+        endpoints=sites,
+        split=benchmark.get("split", "dev"),
+        metadata_revision=benchmark.get("metadata_revision") or None,
+    )

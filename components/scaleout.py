@@ -24,19 +24,29 @@ def filter_answer(data: str, models: list, audio_root: str, settings: dict, cell
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def filter_label(data: str, models: list, settings: dict, shards: list, answers: Input[list[Dataset]], publish: str,
-                 labels: Output[Dataset], summary: Output[Markdown]):  # fmt: skip
+def filter_label(
+    data: str,
+    models: list,
+    settings: dict,
+    shards: list,
+    answers: Input[list[Dataset]],
+    publish: str,
+    labels: Output[Dataset],
+    summary: Output[Markdown],
+):
     """Labels from every cell, in input order; published to S3 (audiomcq.stages_scaleout.filter_label)."""
     from audiomcq.stages_scaleout import filter_label
 
-    stats = filter_label(data, models, [a.path for a in answers], settings, len(shards), labels.path, publish,
-                         summary.path)  # fmt: skip
+    stats = filter_label(
+        data, models, [a.path for a in answers], settings, len(shards), labels.path, publish, summary.path
+    )
     labels.metadata.update({"uri": stats["uri"], "weak": stats["weak"], "strong": stats["strong"]})
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def generate_shard(sources: dict, settings: dict, benchmarks: dict, cache: str, shard: int, shards: list,
-                   samples: Output[Dataset]):  # fmt: skip
+def generate_shard(
+    sources: dict, settings: dict, benchmarks: dict, cache: str, shard: int, shards: list, samples: Output[Dataset]
+):
     """Dataset generation over one shard (audiomcq.stages_scaleout.generate_shard)."""
     from audiomcq.stages_scaleout import generate_shard
 
@@ -70,13 +80,23 @@ def eval_report(results: Input[list[Dataset]], markdown: Output[Markdown]):
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
-def train_paradigm(model: str, labelled: str, audio_root: str, recipe: str, overrides: list, paradigm: str,
-                   selection: str, publish: str, run: Output[Model]):  # fmt: skip
+def train_paradigm(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    recipe: str,
+    overrides: list,
+    paradigm: str,
+    selection: str,
+    publish: str,
+    run: Output[Model],
+):
     """SFT then GRPO for one paradigm (audiomcq.stages_scaleout.train_paradigm); the run's location in metadata."""
     from audiomcq.stages_scaleout import train_paradigm
 
-    run.metadata["uri"] = train_paradigm(model, labelled, audio_root, run.path, recipe, overrides, paradigm,
-                                         selection, publish)  # fmt: skip
+    run.metadata["uri"] = train_paradigm(
+        model, labelled, audio_root, run.path, recipe, overrides, paradigm, selection, publish
+    )
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
@@ -96,18 +116,35 @@ def launch_nodes(recipe: str, overrides: list) -> int:
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def train_on_cluster(model: str, labelled: str, audio_root: str, recipe: str, overrides: list, paradigm: str,
-                     selection: str, publish: str, train_image: str, run: Output[Model]):  # fmt: skip
+def train_on_cluster(
+    model: str,
+    labelled: str,
+    audio_root: str,
+    recipe: str,
+    overrides: list,
+    paradigm: str,
+    selection: str,
+    publish: str,
+    train_image: str,
+    run: Output[Model],
+):
     """One paradigm as a Kubeflow TrainJob, followed to its end (audiomcq.stages_scaleout.train_on_cluster)."""
     from audiomcq.stages_scaleout import train_on_cluster
 
-    run.metadata["uri"] = train_on_cluster(model, labelled, audio_root, recipe, overrides, paradigm, selection,
-                                           publish, train_image)  # fmt: skip
+    run.metadata["uri"] = train_on_cluster(
+        model, labelled, audio_root, recipe, overrides, paradigm, selection, publish, train_image
+    )
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
-def select_checkpoint(run: Input[Model], audio_root: str, max_new_tokens: int, selection: Output[Dataset],
-                      table: Output[Markdown], curves: Output[HTML]) -> str:  # fmt: skip
+def select_checkpoint(
+    run: Input[Model],
+    audio_root: str,
+    max_new_tokens: int,
+    selection: Output[Dataset],
+    table: Output[Markdown],
+    curves: Output[HTML],
+) -> str:
     """Every complete checkpoint on the run's selection set; the best (audiomcq.stages_scaleout.select_checkpoint)."""
     from audiomcq.stages_scaleout import select_checkpoint
 

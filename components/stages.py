@@ -15,8 +15,9 @@ def synth(recipe: str, overrides: list, publish: str, run_id: str, corpus: Outpu
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
-def pretrain(recipe: str, overrides: list, publish: str, run_id: str, role: str, corpus: Input[Dataset],
-             model: Output[Model]):  # fmt: skip
+def pretrain(
+    recipe: str, overrides: list, publish: str, run_id: str, role: str, corpus: Input[Dataset], model: Output[Model]
+):
     """Build and pre-train the base model or filter model ``role`` (audiomcq.stages.pretrain_stage)."""
     from audiomcq.stages import pretrain_stage
 
@@ -24,13 +25,21 @@ def pretrain(recipe: str, overrides: list, publish: str, run_id: str, role: str,
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
-def acf_filter(recipe: str, overrides: list, publish: str, run_id: str, corpus: Input[Dataset],
-               filter_models: Input[list[Model]], labels: Output[Dataset]):  # fmt: skip
+def acf_filter(
+    recipe: str,
+    overrides: list,
+    publish: str,
+    run_id: str,
+    corpus: Input[Dataset],
+    filter_models: Input[list[Model]],
+    labels: Output[Dataset],
+):
     """Audio-contribution filtering with the filter models in silence (audiomcq.stages.filter_stage)."""
     from audiomcq.stages import filter_stage
 
-    labels.metadata["uri"] = filter_stage(corpus.path, [m.path for m in filter_models], labels.path, recipe,
-                                          overrides, publish, run_id)["uri"]  # fmt: skip
+    labels.metadata["uri"] = filter_stage(
+        corpus.path, [m.path for m in filter_models], labels.path, recipe, overrides, publish, run_id
+    )["uri"]
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -48,8 +57,9 @@ def post_train(
     """One paradigm: allocation, SFT from the base, GRPO from the SFT model (audiomcq.stages.post_train_stage)."""
     from audiomcq.stages import post_train_stage
 
-    run.metadata["uri"] = post_train_stage(base.path, corpus.path, labels.path, paradigm, run.path, recipe,
-                                           overrides, publish, run_id)["uri"]  # fmt: skip
+    run.metadata["uri"] = post_train_stage(
+        base.path, corpus.path, labels.path, paradigm, run.path, recipe, overrides, publish, run_id
+    )["uri"]
 
 
 @dsl.component(base_image=image("infer"), install_kfp_package=False)
@@ -94,17 +104,41 @@ def report(
     """The demo's results table, report and plot (audiomcq.report.write_report)."""
     from audiomcq.report import write_report
 
-    write_report(labels.path, [base_results.path] + [r.path for r in results], [r.path for r in runs],
-                 selection.path, markdown.path, html.path, corpus_dir=corpus.path)  # fmt: skip
+    write_report(
+        labels.path,
+        [base_results.path] + [r.path for r in results],
+        [r.path for r in runs],
+        selection.path,
+        markdown.path,
+        html.path,
+        corpus_dir=corpus.path,
+    )
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
-def promote(selection: Input[Dataset], results: Input[list[Dataset]], base_results: Input[Dataset],
-            corpus: Input[Dataset], labels: Input[Dataset], settings: dict, publish: str, run_id: str,
-            decision: Output[Dataset],
-            summary: Output[Markdown]) -> str:  # fmt: skip
+def promote(
+    selection: Input[Dataset],
+    results: Input[list[Dataset]],
+    base_results: Input[Dataset],
+    corpus: Input[Dataset],
+    labels: Input[Dataset],
+    settings: dict,
+    publish: str,
+    run_id: str,
+    decision: Output[Dataset],
+    summary: Output[Markdown],
+) -> str:
     """The promotion gate on the selected checkpoint (audiomcq.stages_promote.promote_stage); dry unless applied."""
     from audiomcq.stages_promote import promote_stage
 
-    return promote_stage(selection.path, [r.path for r in results] + [base_results.path], corpus.path, labels.path,
-                         decision.path, settings, publish, summary.path, run_id)["action"]  # fmt: skip
+    return promote_stage(
+        selection.path,
+        [r.path for r in results] + [base_results.path],
+        corpus.path,
+        labels.path,
+        decision.path,
+        settings,
+        publish,
+        summary.path,
+        run_id,
+    )["action"]

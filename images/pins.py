@@ -116,15 +116,23 @@ def lock(python: str) -> None:
     ml = requirements(["ml"])
     extra = _resolve(pins, [*ml, *(f"{n}=={v}" for n, v in IMAGE_ONLY.items())], pip)
     shared = {**pins, **{n: v for n, v in extra.items() if n not in pins and not CUDA_WHEELS.match(n)}}
-    _write(SHARED, f"{GENERATED}: the dev venv's versions plus the image-only packages.\n"
-           "# Every image installs under these pins (infer: images/infer/constraints.txt).\n", shared)  # fmt: skip
+    _write(
+        SHARED,
+        f"{GENERATED}: the dev venv's versions plus the image-only packages.\n"
+        "# Every image installs under these pins (infer: images/infer/constraints.txt).\n",
+        shared,
+    )
     base = {n: v for n, v in shared.items() if n not in INFER_OVERRIDES} | INFER_OVERRIDES
     wanted = requirements(["ml", "pipelines", "storage"], ["vllm"])
     resolved = _resolve(base, [*wanted, f"vllm=={VLLM}"], pip)
     infer = base | {n: v for n, v in resolved.items() if not CUDA_WHEELS.match(n)}
     overrides = ", ".join(f"{n}=={v}" for n, v in INFER_OVERRIDES.items())
-    _write(INFER, f"{GENERATED}: images/constraints.txt plus vLLM and its dependencies;\n"
-           f"# overrides for vLLM {VLLM}: {overrides}.\n", infer)  # fmt: skip
+    _write(
+        INFER,
+        f"{GENERATED}: images/constraints.txt plus vLLM and its dependencies;\n"
+        f"# overrides for vLLM {VLLM}: {overrides}.\n",
+        infer,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

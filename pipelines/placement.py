@@ -107,13 +107,14 @@ def place(task: Any, name: str, reads_uris: bool = False) -> Any:
     kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_S3_SECRET", "audiomcq-s3"), S3_KEYS)
     if s.llm:
         # optional: the template backend needs no key, and a missing Secret must not stop the pod from starting
-        kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_LLM_SECRET", "audiomcq-llm"),
-                                     {"api_key": "LLM_API_KEY"}, optional=True)  # fmt: skip
+        kubernetes.use_secret_as_env(
+            task, os.environ.get("AUDIOMCQ_LLM_SECRET", "audiomcq-llm"), {"api_key": "LLM_API_KEY"}, optional=True
+        )
     if s.hub:
         # optional: public repos need no token, and a missing Secret must not stop the pod from starting
-        kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_HF_SECRET", "audiomcq-hf"), HF_KEYS,
-                                     optional=True)  # fmt: skip
+        kubernetes.use_secret_as_env(task, os.environ.get("AUDIOMCQ_HF_SECRET", "audiomcq-hf"), HF_KEYS, optional=True)
     # optional: a cluster without a Pushgateway (or with default TLS/region) leaves those keys out
-    kubernetes.use_config_map_as_env(task, os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"), CONFIG_KEYS,
-                                     optional=True)  # fmt: skip
+    kubernetes.use_config_map_as_env(
+        task, os.environ.get("AUDIOMCQ_CONFIGMAP", "audiomcq-config"), CONFIG_KEYS, optional=True
+    )
     return task

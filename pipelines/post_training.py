@@ -57,8 +57,9 @@ def audiomcq_post_training(
     # item in place of an upstream parameter output.
     store = {"publish": publish, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     corpus = place(synth(**common, **store).set_display_name("synthesize corpus"), "synth").outputs["corpus"]
-    base = place(pretrain(role="base", corpus=corpus, **store, **common).set_display_name("pretrain base"),
-                 "pretrain").outputs["model"]  # fmt: skip
+    base = place(
+        pretrain(role="base", corpus=corpus, **store, **common).set_display_name("pretrain base"), "pretrain"
+    ).outputs["model"]
     # A display name is fixed when the pipeline compiles, so every iteration of a loop shows the same one; the UI
     # tells the iterations apart by their index, and each one's input (the role, the paradigm) is in its details.
     with dsl.ParallelFor(filter_roles, name="filter models") as role:
@@ -86,8 +87,13 @@ def audiomcq_post_training(
         selection=chosen.outputs["selection"],
     )
     place(written.set_display_name("write report"), "report")
-    gate = promote(selection=chosen.outputs["selection"], results=dsl.Collected(run_eval.outputs["results"]),
-                   settings=serving, **store,
-                   base_results=base_eval.outputs["results"], **data)  # fmt: skip
+    gate = promote(
+        selection=chosen.outputs["selection"],
+        results=dsl.Collected(run_eval.outputs["results"]),
+        settings=serving,
+        **store,
+        base_results=base_eval.outputs["results"],
+        **data,
+    )
     place(gate.set_display_name("promotion gate"), "promote")
     return chosen.outputs["Output"]

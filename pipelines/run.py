@@ -33,8 +33,10 @@ PIPELINES: dict[str, Any] = {
     "audiomcq-ingest": audiomcq_ingest,
 }
 # where each one is defined, for `kfp dsl compile --py`
-MODULES = {name: f"pipelines/{getattr(p, 'pipeline_func', p).__module__.rsplit('.', 1)[-1]}.py"
-           for name, p in PIPELINES.items()}  # fmt: skip
+MODULES = {
+    name: f"pipelines/{getattr(p, 'pipeline_func', p).__module__.rsplit('.', 1)[-1]}.py"
+    for name, p in PIPELINES.items()
+}
 
 
 def fresh(pipeline: Any) -> GraphComponent:
@@ -43,8 +45,9 @@ def fresh(pipeline: Any) -> GraphComponent:
     if not isinstance(pipeline, GraphComponent):
         return pipeline()
     spec = pipeline.component_spec
-    return dsl.pipeline(pipeline.pipeline_func, name=spec.name, description=spec.description,
-                        pipeline_config=pipeline.pipeline_config)  # fmt: skip
+    return dsl.pipeline(
+        pipeline.pipeline_func, name=spec.name, description=spec.description, pipeline_config=pipeline.pipeline_config
+    )
 
 
 def version_name(name: str, package: str | os.PathLike[str]) -> str:
@@ -69,17 +72,24 @@ def compile_all(out_dir: str | Path, manifests: bool = False) -> list[Path]:
         compiler.Compiler().compile(traced, str(path))
         paths.append(path)
         if manifests:
-            options = KubernetesManifestOptions(pipeline_name=name, pipeline_version_name=version_name(name, path),
-                                                include_pipeline_manifest=True)  # fmt: skip
+            options = KubernetesManifestOptions(
+                pipeline_name=name, pipeline_version_name=version_name(name, path), include_pipeline_manifest=True
+            )
             crs = out / f"{name}.k8s.yaml"
-            compiler.Compiler().compile(traced, str(crs), kubernetes_manifest_format=True,
-                                        kubernetes_manifest_options=options)  # fmt: skip
+            compiler.Compiler().compile(
+                traced, str(crs), kubernetes_manifest_format=True, kubernetes_manifest_options=options
+            )
             paths.append(crs)
     return paths
 
 
-def run_local(root: str | Path, recipe: str | None = None, overrides: list[str] | None = None,
-              pipeline: str = "audiomcq-post-training", **params: object) -> Path:  # fmt: skip
+def run_local(
+    root: str | Path,
+    recipe: str | None = None,
+    overrides: list[str] | None = None,
+    pipeline: str = "audiomcq-post-training",
+    **params: object,
+) -> Path:
     """Run a pipeline with kfp.local's SubprocessRunner; returns the run's directory. ``recipe`` (default ``demo``
     for ``audiomcq-post-training``) and ``overrides`` are passed when given; other parameters go in ``params``."""
     from kfp import local
@@ -110,8 +120,14 @@ def run_local(root: str | Path, recipe: str | None = None, overrides: list[str] 
     return run_dir
 
 
-def submit(name: str, arguments: dict[str, object], experiment: str, run_name: str | None = None,
-           token_env: str = "KFP_TOKEN", service_account: str | None = None) -> str:  # fmt: skip
+def submit(
+    name: str,
+    arguments: dict[str, object],
+    experiment: str,
+    run_name: str | None = None,
+    token_env: str = "KFP_TOKEN",
+    service_account: str | None = None,
+) -> str:
     """Compile ``name`` and start a run on the KFP API at ``KFP_ENDPOINT`` (namespace ``KFP_NAMESPACE``; bearer
     token from the variable ``token_env`` names, never printed), its pods running as ``service_account`` (default
     ``KFP_SERVICE_ACCOUNT``; the manifests' ``audiomcq-pipeline`` holds the RBAC for TrainJobs and
@@ -131,8 +147,11 @@ def submit(name: str, arguments: dict[str, object], experiment: str, run_name: s
         path = Path(tmp) / f"{name}.yaml"
         compiler.Compiler().compile(fresh(PIPELINES[name]), str(path))
         try:
-            client = kfp.Client(host=host, existing_token=os.environ.get(token_env) or None,
-                                namespace=os.environ.get("KFP_NAMESPACE", "kubeflow"))  # fmt: skip
+            client = kfp.Client(
+                host=host,
+                existing_token=os.environ.get(token_env) or None,
+                namespace=os.environ.get("KFP_NAMESPACE", "kubeflow"),
+            )
             account = service_account or os.environ.get("KFP_SERVICE_ACCOUNT") or None
             run = client.create_run_from_pipeline_package(
                 str(path), arguments=arguments, run_name=run_name, experiment_name=experiment, service_account=account

@@ -9,8 +9,9 @@ from kfp import dsl
 from pipelines.placement import place
 
 
-def fan_out(shard_op: Any, merge_op: Any, stage: str, output: str, inputs: dict, shards: Any, publish: Any, *,
-            what: str = "") -> Any:  # fmt: skip
+def fan_out(
+    shard_op: Any, merge_op: Any, stage: str, output: str, inputs: dict, shards: Any, publish: Any, *, what: str = ""
+) -> Any:
     """One ``shard_op`` task per shard (placed as ``stage``; it reads its inputs by URI), then ``merge_op`` over
     their ``output`` artifacts. ``what`` names the work in the run graph (default: the stage): "<what> shard" in
     a loop "shards", then "merge shards"."""

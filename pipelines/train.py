@@ -49,9 +49,16 @@ def audiomcq_train(
     """
     scope = place(ops.run_prefix(publish=publish, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "plan")
     scope.set_display_name("run prefix")
-    inputs = {"model": model, "labelled": labelled, "audio_root": audio_root, "recipe": recipe,
-              "overrides": overrides, "paradigm": paradigm, "selection": selection,
-              "publish": scope.output}  # fmt: skip  # <publish>/<run id>: retries resume, reruns start afresh
+    inputs = {
+        "model": model,
+        "labelled": labelled,
+        "audio_root": audio_root,
+        "recipe": recipe,
+        "overrides": overrides,
+        "paradigm": paradigm,
+        "selection": selection,
+        "publish": scope.output,  # <publish>/<run id>: retries resume, reruns start afresh
+    }
     nodes = place(ops.launch_nodes(recipe=recipe, overrides=overrides).set_display_name("read launch.nodes"), "plan")
     # Two conditions rather than If/Else: an Else adds a wrapper group to the run graph that takes no display name.
     with dsl.If(nodes.output > 1, name="multi-node (launch.nodes > 1)"):

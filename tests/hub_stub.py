@@ -168,8 +168,13 @@ class HubStub(StubServer):
             revision = parts[5] if len(parts) > 5 and parts[4] == "revision" else "main"
             if revision not in ("main", repo.commit):
                 return self.send_error(h, 404, "RevisionNotFound", "Invalid rev id")
-            info = {"id": repo_id, "sha": repo.commit, "gated": "manual" if repo.gated else False,
-                    "siblings": [repo.sibling(p) for p in sorted(repo.files)], "cardData": repo.card}  # fmt: skip
+            info = {
+                "id": repo_id,
+                "sha": repo.commit,
+                "gated": "manual" if repo.gated else False,
+                "siblings": [repo.sibling(p) for p in sorted(repo.files)],
+                "cardData": repo.card,
+            }
             return self.send_json(h, info)
         kind = "dataset" if parts[0] == "datasets" else "model"
         if kind == "dataset":
@@ -216,8 +221,14 @@ class FileStub(StubServer):
             listing = []
             for p in self.records.get(record, []):
                 md5 = self.md5_override.get(p) or hashlib.md5(self.files[p]).hexdigest()
-                listing.append({"key": p.rsplit("/", 1)[-1], "size": len(self.files[p]), "checksum": f"md5:{md5}",
-                                "links": {"self": f"{self.url}{p}"}})  # fmt: skip
+                listing.append(
+                    {
+                        "key": p.rsplit("/", 1)[-1],
+                        "size": len(self.files[p]),
+                        "checksum": f"md5:{md5}",
+                        "links": {"self": f"{self.url}{p}"},
+                    }
+                )
             return self.send_json(h, {"id": record, "files": listing})
         if path not in self.files:
             return self.send_error(h, 404, "", "not found")

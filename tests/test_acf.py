@@ -20,8 +20,10 @@ from audiomcq.synth.audio import SR
 
 
 def _records(n: int = 3) -> list[MCQRecord]:
-    return [MCQRecord(id=f"r{i}", question="Q?", choices=["a", "b", "c", "d"], answer="b", audio_path=f"{i}.wav")
-            for i in range(n)]  # fmt: skip
+    return [
+        MCQRecord(id=f"r{i}", question="Q?", choices=["a", "b", "c", "d"], answer="b", audio_path=f"{i}.wav")
+        for i in range(n)
+    ]
 
 
 def test_probes_hide_the_audio_each_in_their_own_way():
@@ -141,8 +143,20 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(synth_corpus, tiny_omni, tmp_path):
-    common = ["--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus), "--models",
-              str(tiny_omni), str(tiny_omni), "--probes", "silence:2", "mismatch:1", "--chunk-size", "4"]  # fmt: skip
+    common = [
+        "--data",
+        str(synth_corpus / "train.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--models",
+        str(tiny_omni),
+        str(tiny_omni),
+        "--probes",
+        "silence:2",
+        "mismatch:1",
+        "--chunk-size",
+        "4",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(_cli("run", *common, "--out", str(tmp_path / "whole")), check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"

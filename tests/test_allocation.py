@@ -118,8 +118,14 @@ def test_position_balanced_mmau_test_mini(mmau_file):
     assert len(balanced) == 948 * 4 + 27 * 2 + 24 * 5 + 8 == 3974
     # Within each option count, every answer position appears exactly once per question.
     by_n = Counter((len(r.choices), r.extra["answer_position"]) for r in balanced)
-    assert by_n == Counter({**{(4, p): 948 for p in range(4)}, **{(2, p): 27 for p in range(2)},
-                            **{(5, p): 24 for p in range(5)}, **{(8, p): 1 for p in range(8)}})  # fmt: skip
+    assert by_n == Counter(
+        {
+            **{(4, p): 948 for p in range(4)},
+            **{(2, p): 27 for p in range(2)},
+            **{(5, p): 24 for p in range(5)},
+            **{(8, p): 1 for p in range(8)},
+        }
+    )
     for r in balanced:
         assert r.choices[r.extra["answer_position"]] == r.answer
     # Where the answer text occurs twice (16 items), the other copy may come first after rotation.

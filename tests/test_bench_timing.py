@@ -66,8 +66,14 @@ def test_bench_pipeline_reports_the_median_run_and_the_spread(monkeypatch, tmp_p
 
 
 def _run(pct: float) -> dict[str, float]:
-    return {"tasks": 14, "wall_s": 100 + pct, "busy_s": 100.0, "task_compute_s": 150.0, "overhead_s": pct,
-            "overhead_pct": pct}  # fmt: skip
+    return {
+        "tasks": 14,
+        "wall_s": 100 + pct,
+        "busy_s": 100.0,
+        "task_compute_s": 150.0,
+        "overhead_s": pct,
+        "overhead_pct": pct,
+    }
 
 
 def _spread(median: float, low: float, high: float) -> dict[str, float]:
@@ -78,20 +84,39 @@ def test_bench_filter_prints_medians_ranges_and_flop_bounds(monkeypatch, capsys,
     import audiomcq.bench_filter as bench
     from audiomcq.cli import main
 
-    cell = {"batched_s": _spread(0.1, 0.09, 0.12), "loop_s": _spread(0.6, 0.5, 0.7),
-            "batched_speedup": _spread(6.0, 5.5, 6.5), "gflop_per_question": {"batched": 0.17, "loop": 0.15},
-            "gemm_gflops": _spread(100, 90, 110), "flop_floor_s": _spread(0.05, 0.04, 0.06),
-            "flop_ceiling": _spread(12.0, 11.0, 13.0), "share_of_gemm_rate": _spread(0.5, 0.4, 0.6)}  # fmt: skip
-    silent = {"shared_ms": _spread(60, 55, 70), "recomputed_ms": _spread(600, 590, 610),
-              "text_only_ms": _spread(70, 65, 75), "recompute_over_shared": _spread(10.0, 9.1, 10.9),
-              "shared_over_text_only": _spread(0.86, 0.8, 0.9),
-              "gflop_per_question": {"shared": 3.4, "recomputed": 39.1, "text_only": 4.1},
-              "flop_recompute_over_shared": 11.5, "flop_shared_over_text_only": 0.82}  # fmt: skip
-    canned = {"samples": 32, "repeats": 3, "threads": 2, "load_before": 0.5, "load_after": 0.7,
-              "by_dtype": {"float32": cell, "bfloat16": cell}, "best_vs_best_speedup": _spread(6.0, 5.0, 7.0),
-              "silent_cost": {"h1024, 4 layers": silent},
-              "silent_peak": {30: {"prefix_tokens": 782, "prefix_mib": 12.2, "peak_mib": {1: 40.0, 64: 300.0}}},
-              "peak_rss_mb": {10: 100.0, 20: 101.0}, "rss_growth_pct": 1.0}  # fmt: skip
+    cell = {
+        "batched_s": _spread(0.1, 0.09, 0.12),
+        "loop_s": _spread(0.6, 0.5, 0.7),
+        "batched_speedup": _spread(6.0, 5.5, 6.5),
+        "gflop_per_question": {"batched": 0.17, "loop": 0.15},
+        "gemm_gflops": _spread(100, 90, 110),
+        "flop_floor_s": _spread(0.05, 0.04, 0.06),
+        "flop_ceiling": _spread(12.0, 11.0, 13.0),
+        "share_of_gemm_rate": _spread(0.5, 0.4, 0.6),
+    }
+    silent = {
+        "shared_ms": _spread(60, 55, 70),
+        "recomputed_ms": _spread(600, 590, 610),
+        "text_only_ms": _spread(70, 65, 75),
+        "recompute_over_shared": _spread(10.0, 9.1, 10.9),
+        "shared_over_text_only": _spread(0.86, 0.8, 0.9),
+        "gflop_per_question": {"shared": 3.4, "recomputed": 39.1, "text_only": 4.1},
+        "flop_recompute_over_shared": 11.5,
+        "flop_shared_over_text_only": 0.82,
+    }
+    canned = {
+        "samples": 32,
+        "repeats": 3,
+        "threads": 2,
+        "load_before": 0.5,
+        "load_after": 0.7,
+        "by_dtype": {"float32": cell, "bfloat16": cell},
+        "best_vs_best_speedup": _spread(6.0, 5.0, 7.0),
+        "silent_cost": {"h1024, 4 layers": silent},
+        "silent_peak": {30: {"prefix_tokens": 782, "prefix_mib": 12.2, "peak_mib": {1: 40.0, 64: 300.0}}},
+        "peak_rss_mb": {10: 100.0, 20: 101.0},
+        "rss_growth_pct": 1.0,
+    }
     monkeypatch.setattr(bench, "bench_filter", lambda *a, **k: canned)
     assert main(["bench", "filter", "--work", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out

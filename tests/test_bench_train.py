@@ -68,8 +68,26 @@ def test_bench_train_prints_step_times_throughput_mfu_and_memory(tmp_path, capsy
 def test_a_sweep_prints_one_table_row_per_setting(tmp_path, capsys):
     from audiomcq.cli import main
 
-    assert main(["bench", "train", "--work", str(tmp_path), "--steps", "2", "--batch", "4", "--packing", "off", "on",
-                 "--peak-tflops", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                "--work",
+                str(tmp_path),
+                "--steps",
+                "2",
+                "--batch",
+                "4",
+                "--packing",
+                "off",
+                "on",
+                "--peak-tflops",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| synthetic |")]
     assert len(rows) == 2 and rows[0].startswith("| synthetic | 4 | off | sdpa | fused |") and "%" in rows[0]
     assert rows[1].startswith("| synthetic | 4 | on | sdpa | fused |")

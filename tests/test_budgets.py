@@ -78,8 +78,15 @@ def _records(tmp_path: Path, rows: list[dict]) -> Path:
 
 
 def _row(id: str, question: str, answer: str, choices: list[str] = CHOICES) -> dict:
-    return {"id": id, "question": question, "choices": choices, "answer": answer, "audio_path": f"audio/{id}.wav",
-            "source_dataset": "test", "question_type": "sound"}  # fmt: skip
+    return {
+        "id": id,
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "audio_path": f"audio/{id}.wav",
+        "source_dataset": "test",
+        "question_type": "sound",
+    }
 
 
 def _endpoint(url: str, name: str = "knows", **keys) -> dict:
@@ -89,8 +96,9 @@ def _endpoint(url: str, name: str = "knows", **keys) -> dict:
 # --- (a) answers are never cut short -------------------------------------------------------------------------------
 def test_filtering_by_default_answers_a_long_answer_in_full_where_16_tokens_cut_it(knowing, tmp_path, capsys):
     data = _records(tmp_path, [_row("long", "What is heard?", LONG)])
-    stats = run_filter(data, [_endpoint(knowing.url)], tmp_path, tmp_path / "out",
-                       FilterConfig(probes=("silence:2",), min_correct=1))  # fmt: skip
+    stats = run_filter(
+        data, [_endpoint(knowing.url)], tmp_path, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
+    )
     cell = read_records(tmp_path / "out" / "labelled.jsonl")[0].extra["acf"]["models"]["knows"]["silence:2"]
     assert cell["answers"] == [LONG] and cell["correct"] == [True] and cell["truncated"] == [False]
     assert stats["weak"] == 1 and stats["truncated"] == {"knows": 0}
@@ -101,9 +109,29 @@ def test_filtering_by_default_answers_a_long_answer_in_full_where_16_tokens_cut_
     # The old default of 16 new tokens, now only when asked for: the right answer is cut, scored wrong, and counted.
     config = tmp_path / "models.yaml"
     config.write_text(json.dumps([_endpoint(knowing.url)]))  # YAML is a superset of JSON
-    assert main(["filter", "run", "--data", str(data), "--audio-root", str(tmp_path), "--models-config", str(config),
-                 "--probes", "silence:2", "--min-correct", "1", "--max-new-tokens", "16",
-                 "--out", str(tmp_path / "cut")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "filter",
+                "run",
+                "--data",
+                str(data),
+                "--audio-root",
+                str(tmp_path),
+                "--models-config",
+                str(config),
+                "--probes",
+                "silence:2",
+                "--min-correct",
+                "1",
+                "--max-new-tokens",
+                "16",
+                "--out",
+                str(tmp_path / "cut"),
+            ]
+        )
+        == 0
+    )
     assert "knows: 1 answers hit the generation budget (16 tokens)" in capsys.readouterr().out
     cut = load_json(tmp_path / "cut" / "stats.json")
     cell = read_records(tmp_path / "cut" / "labelled.jsonl")[0].extra["acf"]["models"]["knows"]["silence:2"]
@@ -116,8 +144,9 @@ def test_a_stop_string_the_server_drops_is_put_back(tmp_path):
     stub = MCQStub({"What is heard?": f"<answer>{LONG}</answer> and some trailing talk"}, stop_reason=False)
     try:
         data = _records(tmp_path, [_row("long", "What is heard?", LONG)])
-        run_filter(data, [_endpoint(stub.url)], tmp_path, tmp_path / "out",
-                   FilterConfig(probes=("silence:2",), min_correct=1))  # fmt: skip
+        run_filter(
+            data, [_endpoint(stub.url)], tmp_path, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
+        )
     finally:
         stub.close()
     cell = read_records(tmp_path / "out" / "labelled.jsonl")[0].extra["acf"]["models"]["knows"]["silence:2"]
@@ -127,8 +156,9 @@ def test_a_stop_string_the_server_drops_is_put_back(tmp_path):
 def test_evaluation_by_default_scores_a_long_answer_right_and_reports_truncations(knowing, tmp_path):
     data = _records(tmp_path, [_row("long", "What is heard?", LONG), _row("dog", "Which animal?", "A dog barks")])
     config = EvalConfig(silent_control=False)
-    summary = run_eval(_endpoint(knowing.url), {"synthetic": str(data)}, {"synthetic": tmp_path}, tmp_path / "ev",
-                       config)  # fmt: skip
+    summary = run_eval(
+        _endpoint(knowing.url), {"synthetic": str(data)}, {"synthetic": tmp_path}, tmp_path / "ev", config
+    )
     metrics = summary["tasks"]["synthetic"]
     audio = metrics["modes"]["audio"]
     assert audio["total"]["correct"] == 2 and audio["truncated"] == 0 and audio["over_length"] == 0
@@ -136,8 +166,13 @@ def test_evaluation_by_default_scores_a_long_answer_right_and_reports_truncation
     predictions = [row for _, row in iter_jsonl(tmp_path / "ev" / "synthetic" / "predictions-audio.jsonl")]
     assert predictions[0]["model_output"] == LONG and "truncated" not in predictions[0]
     # an explicit budget still wins: the long answer is cut and counted, in metrics.json and the prediction file
-    cut = run_eval(_endpoint(knowing.url), {"synthetic": str(data)}, {"synthetic": tmp_path}, tmp_path / "cut",
-                   EvalConfig(silent_control=False, max_new_tokens=40))  # fmt: skip
+    cut = run_eval(
+        _endpoint(knowing.url),
+        {"synthetic": str(data)},
+        {"synthetic": tmp_path},
+        tmp_path / "cut",
+        EvalConfig(silent_control=False, max_new_tokens=40),
+    )
     audio = cut["tasks"]["synthetic"]["modes"]["audio"]
     assert audio["total"]["correct"] == 1 and audio["truncated"] == 1
     rows = [row for _, row in iter_jsonl(tmp_path / "cut" / "synthetic" / "predictions-audio.jsonl")]
@@ -189,8 +224,13 @@ def test_generation_stops_at_a_stop_string_with_or_without_the_shared_prefix(fam
 
 
 # --- (b) per-model prompt formats ----------------------------------------------------------------------------------
-KIMI_STYLE = {"prompt": "{question}\n{options}", "option": "({letter}) {choice}", "option_sep": " ",
-              "system": "Answer with the option's letter.", "audio_first": False}  # fmt: skip
+KIMI_STYLE = {
+    "prompt": "{question}\n{options}",
+    "option": "({letter}) {choice}",
+    "option_sep": " ",
+    "system": "Answer with the option's letter.",
+    "audio_first": False,
+}
 
 
 def test_a_models_own_prompt_reaches_the_endpoint_verbatim_and_its_letter_maps_back(tmp_path, tiny_omni):
@@ -198,8 +238,9 @@ def test_a_models_own_prompt_reaches_the_endpoint_verbatim_and_its_letter_maps_b
     try:
         data = _records(tmp_path, [_row("long", "What is heard?", LONG), _row("dog", "Which animal?", "A dog barks")])
         models = [_endpoint(stub.url, "kimi", **KIMI_STYLE), {"path": str(tiny_omni), "name": "ours"}]
-        stats = run_filter(data, models, tmp_path, tmp_path / "out", FilterConfig(probes=("silence:2",),
-                                                                                  min_correct=1))  # fmt: skip
+        stats = run_filter(
+            data, models, tmp_path, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
+        )
     finally:
         stub.close()
     body = next(b for b in stub.bodies if "What is heard?" in b["messages"][1]["content"][0]["text"])  # concurrent
@@ -221,8 +262,23 @@ def test_an_evaluated_endpoint_is_asked_its_own_way_from_the_cli(tmp_path):
     config.write_text(json.dumps(_endpoint(stub.url, "kimi", **KIMI_STYLE)))  # YAML is a superset of JSON
     data = _records(tmp_path, [_row("long", "What is heard?", LONG), _row("dog", "Which animal?", "A dog barks")])
     try:
-        assert main(["eval", "--model-config", str(config), "--data", str(data), "--audio-root", str(tmp_path),
-                     "--out", str(tmp_path / "ev"), "--no-silence"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "eval",
+                    "--model-config",
+                    str(config),
+                    "--data",
+                    str(data),
+                    "--audio-root",
+                    str(tmp_path),
+                    "--out",
+                    str(tmp_path / "ev"),
+                    "--no-silence",
+                ]
+            )
+            == 0
+        )
     finally:
         stub.close()
     rows = [row for _, row in iter_jsonl(tmp_path / "ev" / "synthetic" / "predictions-audio.jsonl")]
@@ -237,8 +293,13 @@ def test_a_bare_letter_is_still_no_answer_for_the_audiomcq_prompt():
     assert DEFAULT.answer("A", CHOICES) is None and not string_match(LONG, DEFAULT.prediction("A", CHOICES), CHOICES)
     lettered = PromptFormat("{question}\n{choices_lines}\nAnswer with the letter.", system=None)
     assert lettered.user_text("Q?", ["x", "y"]) == "Q?\nA. x\nB. y\nAnswer with the letter."
-    for said, meant in (("B", "A woman sings"), ("(C) A dog barks", "A dog barks"), ("answer: D", CHOICES[3]),
-                        ("A dog barks", "A dog barks"), ("The answer is A.", LONG)):  # fmt: skip
+    for said, meant in (
+        ("B", "A woman sings"),
+        ("(C) A dog barks", "A dog barks"),
+        ("answer: D", CHOICES[3]),
+        ("A dog barks", "A dog barks"),
+        ("The answer is A.", LONG),
+    ):
         assert lettered.answer(said, CHOICES) == meant, said
     assert lettered.answer("E", CHOICES) is None and lettered.answer("no idea", CHOICES) is None
 
@@ -276,8 +337,9 @@ def test_filtering_skips_and_names_a_record_too_long_for_the_model(tiny_omni, sy
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # The tiny model's own context (2048 positions) is the default limit; the wordy question alone exceeds it.
-    stats = run_filter(data, [tiny_omni], synth_corpus, tmp_path / "out", FilterConfig(probes=("silence:2",),
-                                                                                      min_correct=1))  # fmt: skip
+    stats = run_filter(
+        data, [tiny_omni], synth_corpus, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
+    )
     assert stats["over_length"] == 1 and stats["count"] == 4 and stats["weak"] + stats["strong"] == 3
     report = [row for _, row in iter_jsonl(tmp_path / "out" / "over_length.jsonl")]
     assert [r["id"] for r in report] == ["wordy"]
@@ -287,8 +349,13 @@ def test_filtering_skips_and_names_a_record_too_long_for_the_model(tiny_omni, sy
     sets = [r.id for name in ("weak", "strong") for r in read_records(tmp_path / "out" / f"{name}.jsonl")]
     assert "wordy" not in sets and len(sets) == 3
     # a tighter context from the run's settings, for every model: now every record is too long for 2 s + the prompt
-    tight = run_filter(data, [tiny_omni], synth_corpus, tmp_path / "tight",
-                       FilterConfig(probes=("silence:2",), min_correct=1, max_length=100))  # fmt: skip
+    tight = run_filter(
+        data,
+        [tiny_omni],
+        synth_corpus,
+        tmp_path / "tight",
+        FilterConfig(probes=("silence:2",), min_correct=1, max_length=100),
+    )
     assert tight["over_length"] == 4 and tight["weak"] == tight["strong"] == 0
 
 
@@ -298,15 +365,33 @@ def test_evaluation_skips_an_item_too_long_for_the_model_and_never_scores_it(tin
     rows[1] = {**rows[1], "id": "the-long-one", "audio_path": str(tmp_path / "long.wav")}
     data = tmp_path / "eval.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["eval", "--model", str(tiny_omni), "--data", str(data), "--audio-root", str(synth_corpus),
-                 "--out", str(tmp_path / "ev"), "--max-length", "400"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_omni),
+                "--data",
+                str(data),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(tmp_path / "ev"),
+                "--max-length",
+                "400",
+            ]
+        )
+        == 0
+    )
     metrics = load_json(tmp_path / "ev" / "synthetic" / "metrics.json")
     for mode in ("audio", "silence"):
         assert metrics["modes"][mode]["over_length"] == 1 and metrics["modes"][mode]["total"]["count"] == 3
     task = tmp_path / "ev" / "synthetic"
     report = [row for _, row in iter_jsonl(task / "over_length.jsonl")]
-    assert sorted((r["id"], r["mode"], r["limit"]) for r in report) == [("the-long-one", "audio", 400),
-                                                                        ("the-long-one", "silence", 400)]  # fmt: skip
+    assert sorted((r["id"], r["mode"], r["limit"]) for r in report) == [
+        ("the-long-one", "audio", 400),
+        ("the-long-one", "silence", 400),
+    ]
     assert all(r["tokens"] > 400 for r in report)
     skipped = next(r for _, r in iter_jsonl(task / "predictions-audio.jsonl") if r["id"] == "the-long-one")
     assert "model_output" not in skipped and skipped["skipped"] == "over_length"
@@ -316,5 +401,10 @@ def test_evaluation_skips_an_item_too_long_for_the_model_and_never_scores_it(tin
 def test_max_length_for_an_endpoint_is_refused_in_one_line(tmp_path, knowing):
     data = _records(tmp_path, [_row("long", "What is heard?", LONG)])
     with pytest.raises(AudioMCQError, match="max_length cannot be honoured for an openai endpoint"):
-        run_filter(data, [_endpoint(knowing.url, max_length=4096)], tmp_path, tmp_path / "out",
-                   FilterConfig(probes=("silence:2",), min_correct=1))  # fmt: skip
+        run_filter(
+            data,
+            [_endpoint(knowing.url, max_length=4096)],
+            tmp_path,
+            tmp_path / "out",
+            FilterConfig(probes=("silence:2",), min_correct=1),
+        )

@@ -48,8 +48,9 @@ def test_merged_attention_equals_attention_over_the_prefix_copied_into_every_row
     # No mask: the queries are the last q_len of the suffix, causal (what sdpa's is_causal skip leaves us).
     got = cc.merged_attention(query, prefix_k, prefix_v, keys, values, None, 0.25, fused=fused)
     plain = causal[None, None].expand(rows, 1, q_len, suffix)
-    torch.testing.assert_close(got, _reference(query, prefix_k, prefix_v, keys, values, plain, 0.25), atol=2e-5,
-                               rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        got, _reference(query, prefix_k, prefix_v, keys, values, plain, 0.25), atol=2e-5, rtol=1e-4
+    )
 
 
 def test_the_merge_is_not_a_plain_average():

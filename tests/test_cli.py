@@ -91,9 +91,18 @@ def test_validate_strict_and_lenient(write_jsonl, tmp_path, capsys):
 def test_convert_keeps_every_item_and_writes_problems(mmau_file, tmp_path, capsys):
     out, problems = tmp_path / "mmau.jsonl", tmp_path / "problems.json"
     code, stdout, _ = run(
-        capsys, "data", "convert", "--benchmark", "mmau", "--input", str(mmau_file), "--output", str(out),
-        "--problems", str(problems),
-    )  # fmt: skip
+        capsys,
+        "data",
+        "convert",
+        "--benchmark",
+        "mmau",
+        "--input",
+        str(mmau_file),
+        "--output",
+        str(out),
+        "--problems",
+        str(problems),
+    )
     assert code == 0
     assert len(out.read_text().splitlines()) == 1000
     assert len(json.loads(problems.read_text())) == 27  # every repeated answer is also a collision
@@ -101,14 +110,25 @@ def test_convert_keeps_every_item_and_writes_problems(mmau_file, tmp_path, capsy
 
 
 def test_allocate_writes_disjoint_splits_with_augmentation(write_jsonl, tmp_path, capsys):
-    rows = [record_dict(id=f"q{i}", audio_path=f"a/{i}.wav", **{"audio-contribution": "weak" if i < 6 else "strong"})
-            for i in range(10)]  # fmt: skip
+    rows = [
+        record_dict(id=f"q{i}", audio_path=f"a/{i}.wav", **{"audio-contribution": "weak" if i < 6 else "strong"})
+        for i in range(10)
+    ]
     path = write_jsonl(rows)
     out = tmp_path / "alloc"
     code, stdout, _ = run(
-        capsys, "data", "allocate", "--input", str(path), "--paradigm", "weak_to_strong", "--augment", "4",
-        "--out-dir", str(out),
-    )  # fmt: skip
+        capsys,
+        "data",
+        "allocate",
+        "--input",
+        str(path),
+        "--paradigm",
+        "weak_to_strong",
+        "--augment",
+        "4",
+        "--out-dir",
+        str(out),
+    )
     assert code == 0
     sft = [json.loads(x) for x in (out / "sft.jsonl").read_text().splitlines()]
     rl = [json.loads(x) for x in (out / "rl.jsonl").read_text().splitlines()]
@@ -123,9 +143,19 @@ def test_allocate_refuses_leaking_eval_audio(write_jsonl, mmau_file, tmp_path, c
     leaking = "./test-mini-audios/3fe64f3d-282c-4bc8-a753-68f8f6c35652.wav"
     path = write_jsonl([record_dict(id="x", audio_path=leaking, **{"audio-contribution": "weak"})])
     code, _, err = run(
-        capsys, "data", "allocate", "--input", str(path), "--paradigm", "all_sft", "--eval", "mmau", str(mmau_file),
-        "--out-dir", str(tmp_path / "o"),
-    )  # fmt: skip
+        capsys,
+        "data",
+        "allocate",
+        "--input",
+        str(path),
+        "--paradigm",
+        "all_sft",
+        "--eval",
+        "mmau",
+        str(mmau_file),
+        "--out-dir",
+        str(tmp_path / "o"),
+    )
     assert code == 1 and "1 audio asset(s)" in err and "3fe64f3d" in err
     assert not (tmp_path / "o").exists()
 
@@ -136,8 +166,21 @@ def test_balance_output_is_in_the_official_format_and_scoreable(mmau_file, tmp_p
     assert code == 0
     items = json.loads(out.read_text())
     assert len(items) == 3974
-    assert set(items[0]) == {"id", "audio_id", "question", "choices", "answer", "dataset", "task", "split", "category",
-                             "sub-category", "difficulty", "balanced_from", "answer_position"}  # fmt: skip
+    assert set(items[0]) == {
+        "id",
+        "audio_id",
+        "question",
+        "choices",
+        "answer",
+        "dataset",
+        "task",
+        "split",
+        "category",
+        "sub-category",
+        "difficulty",
+        "balanced_from",
+        "answer_position",
+    }
     for item in items:
         item["model_output"] = item["choices"][0]  # always the first option
     pred = tmp_path / "pred.json"

@@ -51,8 +51,9 @@ def _records(synth_corpus: Path, clips: Path, path: Path) -> Path:
     """One record per test clip (named after it), taken from the synthetic corpus's questions."""
     base = [json.loads(line) for line in (synth_corpus / "eval.jsonl").read_text().splitlines()]
     names = [*BAD, "long.wav", "good.wav"]
-    rows = [{**base[i], "id": name.removesuffix(".wav"), "audio_path": str(clips / name)}
-            for i, name in enumerate(names)]  # fmt: skip
+    rows = [
+        {**base[i], "id": name.removesuffix(".wav"), "audio_path": str(clips / name)} for i, name in enumerate(names)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -77,8 +78,18 @@ def test_a_long_clip_is_cut_to_the_window_and_said_so(clips):
 def test_data_validate_decodes_every_clip(synth_corpus, clips, tmp_path, capsys):
     data = _records(synth_corpus, clips, tmp_path / "records.jsonl")
     quarantine = tmp_path / "bad.jsonl"
-    args = ["data", "validate", str(data), "--audio-root", str(clips), "--lenient", "--quarantine", str(quarantine),
-            "--output", str(tmp_path / "ok.jsonl")]  # fmt: skip
+    args = [
+        "data",
+        "validate",
+        str(data),
+        "--audio-root",
+        str(clips),
+        "--lenient",
+        "--quarantine",
+        str(quarantine),
+        "--output",
+        str(tmp_path / "ok.jsonl"),
+    ]
     assert main(args) == 1
     bad = {row["record"]["id"]: row["reasons"] for _, row in iter_json_items(quarantine)}
     expected = {name.removesuffix(".wav"): [f"audio_{code}"] for name, code in BAD.items()}
@@ -102,8 +113,24 @@ def test_data_validate_strict_stops_at_the_first_bad_clip_in_one_line(synth_corp
 def test_evaluation_counts_bad_clips_and_goes_on(tiny_omni, synth_corpus, clips, tmp_path):
     data = _records(synth_corpus, clips, tmp_path / "records.jsonl")
     out = tmp_path / "out"
-    assert main(["eval", "--model", str(tiny_omni), "--data", str(data), "--audio-root", str(clips), "--out",
-                 str(out), "--max-new-tokens", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_omni),
+                "--data",
+                str(data),
+                "--audio-root",
+                str(clips),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     metrics = load_json(out / "synthetic" / "metrics.json")
     for mode in ("audio", "silence"):
         counts = metrics["modes"][mode]
@@ -117,8 +144,28 @@ def test_evaluation_counts_bad_clips_and_goes_on(tiny_omni, synth_corpus, clips,
 def test_filtering_counts_bad_clips_and_goes_on(tiny_omni, synth_corpus, clips, tmp_path):
     data = _records(synth_corpus, clips, tmp_path / "records.jsonl")
     out = tmp_path / "out"
-    assert main(["filter", "run", "--data", str(data), "--audio-root", str(clips), "--models", str(tiny_omni),
-                 "--probes", "silence:2", "audio", "--min-correct", "1", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "filter",
+                "run",
+                "--data",
+                str(data),
+                "--audio-root",
+                str(clips),
+                "--models",
+                str(tiny_omni),
+                "--probes",
+                "silence:2",
+                "audio",
+                "--min-correct",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stats = load_json(out / "stats.json")
     assert stats["audio_corrupt"] == len(BAD) and stats["audio_trimmed"] == 1 and stats["count"] == len(BAD) + 2
     labelled = {r["id"]: r for _, r in iter_json_items(out / "labelled.jsonl")}

@@ -32,17 +32,52 @@ def huge(synth_corpus, tmp_path) -> Path:
 
 
 def test_a_huge_question_stops_filtering_in_one_line_naming_its_line(tiny_omni, synth_corpus, huge, tmp_path, capsys):
-    code = main(["filter", "run", "--data", str(huge), "--audio-root", str(synth_corpus), "--models", str(tiny_omni),
-                 "--probes", "silence:2", "--min-correct", "1", "--max-length", "100000000", "--out",
-                 str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            "filter",
+            "run",
+            "--data",
+            str(huge),
+            "--audio-root",
+            str(synth_corpus),
+            "--models",
+            str(tiny_omni),
+            "--probes",
+            "silence:2",
+            "--min-correct",
+            "1",
+            "--max-length",
+            "100000000",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     line = _one_line(capsys)
     assert code == 1 and f"{huge}:2:" in line and "characters, more than the 16,384 allowed" in line
 
 
 def test_a_huge_question_is_counted_over_length_in_evaluation_never_asked(tiny_omni, synth_corpus, huge, tmp_path):
     out = tmp_path / "out"
-    assert main(["eval", "--model", str(tiny_omni), "--data", str(huge), "--audio-root", str(synth_corpus),
-                 "--out", str(out), "--max-length", "100000000", "--max-new-tokens", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_omni),
+                "--data",
+                str(huge),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(out),
+                "--max-length",
+                "100000000",
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     audio = load_json(out / "synthetic" / "metrics.json")["modes"]["audio"]
     assert audio["over_length"] == 1 and audio["answered"] == 3
     skipped = [row for _, row in iter_json_items(out / "synthetic" / "over_length.jsonl")]
@@ -62,12 +97,33 @@ def unreachable(monkeypatch) -> str:
 
 
 def test_an_unreachable_s3_store_is_one_line_naming_the_uri(unreachable, synth_corpus, tiny_omni, tmp_path, capsys):
-    code = main(["eval", "--model", "s3://models/tiny", "--data", str(synth_corpus / "eval.jsonl"), "--out",
-                 str(tmp_path / "eval")])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--model",
+            "s3://models/tiny",
+            "--data",
+            str(synth_corpus / "eval.jsonl"),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     line = _one_line(capsys)
     assert code == 1 and "s3://models/tiny" in line and f"{unreachable} cannot be reached" in line
-    code = main(["filter", "run", "--data", str(synth_corpus / "eval.jsonl"), "--audio-root", "s3://data/audio",
-                 "--models", str(tiny_omni), "--out", str(tmp_path / "filter")])  # fmt: skip
+    code = main(
+        [
+            "filter",
+            "run",
+            "--data",
+            str(synth_corpus / "eval.jsonl"),
+            "--audio-root",
+            "s3://data/audio",
+            "--models",
+            str(tiny_omni),
+            "--out",
+            str(tmp_path / "filter"),
+        ]
+    )
     line = _one_line(capsys)
     assert code == 1 and "s3://data/audio" in line and "cannot be reached" in line
 
@@ -90,13 +146,38 @@ def test_a_line_that_is_not_utf8_is_named_by_its_line(write_jsonl, tmp_path, cap
 
 
 def test_a_zero_chunk_size_is_refused_not_an_empty_result(tiny_omni, synth_corpus, tmp_path, capsys):
-    code = main(["filter", "run", "--data", str(synth_corpus / "eval.jsonl"), "--audio-root", str(synth_corpus),
-                 "--models", str(tiny_omni), "--chunk-size", "0", "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            "filter",
+            "run",
+            "--data",
+            str(synth_corpus / "eval.jsonl"),
+            "--audio-root",
+            str(synth_corpus),
+            "--models",
+            str(tiny_omni),
+            "--chunk-size",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 1 and "chunk_size must be a whole number >= 1" in _one_line(capsys)
     assert not (tmp_path / "out" / "labelled.jsonl").exists()
 
 
 def test_a_malformed_shard_is_one_line(tiny_omni, synth_corpus, tmp_path, capsys):
-    code = main(["eval", "--model", str(tiny_omni), "--data", str(synth_corpus / "eval.jsonl"), "--out",
-                 str(tmp_path / "out"), "--shard", "one/two"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(tiny_omni),
+            "--data",
+            str(synth_corpus / "eval.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+            "--shard",
+            "one/two",
+        ]
+    )
     assert code == 1 and "--shard must look like i/N" in _one_line(capsys)

@@ -40,8 +40,21 @@ def mmau_eval(mmau_file, tiny_omni, tmp_path_factory):
     strong = tmp_path_factory.mktemp("ac") / "mmau.txt"
     strong.write_text("\n".join(raw["id"] for raw in items[::3]) + "\n")
     out = tmp_path_factory.mktemp("eval")
-    args = ["eval", "--model", str(tiny_omni), "--tasks", f"mmau-test-mini={mmau_file}", "--audio-root", str(root),
-            "--ac-strong", f"mmau-test-mini={strong}", "--out", str(out), "--max-new-tokens", "8"]  # fmt: skip
+    args = [
+        "eval",
+        "--model",
+        str(tiny_omni),
+        "--tasks",
+        f"mmau-test-mini={mmau_file}",
+        "--audio-root",
+        str(root),
+        "--ac-strong",
+        f"mmau-test-mini={strong}",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "8",
+    ]
     assert main(args) == 0
     return out, items, strong, args
 
@@ -74,14 +87,18 @@ def test_ac_strong_subset_and_silent_control_are_reported(mmau_eval):
     metrics = load_json(out / "mmau-test-mini" / "metrics.json")
     ids = set(strong.read_text().split())
     predictions = {p["id"]: p for p in json.loads((out / "mmau-test-mini" / "predictions-audio.json").read_text())}
-    subset = [string_match(p["answer"], p["model_output"], p["choices"])
-              for i, p in predictions.items() if i in ids and "model_output" in p]  # fmt: skip
+    subset = [
+        string_match(p["answer"], p["model_output"], p["choices"])
+        for i, p in predictions.items()
+        if i in ids and "model_output" in p
+    ]
     assert metrics["modes"]["audio"]["ac_strong"]["count"] == len(subset)
     assert metrics["modes"]["audio"]["ac_strong"]["correct"] == sum(subset)
     silence = metrics["modes"]["silence"]["total"]
     assert silence["count"] == 996  # the same items as with audio
-    assert metrics["audio_contribution"] == pytest.approx(metrics["modes"]["audio"]["total"]["accuracy"]
-                                                          - silence["accuracy"])  # fmt: skip
+    assert metrics["audio_contribution"] == pytest.approx(
+        metrics["modes"]["audio"]["total"]["accuracy"] - silence["accuracy"]
+    )
     summary = load_json(out / "metrics.json")
     assert set(summary["tasks"]) == {"mmau-test-mini"}
 
@@ -107,8 +124,18 @@ def test_mmar_shards_partition_the_items_and_balanced_variant_reports_consistenc
     subset = tmp_path / "mmar-40.jsonl"
     subset.write_text("".join(line for line in mmar_file.read_text().splitlines(keepends=True)[:40]))
     _audio_for(subset, "audio_path", root)
-    common = ["eval", "--model", str(tiny_omni), "--tasks", f"mmar={subset}", "--audio-root", str(root),
-              "--max-new-tokens", "8", "--no-silence"]  # fmt: skip
+    common = [
+        "eval",
+        "--model",
+        str(tiny_omni),
+        "--tasks",
+        f"mmar={subset}",
+        "--audio-root",
+        str(root),
+        "--max-new-tokens",
+        "8",
+        "--no-silence",
+    ]
     ids = []
     for shard in ("0/2", "1/2"):
         assert main([*common, "--out", str(tmp_path / shard.replace("/", "of")), "--shard", shard]) == 0
@@ -132,9 +159,27 @@ def test_hidden_answers_are_exported_not_scored_and_dcase_gets_its_csv(mmau_file
     hidden = [{**raw, "answer": ""} for _, raw in iter_json_items(mmau_file)][:6]  # MMAU-test ships no answers
     (tmp_path / "mmau-test.json").write_text(json.dumps(hidden))
     _audio_for(tmp_path / "mmau-test.json", "audio_id", tmp_path / "audio")
-    assert main(["eval", "--model", str(tiny_omni), "--tasks", "mmau-test", "--data-dir", str(tmp_path),
-                 "--audio-root", str(tmp_path / "audio"), "--out", str(tmp_path / "out"), "--max-new-tokens", "4",
-                 "--no-silence"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_omni),
+                "--tasks",
+                "mmau-test",
+                "--data-dir",
+                str(tmp_path),
+                "--audio-root",
+                str(tmp_path / "audio"),
+                "--out",
+                str(tmp_path / "out"),
+                "--max-new-tokens",
+                "4",
+                "--no-silence",
+            ]
+        )
+        == 0
+    )
     exported = json.loads((tmp_path / "out" / "mmau-test" / "predictions-audio.json").read_text())
     assert len(exported) == 6 and all("model_output" in p for p in exported)
     audio = load_json(tmp_path / "out" / "mmau-test" / "metrics.json")["modes"]["audio"]
@@ -145,9 +190,25 @@ def test_hidden_answers_are_exported_not_scored_and_dcase_gets_its_csv(mmau_file
         path = tmp_path / "dcase-audio" / r.audio_path
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, np.zeros(4000, np.float32), 16000)
-    assert main(["eval", "--model", str(tiny_omni), "--tasks", f"dcase2025={dcase_dir}", "--audio-root",
-                 str(tmp_path / "dcase-audio"), "--out", str(tmp_path / "dc"), "--max-new-tokens", "4",
-                 "--no-silence"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_omni),
+                "--tasks",
+                f"dcase2025={dcase_dir}",
+                "--audio-root",
+                str(tmp_path / "dcase-audio"),
+                "--out",
+                str(tmp_path / "dc"),
+                "--max-new-tokens",
+                "4",
+                "--no-silence",
+            ]
+        )
+        == 0
+    )
     with (tmp_path / "dc" / "dcase2025" / "predictions-audio.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["question"] for r in rows] == [r.id for r in records]

@@ -72,8 +72,9 @@ def test_model_lands_verified_with_manifest_and_the_marker_last(s3, hub):
     hub.hold[last] = threading.Event()
     s3.put_object("data", "models/tiny/_COMPLETE", io.BytesIO(b"1"), 1)  # a stale marker from an earlier fetch
     result = {}
-    worker = threading.Thread(target=lambda: result.update(fetch_model("Qwen/Tiny-Audio", "s3://data/models/tiny",
-                                                                          endpoint=hub.url)))  # fmt: skip
+    worker = threading.Thread(
+        target=lambda: result.update(fetch_model("Qwen/Tiny-Audio", "s3://data/models/tiny", endpoint=hub.url))
+    )
     worker.start()
     assert hub.reached.setdefault(last, threading.Event()).wait(30)
     assert not storage.is_complete("s3://data/models/tiny"), "a fetch in progress is never marked complete"
@@ -166,8 +167,17 @@ def test_a_killed_fetch_resumes_without_downloading_finished_files(s3, hub, tmp_
 def test_gated_repo_and_token_give_one_clear_line_and_the_token_is_never_shown(hub, tmp_path, capsys, monkeypatch):
     repo = hub.add("model", "Qwen/Gated", model_repo())
     repo.gated, repo.tokens = True, {SECRET}
-    args = ["--log-level", "info", "fetch", "model", "Qwen/Gated@main", "--to", str(tmp_path / "g"),
-            "--endpoint", hub.url]  # fmt: skip
+    args = [
+        "--log-level",
+        "info",
+        "fetch",
+        "model",
+        "Qwen/Gated@main",
+        "--to",
+        str(tmp_path / "g"),
+        "--endpoint",
+        hub.url,
+    ]
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert (
@@ -284,8 +294,9 @@ def test_dataset_release_is_validated_and_audio_fetched_verified_and_reported(s3
     site.corrupt_once.add("/resources/141/dev_clean.tar.gz")  # md5 catches it: downloaded again
     site.truncate_once.add("/tacos/TACOS_audio.zip")  # the connection drops half-way: resumed with a Range request
     sites = {"zenodo": site.url, "openslr": site.url}
-    manifest = fetch_dataset("audiomcq", "s3://data/audiomcq", endpoint=hub.url, sources="TACOS,SpeechCraft,AudioCaps",
-                             endpoints=sites)  # fmt: skip
+    manifest = fetch_dataset(
+        "audiomcq", "s3://data/audiomcq", endpoint=hub.url, sources="TACOS,SpeechCraft,AudioCaps", endpoints=sites
+    )
     assert storage.is_complete("s3://data/audiomcq") and manifest["commit"] == release.commit
     assert site.gets("/resources/141/dev_clean.tar.gz") == 2 and site.gets("/tacos/TACOS_audio.zip") == 2
     (check,) = manifest["validation"]
@@ -312,8 +323,9 @@ def test_dataset_release_is_validated_and_audio_fetched_verified_and_reported(s3
 
     payloads = ("/resources/141/dev_clean.tar.gz", "/tacos/TACOS_audio.zip", "/tacos/tacos_captions.csv")
     before = [site.gets(p) for p in payloads]
-    again = fetch_dataset("audiomcq", "s3://data/audiomcq", endpoint=hub.url, sources="TACOS,SpeechCraft",
-                          endpoints=sites)  # fmt: skip
+    again = fetch_dataset(
+        "audiomcq", "s3://data/audiomcq", endpoint=hub.url, sources="TACOS,SpeechCraft", endpoints=sites
+    )
     assert [site.gets(p) for p in payloads] == before, "a finished archive is not downloaded again"
     assert all(not f["fetched"] for f in again["files"])
 
@@ -372,10 +384,13 @@ def test_mmau_test_mini_metadata_pinned_and_embedded_audio_laid_out_for_eval(hub
     serve_github(site, MMAU_MINI, meta.read_bytes())
     items = load_json(meta)[:4]
     rows = [
-        {"context": {"bytes": WAV + bytes([i]), "path": None}, "instruction": it["question"],
-         "other_attributes": json.dumps({"id": it["id"], "task": it["task"]})}
+        {
+            "context": {"bytes": WAV + bytes([i]), "path": None},
+            "instruction": it["question"],
+            "other_attributes": json.dumps({"id": it["id"], "task": it["task"]}),
+        }
         for i, it in enumerate(items)
-    ]  # fmt: skip
+    ]
     rows.append({"context": {"bytes": WAV, "path": None}, "instruction": "?", "other_attributes": '{"id": "zzz"}'})
     hub.add("dataset", "gamma-lab-umd/MMAU-test-mini", StubRepo({"data/test-00000-of-00001.parquet": parquet(rows)}))
     out = tmp_path / "mmau"
@@ -400,8 +415,17 @@ def test_mmar_to_s3_syncs_into_the_layout_eval_reads(s3, hub, site, tmp_path, ca
     serve_github(site, MMAR_META, meta.read_bytes())
     ids = [json.loads(line)["id"] for line in meta.read_text().splitlines()[:3]]
     hub.add("dataset", "BoJack/MMAR", StubRepo({"mmar-audio.tar.gz": tar_gz({f"audio/{i}.wav": WAV for i in ids})}))
-    args = ["fetch", "benchmark", "mmar", "--to", "s3://data/bench/mmar", "--endpoint", hub.url,
-            "--site", f"github={site.url}"]  # fmt: skip
+    args = [
+        "fetch",
+        "benchmark",
+        "mmar",
+        "--to",
+        "s3://data/bench/mmar",
+        "--endpoint",
+        hub.url,
+        "--site",
+        f"github={site.url}",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mmar: 1000 items, audio 3 present, 997 missing" in out and "missing: " in out
@@ -413,9 +437,21 @@ def test_mmar_to_s3_syncs_into_the_layout_eval_reads(s3, hub, site, tmp_path, ca
 
 
 def test_mmsu_rows_become_the_jsonl_eval_reads_with_their_audio(hub, tmp_path):
-    rows = [{"id": f"mmsu_{i}", "task_name": "emotion", "question": "Which emotion?", "choice_a": "happy",
-             "choice_b": "sad", "choice_c": "angry", "choice_d": "calm", "answer_gt": "sad", "category": "perception",
-             "audio": {"bytes": WAV, "path": f"clip{i}.wav"}} for i in range(3)]  # fmt: skip
+    rows = [
+        {
+            "id": f"mmsu_{i}",
+            "task_name": "emotion",
+            "question": "Which emotion?",
+            "choice_a": "happy",
+            "choice_b": "sad",
+            "choice_c": "angry",
+            "choice_d": "calm",
+            "answer_gt": "sad",
+            "category": "perception",
+            "audio": {"bytes": WAV, "path": f"clip{i}.wav"},
+        }
+        for i in range(3)
+    ]
     hub.add("dataset", "ddwang2000/MMSU", StubRepo({"data/test-00000.parquet": parquet(rows), "README.md": b"x"}))
     manifest = fetch_benchmark("mmsu", tmp_path / "mmsu", endpoint=hub.url)
     assert (manifest["layout"]["items"], manifest["layout"]["audio_present"]) == (3, 3)
@@ -426,8 +462,15 @@ def test_mmsu_rows_become_the_jsonl_eval_reads_with_their_audio(hub, tmp_path):
 
 def test_dcase2025_takes_one_split_and_only_the_audio_it_names_from_the_gated_repo(hub, tmp_path, monkeypatch):
     def question(url: str) -> bytes:
-        return json.dumps({"audio_url": url, "question": "Which?", "choice": ["A. x", "B. y"], "answer": "B. y",
-                           "question_type": "BQA"}).encode()  # fmt: skip
+        return json.dumps(
+            {
+                "audio_url": url,
+                "question": "Which?",
+                "choice": ["A. x", "B. y"],
+                "answer": "B. y",
+                "question_type": "BQA",
+            }
+        ).encode()
 
     files = {
         "dcase_2025_question_path/dev/q1.json": question("local_audio_path/dev/a1.wav"),

@@ -34,10 +34,16 @@ def test_grpo_rolls_out_through_vllm_with_the_audio(tiny_omni, synth_corpus, tmp
     from audiomcq.train.vllm_rollout import AudioPromptLLM
 
     trainer, _ = build_grpo_trainer(
-        tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, prompts_per_step=2,
-        num_generations=2, max_completion_length=4,
+        tiny_omni,
+        synth_corpus / "train.jsonl",
+        synth_corpus,
+        tmp_path,
+        steps=2,
+        prompts_per_step=2,
+        num_generations=2,
+        max_completion_length=4,
         trainer_args={"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.2},
-    )  # fmt: skip
+    )
     assert isinstance(trainer.vllm_generation.llm, AudioPromptLLM)
     trainer.train()
     assert trainer.state.global_step == 2 and len(trainer._rollout_audio) == 4

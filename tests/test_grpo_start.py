@@ -14,13 +14,25 @@ from audiomcq.train.grpo_start import parse_init
 
 # Two SFT checkpoints (steps 1 and 2), one GRPO step whose update is exactly zero (a random model earns no reward,
 # so every advantage is zero, and no weight decay): GRPO's final weights are the weights it started from.
-SETS = ["allocation.sft_fraction=0.5", "allocation.augment=1", "grpo.trainer_args.num_generations=2",
-        "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0",
-        "grpo.trainer_args.weight_decay=0.0", "grpo.trainer_args.beta=0.0", "eval.max_new_tokens=4",
-        *[f"{stage}.trainer_args.{k}" for stage in ("sft", "grpo")
-          for k in ("bf16=false", "deepspeed=null", "per_device_train_batch_size=4", "gradient_checkpointing=false")],
-        "sft.trainer_args.max_steps=2", "sft.trainer_args.save_steps=1", "grpo.trainer_args.max_steps=1",
-        "grpo.trainer_args.save_steps=1"]  # fmt: skip
+SETS = [
+    "allocation.sft_fraction=0.5",
+    "allocation.augment=1",
+    "grpo.trainer_args.num_generations=2",
+    "grpo.trainer_args.max_completion_length=4",
+    "grpo.trainer_args.dataloader_num_workers=0",
+    "grpo.trainer_args.weight_decay=0.0",
+    "grpo.trainer_args.beta=0.0",
+    "eval.max_new_tokens=4",
+    *[
+        f"{stage}.trainer_args.{k}"
+        for stage in ("sft", "grpo")
+        for k in ("bf16=false", "deepspeed=null", "per_device_train_batch_size=4", "gradient_checkpointing=false")
+    ],
+    "sft.trainer_args.max_steps=2",
+    "sft.trainer_args.save_steps=1",
+    "grpo.trainer_args.max_steps=1",
+    "grpo.trainer_args.save_steps=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +48,23 @@ def pools(synth_corpus, tmp_path_factory):
 
 
 def _run(tiny_omni, synth_corpus, pools, out, *extra):
-    args = ["train", "run", "--recipe", "weak_to_strong", "--model", str(tiny_omni), "--data",
-            str(pools / "labelled.jsonl"), "--audio-root", str(synth_corpus), "--out", str(out), "--selection",
-            str(pools / "held_out.jsonl"), *[f"--set={s}" for s in (*SETS, *extra)]]  # fmt: skip
+    args = [
+        "train",
+        "run",
+        "--recipe",
+        "weak_to_strong",
+        "--model",
+        str(tiny_omni),
+        "--data",
+        str(pools / "labelled.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--out",
+        str(out),
+        "--selection",
+        str(pools / "held_out.jsonl"),
+        *[f"--set={s}" for s in (*SETS, *extra)],
+    ]
     assert main(args) == 0
     return load_json(out / "summary.json")
 
@@ -90,11 +116,30 @@ def test_a_named_step_a_missing_step_and_a_paradigm_without_sft(tiny_omni, synth
     with pytest.raises(AudioMCQError, match="no complete checkpoint at step 7"):
         from audiomcq.stages import post_train
 
-        post_train(tiny_omni, pools / "labelled.jsonl", synth_corpus, tmp_path / "step7", "weak_to_strong",
-                   [*SETS, "grpo.init=sft@7"], selection=pools / "held_out.jsonl")  # fmt: skip
-    args = ["train", "run", "--recipe", "all_grpo", "--model", str(tiny_omni), "--data", str(pools / "labelled.jsonl"),
-            "--audio-root", str(synth_corpus), "--out", str(tmp_path / "all_grpo"),
-            *[f"--set={s}" for s in SETS]]  # fmt: skip
+        post_train(
+            tiny_omni,
+            pools / "labelled.jsonl",
+            synth_corpus,
+            tmp_path / "step7",
+            "weak_to_strong",
+            [*SETS, "grpo.init=sft@7"],
+            selection=pools / "held_out.jsonl",
+        )
+    args = [
+        "train",
+        "run",
+        "--recipe",
+        "all_grpo",
+        "--model",
+        str(tiny_omni),
+        "--data",
+        str(pools / "labelled.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--out",
+        str(tmp_path / "all_grpo"),
+        *[f"--set={s}" for s in SETS],
+    ]
     assert main(args) == 0
     start = load_json(tmp_path / "all_grpo" / "summary.json")["grpo_init"]
     assert start["stage"] == "base" and start["path"] == str(tiny_omni)

@@ -116,8 +116,15 @@ def test_convention_check_rejects_planted_mistakes():
         'ENTRYPOINT ["python"]\n'
     )
     found = "\n".join(convention_problems(bad))
-    for expected in ("ARG AWS_SECRET_ACCESS_KEY", "ENV API_TOKEN", "FROM python: not pinned", "without --no-cache-dir",
-                     "outside the constraints file", "last USER root", "ENTRYPOINT"):  # fmt: skip
+    for expected in (
+        "ARG AWS_SECRET_ACCESS_KEY",
+        "ENV API_TOKEN",
+        "FROM python: not pinned",
+        "without --no-cache-dir",
+        "outside the constraints file",
+        "last USER root",
+        "ENTRYPOINT",
+    ):
         assert expected in found, expected
 
 
@@ -138,8 +145,10 @@ def installed_by(name: str) -> tuple[list[str], Path]:
         elif option == "--add":
             added.append(arg)
     constraints = re.search(r"-c (\S+)", run).group(1)
-    local = {"/opt/audiomcq/constraints.txt": IMAGES / "constraints.txt",
-             "/opt/audiomcq/constraints-infer.txt": IMAGES / "infer" / "constraints.txt"}  # fmt: skip
+    local = {
+        "/opt/audiomcq/constraints.txt": IMAGES / "constraints.txt",
+        "/opt/audiomcq/constraints-infer.txt": IMAGES / "infer" / "constraints.txt",
+    }
     return pins.requirements(extras, added), local[constraints]
 
 
@@ -242,8 +251,14 @@ def test_build_output_pins_every_component(tmp_path, monkeypatch):
         monkeypatch.setenv(f"AUDIOMCQ_IMAGE_{name.upper()}", DEFAULTS[name])
     built = {n: f"registry.example.com/ml/audiomcq-{n}:abc1234@sha256:{n[0] * 64}" for n in DEFAULTS}
     output = tmp_path / "build.json"
-    output.write_text(json.dumps({"builds": [{"imageName": "registry.example.com/ml/audiomcq-base", "tag": "b"}]
-                                  + [{"imageName": r.split(":")[0], "tag": r} for r in built.values()]}))  # fmt: skip
+    output.write_text(
+        json.dumps(
+            {
+                "builds": [{"imageName": "registry.example.com/ml/audiomcq-base", "tag": "b"}]
+                + [{"imageName": r.split(":")[0], "tag": r} for r in built.values()]
+            }
+        )
+    )
     restore = tmp_path / "restore.json"
     restore.write_text(json.dumps({"builds": [{"imageName": f"audiomcq-{n}", "tag": t} for n, t in DEFAULTS.items()]}))
 

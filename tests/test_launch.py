@@ -14,8 +14,13 @@ from audiomcq.train.launch import Launch, command
 def test_torchrun_command_carries_the_geometry_and_reruns_the_cli():
     cmd = command(Launch(4, nnodes=2, node_rank=1, master_addr="trainer-0", master_port=23456), ["train", "sft"])
     assert cmd[1:3] == ["-m", "torch.distributed.run"]
-    for flag in ("--nproc-per-node=4", "--nnodes=2", "--node-rank=1", "--master-addr=trainer-0",
-                 "--master-port=23456"):  # fmt: skip
+    for flag in (
+        "--nproc-per-node=4",
+        "--nnodes=2",
+        "--node-rank=1",
+        "--master-addr=trainer-0",
+        "--master-port=23456",
+    ):
         assert flag in cmd
     assert cmd[-4:] == ["-m", "audiomcq.cli", "train", "sft"]
 
@@ -43,8 +48,22 @@ def test_accelerate_on_cpu_is_refused_before_starting_anything(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU machine may launch accelerate")
 
-    args = ["train", "sft", "--model", "m", "--data", "d", "--audio-root", ".", "--out", str(tmp_path / "o"),
-            "--nproc-per-node", "2", "--launcher", "accelerate"]  # fmt: skip
+    args = [
+        "train",
+        "sft",
+        "--model",
+        "m",
+        "--data",
+        "d",
+        "--audio-root",
+        ".",
+        "--out",
+        str(tmp_path / "o"),
+        "--nproc-per-node",
+        "2",
+        "--launcher",
+        "accelerate",
+    ]
     assert main(args) == 1
     assert not (tmp_path / "o").exists()
 
@@ -63,16 +82,49 @@ def test_two_process_paradigm_run_splits_the_data_and_writes_once(tiny_omni, syn
     write_records(tmp_path / "held_out.jsonl", read_records(synth_corpus / "eval.jsonl"))
     sets = ["allocation.sft_fraction=0.25", "allocation.augment=2"]
     for stage in ("sft", "grpo"):
-        sets += [f"{stage}.trainer_args.{k}" for k in ("bf16=false", "deepspeed=null", "per_device_train_batch_size=4",
-                                                        "save_steps=2", "save_only_model=false")]  # fmt: skip
-    sets += ["sft.trainer_args.num_train_epochs=1", "sft.trainer_args.max_steps=-1", "grpo.trainer_args.max_steps=2",
-             "grpo.trainer_args.num_generations=2", "grpo.trainer_args.max_completion_length=4",
-             "grpo.trainer_args.dataloader_num_workers=0"]  # fmt: skip
+        sets += [
+            f"{stage}.trainer_args.{k}"
+            for k in (
+                "bf16=false",
+                "deepspeed=null",
+                "per_device_train_batch_size=4",
+                "save_steps=2",
+                "save_only_model=false",
+            )
+        ]
+    sets += [
+        "sft.trainer_args.num_train_epochs=1",
+        "sft.trainer_args.max_steps=-1",
+        "grpo.trainer_args.max_steps=2",
+        "grpo.trainer_args.num_generations=2",
+        "grpo.trainer_args.max_completion_length=4",
+        "grpo.trainer_args.dataloader_num_workers=0",
+    ]
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "audiomcq.cli", "train", "run", "--recipe", "mixed_to_strong", "--model",
-           str(tiny_omni), "--data", str(tmp_path / "labelled.jsonl"), "--audio-root", str(synth_corpus),
-           "--out", str(run), "--selection", str(tmp_path / "held_out.jsonl"), "--nproc-per-node", "2",
-           "--master-port", "29517", *[f"--set={s}" for s in sets]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiomcq.cli",
+        "train",
+        "run",
+        "--recipe",
+        "mixed_to_strong",
+        "--model",
+        str(tiny_omni),
+        "--data",
+        str(tmp_path / "labelled.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--out",
+        str(run),
+        "--selection",
+        str(tmp_path / "held_out.jsonl"),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        *[f"--set={s}" for s in sets],
+    ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("mixed_to_strong: sft 16") == 1  # only rank 0 reports

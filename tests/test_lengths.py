@@ -23,8 +23,15 @@ def test_token_counts_equal_the_processor_whatever_else_is_in_the_batch(family, 
     from audiomcq.models.lengths import record_tokens
 
     processor = load_model(tiny_omni if family == "omni" else tiny_qwen2_audio).processor
-    record = MCQRecord.from_dict({"id": "x", "question": "What is heard?", "choices": ["a dog", "rain"],
-                                  "answer": "rain", "audio_path": "x.wav"})  # fmt: skip
+    record = MCQRecord.from_dict(
+        {
+            "id": "x",
+            "question": "What is heard?",
+            "choices": ["a dog", "rain"],
+            "answer": "rain",
+            "audio_path": "x.wav",
+        }
+    )
     text = prompt_text(processor, record.question, record.choices)
     for n in SAMPLES:
         alone = encode_prompts(processor, [text], [np.zeros(n, np.float32)])
@@ -59,15 +66,24 @@ def test_sft_and_grpo_skip_over_long_records_and_name_them(tiny_omni, synth_corp
     from audiomcq.train.sft import build_sft_trainer
 
     # 20 s of audio is 500 audio tokens alone; the 1-3 s clips stay far below 400
-    sft, _ = build_sft_trainer(tiny_omni, long_pool, synth_corpus, tmp_path / "sft", steps=1, batch_size=8,
-                               trainer_args={"max_length": 400})  # fmt: skip
+    sft, _ = build_sft_trainer(
+        tiny_omni, long_pool, synth_corpus, tmp_path / "sft", steps=1, batch_size=8, trainer_args={"max_length": 400}
+    )
     assert len(sft.train_dataset) == 7 and "the-long-one" not in sft.train_dataset["id"]
     skipped = [row for _, row in iter_jsonl(tmp_path / "sft" / "skipped.jsonl")]
     assert [(s["id"], s["reason"]) for s in skipped] == [("the-long-one", "over max_length")]
     assert skipped[0]["tokens"] > 400
     sft.train()  # the whole set in one batch: the collator would have refused the long record
-    grpo, _ = build_grpo_trainer(tiny_omni, long_pool, synth_corpus, tmp_path / "grpo", steps=1, max_length=400,
-                                 prompts_per_step=1, num_generations=2)  # fmt: skip
+    grpo, _ = build_grpo_trainer(
+        tiny_omni,
+        long_pool,
+        synth_corpus,
+        tmp_path / "grpo",
+        steps=1,
+        max_length=400,
+        prompts_per_step=1,
+        num_generations=2,
+    )
     assert len(grpo.train_dataset) == 7
     assert [row["id"] for _, row in iter_jsonl(tmp_path / "grpo" / "skipped.jsonl")] == ["the-long-one"]
 

@@ -133,8 +133,20 @@ def schema_problems(objs: list[dict]) -> list[str]:
 def test_overlay_builds_and_every_object_is_valid(overlay):
     objs = rendered(overlay)
     kinds = {o["kind"] for o in objs}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service",
-            "ServingRuntime", "NetworkPolicy", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds  # fmt: skip
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "ServingRuntime",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+    } <= kinds
     assert "Secret" not in kinds
     for obj in objs:
         if obj["kind"] != "Namespace":
@@ -157,12 +169,20 @@ def test_trainjob_from_the_code_is_valid():
 
 
 def test_schema_check_rejects_planted_mistakes():
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-                  "spec": {"replicas": "two", "selector": {}, "template": {}}}  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": "two", "selector": {}, "template": {}},
+    }
     isvc = next(o for o in templates() if o["metadata"]["name"] == "audiomcq")
     isvc["spec"]["predictr"] = isvc["spec"].pop("predictor")
-    runtime = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime", "metadata": {"name": "r"},
-               "spec": {"containers": [{"name": "c", "image": "i", "argz": []}]}}  # fmt: skip
+    runtime = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "r"},
+        "spec": {"containers": [{"name": "c", "image": "i", "argz": []}]},
+    }
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     found = schema_problems([deployment, isvc, runtime, unknown])
     assert any("Deployment/x" in p and "'two' is not of type 'integer'" in p for p in found), found
@@ -254,9 +274,18 @@ def test_every_pod_is_restricted_with_requests_and_limits(overlay):
 
 
 def test_pod_security_check_rejects_planted_mistakes():
-    pod = {"securityContext": {"runAsUser": 0}, "hostNetwork": True,
-           "containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "1"}},
-                           "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}  # fmt: skip
+    pod = {
+        "securityContext": {"runAsUser": 0},
+        "hostNetwork": True,
+        "containers": [
+            {
+                "name": "app",
+                "image": "x",
+                "resources": {"requests": {"cpu": "1"}},
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+            }
+        ],
+    }
     bad = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -264,9 +293,17 @@ def test_pod_security_check_rejects_planted_mistakes():
         "spec": {"template": {"spec": pod}},
     }
     found = "\n".join(pod_security_problems([bad]))
-    for expected in ("host namespace", "runAsNonRoot is not true", "runs as uid 0", "privilege escalation",
-                     "capabilities", "seccomp", "no requests for memory", "no limits for cpu, memory",
-                     "root filesystem is writable"):  # fmt: skip
+    for expected in (
+        "host namespace",
+        "runAsNonRoot is not true",
+        "runs as uid 0",
+        "privilege escalation",
+        "capabilities",
+        "seccomp",
+        "no requests for memory",
+        "no limits for cpu, memory",
+        "root filesystem is writable",
+    ):
         assert expected in found, expected
 
 
@@ -397,15 +434,19 @@ def test_trainer_sdk_component_adds_only_the_runtime_reads(tmp_path):
     objs = kustomize(tmp_path)
     assert schema_problems(objs) == []
     role = named(objs, "Role", "audiomcq-pipeline")
-    assert role["rules"][-1] == {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainingruntimes"],
-                                 "verbs": ["get"]}  # fmt: skip
+    assert role["rules"][-1] == {
+        "apiGroups": ["trainer.kubeflow.org"],
+        "resources": ["trainingruntimes"],
+        "verbs": ["get"],
+    }
     cluster = [o for o in objs if o["kind"].startswith("Cluster")]
     assert [(o["kind"], o["metadata"]["name"]) for o in cluster] == [
         ("ClusterRole", "audiomcq-read-cluster-training-runtimes"),
         ("ClusterRoleBinding", "audiomcq-read-cluster-training-runtimes"),
     ]
-    assert cluster[0]["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
-                                    "verbs": ["get"]}]  # fmt: skip
+    assert cluster[0]["rules"] == [
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"], "verbs": ["get"]}
+    ]
     assert cluster[1]["subjects"] == [{"kind": "ServiceAccount", "name": "audiomcq-pipeline", "namespace": NAMESPACE}]
 
 
@@ -425,8 +466,12 @@ def _selects(selector: dict, labels: dict) -> bool:
         return False
     for e in selector.get("matchExpressions", []):
         key, values = e["key"], e.get("values", [])
-        if {"In": labels.get(key) not in values, "NotIn": labels.get(key) in values if key in labels else False,
-            "Exists": key not in labels, "DoesNotExist": key in labels}[e["operator"]]:  # fmt: skip
+        if {
+            "In": labels.get(key) not in values,
+            "NotIn": labels.get(key) in values if key in labels else False,
+            "Exists": key not in labels,
+            "DoesNotExist": key in labels,
+        }[e["operator"]]:
             return False
     return True
 
@@ -440,8 +485,10 @@ def _in_block(ip: str, block: dict) -> bool:
 def _reaches(rule: dict, dest: Peer, port: int, protocol: str, namespace: str) -> bool:
     """Whether one egress rule of a policy in ``namespace`` lets traffic to ``dest``:``port``/``protocol`` out."""
     ports = rule.get("ports")
-    if ports and not any(p.get("protocol", "TCP") == protocol and p.get("port", port) <= port <= p.get(
-            "endPort", p.get("port", port)) for p in ports):  # fmt: skip
+    if ports and not any(
+        p.get("protocol", "TCP") == protocol and p.get("port", port) <= port <= p.get("endPort", p.get("port", port))
+        for p in ports
+    ):
         return False
     if "to" not in rule:  # a rule without peers reaches every destination on its ports
         return True
@@ -466,9 +513,14 @@ def _reaches(rule: dict, dest: Peer, port: int, protocol: str, namespace: str) -
 def egress_allowed(objs: list[dict], pod: Peer, dest: Peer, port: int, protocol: str = "TCP") -> bool:
     """What the NetworkPolicy API says a network plugin lets through: a pod no egress policy selects may go
     anywhere; a selected one only where a rule of one of the policies selecting it lets it."""
-    policies = [o for o in objs if o["kind"] == "NetworkPolicy" and "Egress" in o["spec"].get("policyTypes", [])
-                and o["metadata"].get("namespace", NAMESPACE) == pod.namespace
-                and _selects(o["spec"]["podSelector"], pod.labels)]  # fmt: skip
+    policies = [
+        o
+        for o in objs
+        if o["kind"] == "NetworkPolicy"
+        and "Egress" in o["spec"].get("policyTypes", [])
+        and o["metadata"].get("namespace", NAMESPACE) == pod.namespace
+        and _selects(o["spec"]["podSelector"], pod.labels)
+    ]
     if not policies:
         return True
     return any(
@@ -485,8 +537,14 @@ def egress_problems(objs: list[dict]) -> list[str]:
     outside (the Pushgateway, the S3 store) cannot reach the outside. The platform's pods are named by the labels
     their controllers set (KFP's v2_component, JobSet's jobset-name, KServe's inferenceservice)."""
     found = []
-    deny = [o for o in objs if o["kind"] == "NetworkPolicy" and o["spec"]["podSelector"] == {}
-            and o["spec"].get("policyTypes") == ["Egress"] and not o["spec"].get("egress")]  # fmt: skip
+    deny = [
+        o
+        for o in objs
+        if o["kind"] == "NetworkPolicy"
+        and o["spec"]["podSelector"] == {}
+        and o["spec"].get("policyTypes") == ["Egress"]
+        and not o["spec"].get("egress")
+    ]
     if not deny:
         found.append("no default-deny egress policy")
     dns = Peer("DNS", "kube-system", {"k8s-app": "kube-dns"})
@@ -506,8 +564,18 @@ def egress_problems(objs: list[dict]) -> list[str]:
     needs = [(p, dns, 53, "UDP") for p in (step, node, predictor)] + [(p, dns, 53, "TCP") for p in (step, node)]
     needs += [(p, push, 9091, "TCP") for p in (step, node)]
     needs += [(p, istiod, 15012, "TCP") for p in (predictor, pushgateway)]
-    needs += [(step, dest, port, "TCP") for dest, port in ((kfp, 8887), (mlmd, 8080), (internet, 443), (api, 6443),
-                                                            (api, 443), (llm, 8000), (gateway, 8081))]  # fmt: skip
+    needs += [
+        (step, dest, port, "TCP")
+        for dest, port in (
+            (kfp, 8887),
+            (mlmd, 8080),
+            (internet, 443),
+            (api, 6443),
+            (api, 443),
+            (llm, 8000),
+            (gateway, 8081),
+        )
+    ]
     needs += [(node, internet, 443, "TCP"), (node, peer, 29500, "TCP"), (predictor, internet, 443, "TCP")]
     never = [(pushgateway, internet, 443), (predictor, kfp, 8887), (predictor, api, 6443), (node, kfp, 8887)]
     if any(o["kind"] == "Deployment" and o["metadata"]["name"] == "audiomcq-seaweedfs" for o in objs):
@@ -574,8 +642,11 @@ def test_names_match_the_pipelines_and_trainjobs(overlay, monkeypatch):
     objs = rendered(overlay)
     config = named(objs, "ConfigMap", "audiomcq-config")
     assert set(config["data"]) == set(placement.CONFIG_KEYS)
-    assert (Cluster().namespace, Cluster().config_map, Cluster().s3_secret) == (NAMESPACE, "audiomcq-config",
-                                                                                 "audiomcq-s3")  # fmt: skip
+    assert (Cluster().namespace, Cluster().config_map, Cluster().s3_secret) == (
+        NAMESPACE,
+        "audiomcq-config",
+        "audiomcq-s3",
+    )
     for ref in _refs(objs, "secretKeyRef"):
         assert ref["name"] == "audiomcq-s3" and ref["key"] in placement.S3_KEYS, ref
     for ref in _refs(objs, "configMapKeyRef"):
@@ -696,8 +767,12 @@ def test_alert_rules_check_and_pass_their_unit_tests(tmp_path):
     out = promtool("test", "rules", tests, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     # every alert has a unit test that expects it to fire
-    tested = {t["alertname"] for case in yaml.safe_load(tests.read_text())["tests"] for t in case["alert_rule_test"]
-              if t.get("exp_alerts")}  # fmt: skip
+    tested = {
+        t["alertname"]
+        for case in yaml.safe_load(tests.read_text())["tests"]
+        for t in case["alert_rule_test"]
+        if t.get("exp_alerts")
+    }
     alerts = {r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}
     assert tested == alerts
 
@@ -718,8 +793,23 @@ def test_promtool_rejects_planted_mistakes(tmp_path):
 
 def _metric_names(expr: str) -> set[str]:
     """Series names in a PromQL expression (identifiers followed by a selector, range or end of a term)."""
-    keywords = {"by", "on", "unless", "and", "or", "without", "ignoring", "bool", "time", "rate", "sum", "max",
-                "max_over_time", "histogram_quantile", "le"}  # fmt: skip
+    keywords = {
+        "by",
+        "on",
+        "unless",
+        "and",
+        "or",
+        "without",
+        "ignoring",
+        "bool",
+        "time",
+        "rate",
+        "sum",
+        "max",
+        "max_over_time",
+        "histogram_quantile",
+        "le",
+    }
     names = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?=\{|\[|\)|\s|$)", re.sub(r"\{[^}]*\}", "{}", expr)))
     labels = set(re.findall(r"\(([a-z_, ]+)\)", expr))
     label_names = {n.strip() for group in labels for n in group.split(",")}
@@ -747,8 +837,11 @@ def exported_metric_names() -> set[str]:
         return Path(importlib.util.find_spec(module).origin).read_text()
 
     # training: the keys trl's GRPO trainer and transformers' Trainer log, pushed as audiomcq_train_<key>
-    logged = {"reward": "trl.trainer.grpo_trainer", "frac_reward_zero_std": "trl.trainer.grpo_trainer",
-              "train_loss": "transformers.trainer"}  # fmt: skip
+    logged = {
+        "reward": "trl.trainer.grpo_trainer",
+        "frac_reward_zero_std": "trl.trainer.grpo_trainer",
+        "train_loss": "transformers.trainer",
+    }
     for key, module in logged.items():
         assert f'"{key}"' in source(module), f"{module} no longer logs {key}"
         names.add(metric_name("audiomcq_train", key))

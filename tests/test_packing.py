@@ -19,8 +19,9 @@ FAMILIES = ["tiny_omni", "tiny_qwen2_audio"]
 def _trainer(model_dir, corpus, out, dtype="auto", **kernels):
     from audiomcq.train.sft import build_sft_trainer
 
-    trainer, _ = build_sft_trainer(model_dir, corpus / "train.jsonl", corpus, out, steps=1, batch_size=4,
-                                   kernels=kernels, dtype=dtype)  # fmt: skip
+    trainer, _ = build_sft_trainer(
+        model_dir, corpus / "train.jsonl", corpus, out, steps=1, batch_size=4, kernels=kernels, dtype=dtype
+    )
     return trainer
 
 
@@ -126,8 +127,17 @@ def test_packing_off_trains_exactly_as_before(tiny_omni, synth_corpus, tmp_path)
     data = synth_corpus / "train.jsonl"
     plain = train_sft(tiny_omni, data, synth_corpus, tmp_path / "a", steps=3, lr=1e-3, batch_size=4, logging_steps=1)
     defaults = {"packing": False, "attention": "sdpa", "loss": "fused"}
-    switched = train_sft(tiny_omni, data, synth_corpus, tmp_path / "b", steps=3, lr=1e-3, batch_size=4,
-                         logging_steps=1, kernels=defaults)  # fmt: skip
+    switched = train_sft(
+        tiny_omni,
+        data,
+        synth_corpus,
+        tmp_path / "b",
+        steps=3,
+        lr=1e-3,
+        batch_size=4,
+        logging_steps=1,
+        kernels=defaults,
+    )
     assert plain["losses"] == switched["losses"] and len(plain["losses"]) == 3
 
 
@@ -136,9 +146,29 @@ def test_a_packed_sft_run_trains_through_the_cli(tiny_omni, synth_corpus, tmp_pa
     from audiomcq.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", "sft", "--model", str(tiny_omni), "--data", str(synth_corpus / "train.jsonl"),
-                 "--audio-root", str(synth_corpus), "--out", str(out), "--recipe", "smoke",
-                 "--set", "sft.kernels.packing=true", "--set", "sft.save_steps=null"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "sft",
+                "--model",
+                str(tiny_omni),
+                "--data",
+                str(synth_corpus / "train.jsonl"),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(out),
+                "--recipe",
+                "smoke",
+                "--set",
+                "sft.kernels.packing=true",
+                "--set",
+                "sft.save_steps=null",
+            ]
+        )
+        == 0
+    )
     assert (out / "final" / "config.json").is_file()
 
 
@@ -150,8 +180,12 @@ def test_the_switches_refuse_what_they_cannot_honour_in_one_line(monkeypatch):
     from audiomcq.train.packing import enable_packing
 
     assert kernels.resolve(None) == {"packing": False, "attention": "sdpa", "loss": "fused"}
-    for bad, match in (({"pack": True}, "unknown sft.kernels"), ({"attention": "flex"}, "attention must be one of"),
-                       ({"loss": "liger"}, "loss must be one of"), ({"packing": "yes"}, "true or false")):  # fmt: skip
+    for bad, match in (
+        ({"pack": True}, "unknown sft.kernels"),
+        ({"attention": "flex"}, "attention must be one of"),
+        ({"loss": "liger"}, "loss must be one of"),
+        ({"packing": "yes"}, "true or false"),
+    ):
         with pytest.raises(AudioMCQError, match=match):
             kernels.resolve(bad)
     if not torch.cuda.is_available():
@@ -176,8 +210,9 @@ def test_trl_packing_is_refused_for_the_audio_collator(tiny_omni, synth_corpus, 
     from audiomcq.train.sft import build_sft_trainer
 
     with pytest.raises(AudioMCQError, match=r"use sft\.kernels\.packing"):
-        build_sft_trainer(tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path,
-                          trainer_args={"packing": True})  # fmt: skip
+        build_sft_trainer(
+            tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path, trainer_args={"packing": True}
+        )
 
 
 def _reference_varlen(calls):

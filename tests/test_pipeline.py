@@ -19,8 +19,14 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     from pipelines.run import compile_all
 
     paths = compile_all(tmp_path)
-    names = ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate", "audiomcq-train",
-             "audiomcq-ingest"]  # fmt: skip
+    names = [
+        "audiomcq-post-training",
+        "audiomcq-filter",
+        "audiomcq-sdg",
+        "audiomcq-evaluate",
+        "audiomcq-train",
+        "audiomcq-ingest",
+    ]
     assert [p.name for p in paths] == [f"{n}.yaml" for n in names]
     path = paths[0]
     spec = next(yaml.safe_load_all(path.read_text()))
@@ -133,8 +139,11 @@ def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
 def test_train_pipeline_branches_on_the_recipes_node_count(tmp_path):
     """One node: the GPU step trains; more: a CPU-only step submits the TrainJob (retried: it re-attaches)."""
     _, spec, _, tasks, executors = _compiled(tmp_path, "audiomcq-train")
-    resources = {n: spec["deploymentSpec"]["executors"][executors[n]]["container"]["resources"] for n in executors
-                 if executors[n]}  # fmt: skip
+    resources = {
+        n: spec["deploymentSpec"]["executors"][executors[n]]["container"]["resources"]
+        for n in executors
+        if executors[n]
+    }
     assert resources["train-paradigm"]["accelerator"]["resourceCount"] == "8"
     assert "accelerator" not in resources["train-on-cluster"] and tasks["train-on-cluster"]["retryPolicy"]
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
@@ -176,9 +185,16 @@ def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
 
 def _clean_compile_env(monkeypatch) -> None:
     """No placement override and no pinned image: the settings the committed YAML was compiled with."""
-    for name in ("AUDIOMCQ_PLACEMENT", "AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET",
-                 "AUDIOMCQ_LLM_SECRET", "AUDIOMCQ_HF_SECRET", "AUDIOMCQ_CONFIGMAP",
-                 "AUDIOMCQ_PIPELINE_LOCAL"):  # fmt: skip
+    for name in (
+        "AUDIOMCQ_PLACEMENT",
+        "AUDIOMCQ_GPU_NODE_SELECTOR",
+        "AUDIOMCQ_GPU_TOLERATION",
+        "AUDIOMCQ_S3_SECRET",
+        "AUDIOMCQ_LLM_SECRET",
+        "AUDIOMCQ_HF_SECRET",
+        "AUDIOMCQ_CONFIGMAP",
+        "AUDIOMCQ_PIPELINE_LOCAL",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in [n for n in os.environ if n.startswith("AUDIOMCQ_IMAGE_")]:
         monkeypatch.delenv(name)
@@ -194,12 +210,21 @@ def test_the_kfp_cli_compiles_every_pipeline_module_like_audiomcq(tmp_path, monk
 
     _clean_compile_env(monkeypatch)
     kfp = Path(sys.executable).parent / "kfp"
-    assert sorted(MODULES) == sorted(p.name.removesuffix(".yaml") for p in (REPO / "pipelines" / "compiled").glob(
-        "*.yaml") if not p.name.endswith(".k8s.yaml"))  # fmt: skip
+    assert sorted(MODULES) == sorted(
+        p.name.removesuffix(".yaml")
+        for p in (REPO / "pipelines" / "compiled").glob("*.yaml")
+        if not p.name.endswith(".k8s.yaml")
+    )
     for name, module in MODULES.items():
         out = tmp_path / f"{name}.yaml"
-        done = subprocess.run([str(kfp), "dsl", "compile", "--py", str(REPO / module), "--output", str(out)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        done = subprocess.run(
+            [str(kfp), "dsl", "compile", "--py", str(REPO / module), "--output", str(out)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert out.read_bytes() == (REPO / "pipelines" / "compiled" / f"{name}.yaml").read_bytes(), name
 
@@ -232,8 +257,17 @@ def _display_names(spec: dict) -> dict[str, str]:
     return {key: task["taskInfo"]["name"] for dag in dags for key, task in dag["tasks"].items()}
 
 
-@pytest.mark.parametrize("name", ["audiomcq-post-training", "audiomcq-filter", "audiomcq-sdg", "audiomcq-evaluate",
-                                  "audiomcq-train", "audiomcq-ingest"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "audiomcq-post-training",
+        "audiomcq-filter",
+        "audiomcq-sdg",
+        "audiomcq-evaluate",
+        "audiomcq-train",
+        "audiomcq-ingest",
+    ],
+)
 def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
     """The committed YAML, as the KFP UI shows it: descriptions for the pipeline and every parameter of the run
     form (dicts and lists with an example of their shape), and a display name for every task of the run graph."""
@@ -336,11 +370,19 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     models = [str(tiny_omni), str(tiny_qwen2_audio)]
     timings = tmp_path / "timings.jsonl"
     monkeypatch.setenv("AUDIOMCQ_STAGE_TIMINGS", str(timings))
-    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-filter", data="s3://data/in/eval.jsonl",
-                        models=models, audio_root=str(synth_corpus), settings=settings, shards=[0, 1],
-                        publish="s3://data/out/acf")  # fmt: skip
-    run_filter(synth_corpus / "eval.jsonl", models, synth_corpus, tmp_path / "single",
-               FilterConfig.from_dict(settings))  # fmt: skip
+    run_dir = run_local(
+        tmp_path / "root",
+        pipeline="audiomcq-filter",
+        data="s3://data/in/eval.jsonl",
+        models=models,
+        audio_root=str(synth_corpus),
+        settings=settings,
+        shards=[0, 1],
+        publish="s3://data/out/acf",
+    )
+    run_filter(
+        synth_corpus / "eval.jsonl", models, synth_corpus, tmp_path / "single", FilterConfig.from_dict(settings)
+    )
     published = s3.get_object("data", "out/acf/labelled.jsonl").read()
     assert published == (tmp_path / "single" / "labelled.jsonl").read_bytes()
     assert storage_complete("s3://data/out/acf")
@@ -425,8 +467,23 @@ def test_submit_starts_a_run_on_a_kfp_api(tmp_path, monkeypatch):
     monkeypatch.setenv("KFP_TOKEN", "throwaway-token")
     monkeypatch.setenv("KFP_SERVICE_ACCOUNT", "audiomcq-pipeline")
     try:
-        assert main(["pipeline", "submit", "--name", "audiomcq-filter", "--param", "data=s3://d/records.jsonl",
-                     "--param", 'models=["s3://m/f1", "s3://m/f2"]', "--run-name", "acf-1"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "pipeline",
+                    "submit",
+                    "--name",
+                    "audiomcq-filter",
+                    "--param",
+                    "data=s3://d/records.jsonl",
+                    "--param",
+                    'models=["s3://m/f1", "s3://m/f2"]',
+                    "--run-name",
+                    "acf-1",
+                ]
+            )
+            == 0
+        )
     finally:
         server.shutdown()
     (run,) = [body for method, path, _, body in seen if method == "POST" and path.startswith("/apis/v2beta1/runs")]
@@ -455,8 +512,13 @@ def test_evaluate_pipeline_runs_tasks_in_parallel_branches(tiny_omni, synth_corp
         sf.write(path, np.zeros(4000, np.float32), 16000)
     mmau = {"name": "mmau-test-mini", "data": str(tmp_path / "mmau.json"), "audio_root": str(tmp_path / "audio")}
     tasks = [{"name": "synthetic", "data": str(synth_corpus / "eval.jsonl"), "audio_root": str(synth_corpus)}, mmau]
-    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-evaluate", model=str(tiny_omni), tasks=tasks,
-                        settings={"max_new_tokens": 4, "silent_control": False})  # fmt: skip
+    run_dir = run_local(
+        tmp_path / "root",
+        pipeline="audiomcq-evaluate",
+        model=str(tiny_omni),
+        tasks=tasks,
+        settings={"max_new_tokens": 4, "silent_control": False},
+    )
     table = next(run_dir.rglob("eval-report/markdown")).read_text()
     assert "| synthetic | 16 |" in table and "| mmau-test-mini | 6 |" in table
     assert len(list(run_dir.rglob("predictions-audio.json*"))) == 2
@@ -472,15 +534,30 @@ def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, sy
         for r in records:  # labelled as a perfect filter would
             r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
         write_records(tmp_path / f"{split}.jsonl", records)
-    sets = ["allocation.sft_fraction=0.25", "allocation.augment=1", "grpo.trainer_args.num_generations=2",
-            "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0"]  # fmt: skip
+    sets = [
+        "allocation.sft_fraction=0.25",
+        "allocation.augment=1",
+        "grpo.trainer_args.num_generations=2",
+        "grpo.trainer_args.max_completion_length=4",
+        "grpo.trainer_args.dataloader_num_workers=0",
+    ]
     for stage in ("sft", "grpo"):
-        sets += [f"{stage}.trainer_args.{k}" for k in ("bf16=false", "deepspeed=null", "max_steps=2",
-                                                        "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
-    run_dir = run_local(tmp_path / "root", pipeline="audiomcq-train", model=str(tiny_omni),
-                        labelled=str(tmp_path / "train.jsonl"), audio_root=str(synth_corpus),
-                        selection=str(tmp_path / "eval.jsonl"), paradigm="mixed_to_strong",
-                        recipe="mixed_to_strong", overrides=sets, max_new_tokens=4)  # fmt: skip
+        sets += [
+            f"{stage}.trainer_args.{k}"
+            for k in ("bf16=false", "deepspeed=null", "max_steps=2", "per_device_train_batch_size=4", "save_steps=1")
+        ]
+    run_dir = run_local(
+        tmp_path / "root",
+        pipeline="audiomcq-train",
+        model=str(tiny_omni),
+        labelled=str(tmp_path / "train.jsonl"),
+        audio_root=str(synth_corpus),
+        selection=str(tmp_path / "eval.jsonl"),
+        paradigm="mixed_to_strong",
+        recipe="mixed_to_strong",
+        overrides=sets,
+        max_new_tokens=4,
+    )
     selection = json.loads(next(run_dir.rglob("selection.json")).read_text())
     stages = {(c["stage"], c["step"]) for c in selection["candidates"]}
     assert stages == {("sft", 1), ("sft", 2), ("grpo", 1), ("grpo", 2)}
@@ -503,8 +580,17 @@ def test_compile_pins_the_images_skaffold_built(tmp_path):
     base = {"imageName": "registry.example.com/audiomcq-base", "tag": "registry.example.com/b:1"}
     builds = {"builds": [{"imageName": "registry.example.com/audiomcq-train", "tag": ref}, base]}
     (tmp_path / "build.json").write_text(json.dumps(builds))
-    cmd = [sys.executable, "-m", "audiomcq.cli", "pipeline", "compile", "--out", str(tmp_path / "out"), "--images",
-           str(tmp_path / "build.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiomcq.cli",
+        "pipeline",
+        "compile",
+        "--out",
+        str(tmp_path / "out"),
+        "--images",
+        str(tmp_path / "build.json"),
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     text = (tmp_path / "out" / "audiomcq-post-training.yaml").read_text()
     assert text.count(ref) >= 2 and "audiomcq-train:dev" not in text and "audiomcq-tools:dev" in text

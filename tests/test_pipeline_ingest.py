@@ -44,8 +44,13 @@ def test_ingest_runs_on_cpu_pods_cached_on_the_resolved_commit_with_the_token_by
     steps = {name: task for name, task in tasks.items() if executors[name]}
     assert set(steps) == {"resolve-model", "fetch-model", "resolve-dataset", "fetch-dataset", "fetch-benchmark"}
     cached = {name: bool(task["cachingOptions"].get("enableCache")) for name, task in steps.items()}
-    assert cached == {"resolve-model": False, "fetch-model": True, "resolve-dataset": False, "fetch-dataset": True,
-                      "fetch-benchmark": False}  # fmt: skip
+    assert cached == {
+        "resolve-model": False,
+        "fetch-model": True,
+        "resolve-dataset": False,
+        "fetch-dataset": True,
+        "fetch-benchmark": False,
+    }
     for fetch, resolve in (("fetch-model", "resolve-model"), ("fetch-dataset", "resolve-dataset")):
         commit = steps[fetch]["inputs"]["parameters"]["commit"]["taskOutputParameter"]
         assert commit == {"outputParameterKey": "Output", "producerTask": resolve}
@@ -78,9 +83,21 @@ def _mmsu_repo() -> StubRepo:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"id": f"mmsu_{i}", "task_name": "emotion", "question": "Which emotion?", "choice_a": "happy",
-             "choice_b": "sad", "choice_c": "angry", "choice_d": "calm", "answer_gt": "sad", "category": "perception",
-             "audio": {"bytes": WAV + bytes([i]), "path": f"clip{i}.wav"}} for i in range(3)]  # fmt: skip
+    rows = [
+        {
+            "id": f"mmsu_{i}",
+            "task_name": "emotion",
+            "question": "Which emotion?",
+            "choice_a": "happy",
+            "choice_b": "sad",
+            "choice_c": "angry",
+            "choice_d": "calm",
+            "answer_gt": "sad",
+            "category": "perception",
+            "audio": {"bytes": WAV + bytes([i]), "path": f"clip{i}.wav"},
+        }
+        for i in range(3)
+    ]
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)
     return StubRepo({"data/test-00000.parquet": buf.getvalue(), "README.md": b"mmsu"})

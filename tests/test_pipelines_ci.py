@@ -73,13 +73,22 @@ class Handler(BaseHTTPRequestHandler):
         kind = self.headers.get("Content-Type", "")
         if kind.startswith("multipart/form-data"):
             message = email.message_from_bytes(f"Content-Type: {kind}\r\n\r\n".encode() + raw)
-            body = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-                    for part in message.get_payload()}  # fmt: skip
+            body = {
+                part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+                for part in message.get_payload()
+            }
         else:
             body = json.loads(raw) if raw else {}
         with self.server.lock:
-            self.server.requests.append({"method": self.command, "path": url.path, "query": query, "body": body,
-                                         "auth": self.headers.get("Authorization")})  # fmt: skip
+            self.server.requests.append(
+                {
+                    "method": self.command,
+                    "path": url.path,
+                    "query": query,
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                }
+            )
         return url.path, query, body
 
     @staticmethod
@@ -96,8 +105,13 @@ class Handler(BaseHTTPRequestHandler):
             self._reply({"pipelines": self._named(s.pipelines, query)})
         elif m := re.fullmatch(rf"{API}/pipelines/([^/]+)/versions", path):
             mine = {k: v for k, v in s.versions.items() if v["pipeline_id"] == m.group(1)}
-            self._reply({"pipeline_versions": [{k: v for k, v in i.items() if k != "package"}
-                                               for i in self._named(mine, query)]})  # fmt: skip
+            self._reply(
+                {
+                    "pipeline_versions": [
+                        {k: v for k, v in i.items() if k != "package"} for i in self._named(mine, query)
+                    ]
+                }
+            )
         elif path == f"{API}/experiments":
             self._reply({"experiments": self._named(s.experiments, query)})
         elif m := re.fullmatch(rf"{API}/runs/([^/:]+)", path):
@@ -114,8 +128,12 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(s.pipelines[pid])
         elif path == f"{API}/pipelines/upload_version":
             vid = f"version-{len(s.versions) + 1}"
-            s.versions[vid] = {"pipeline_id": query["pipelineid"], "pipeline_version_id": vid,
-                               "display_name": query["name"], "package": body["uploadfile"]}  # fmt: skip
+            s.versions[vid] = {
+                "pipeline_id": query["pipelineid"],
+                "pipeline_version_id": vid,
+                "display_name": query["name"],
+                "package": body["uploadfile"],
+            }
             self._reply({k: v for k, v in s.versions[vid].items() if k != "package"})
         elif path == f"{API}/experiments":
             eid = f"experiment-{len(s.experiments) + 1}"
@@ -151,9 +169,14 @@ def ci_env(tmp_path: Path, server: KFP) -> dict[str, str]:
     """What a CI job sets: the endpoint, the profile namespace, the token from a secret; an empty HOME so no local
     KFP context applies; the venv's commands on the PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KFP_", "AUDIOMCQ_"))}
-    env.update(KFP_ENDPOINT=server.url, KFP_NAMESPACE="audiomcq", KFP_TOKEN=TOKEN, HOME=str(tmp_path / "home"),
-               KFP_SERVICE_ACCOUNT="default-editor",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # fmt: skip
+    env.update(
+        KFP_ENDPOINT=server.url,
+        KFP_NAMESPACE="audiomcq",
+        KFP_TOKEN=TOKEN,
+        HOME=str(tmp_path / "home"),
+        KFP_SERVICE_ACCOUNT="default-editor",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     return env
 
 
@@ -169,10 +192,25 @@ def build_json(tmp_path: Path) -> tuple[Path, str]:
 
 def submit_sh(tmp_path: Path, server: KFP, *extra: str) -> subprocess.CompletedProcess:
     build, _ = build_json(tmp_path)
-    env = ci_env(tmp_path, server) | {"BUILD_JSON": str(build), "OUT_DIR": str(tmp_path / "dist"),
-                                      "RUN_NAME": "ci-c0ffee", "RUN_TIMEOUT": "60"}  # fmt: skip
-    cmd = ["bash", str(CI / "submit.sh"), "--param", "recipe=demo", "--param", "publish=s3://audiomcq/ci",
-           "--param", 'paradigms=["weak_to_strong"]', "--poll", "0.05", *extra]  # fmt: skip
+    env = ci_env(tmp_path, server) | {
+        "BUILD_JSON": str(build),
+        "OUT_DIR": str(tmp_path / "dist"),
+        "RUN_NAME": "ci-c0ffee",
+        "RUN_TIMEOUT": "60",
+    }
+    cmd = [
+        "bash",
+        str(CI / "submit.sh"),
+        "--param",
+        "recipe=demo",
+        "--param",
+        "publish=s3://audiomcq/ci",
+        "--param",
+        'paradigms=["weak_to_strong"]',
+        "--poll",
+        "0.05",
+        *extra,
+    ]
     return subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -213,8 +251,11 @@ def test_ci_uploads_a_content_named_version_runs_it_and_waits_for_success(tmp_pa
     }
     assert run["body"]["experiment_id"] == "experiment-1" and run["body"]["display_name"] == "ci-c0ffee"
     assert run["body"]["service_account"] == "default-editor"
-    assert run["body"]["runtime_config"]["parameters"] == {"recipe": "demo", "publish": "s3://audiomcq/ci",
-                                                           "paradigms": ["weak_to_strong"]}  # fmt: skip
+    assert run["body"]["runtime_config"]["parameters"] == {
+        "recipe": "demo",
+        "publish": "s3://audiomcq/ci",
+        "paradigms": ["weak_to_strong"],
+    }
     polls = server.calls("GET", f"{API}/runs/run-1")
     assert len(polls) == 4  # until the terminal state, and not once more
     assert server.requests[-1]["path"] == f"{API}/runs/run-1"
@@ -246,8 +287,12 @@ def test_ci_reuses_the_version_of_the_same_build_and_fails_with_the_run(tmp_path
     build.write_text(build.read_text().replace("b" * 64, "c" * 64))
     env = ci_env(tmp_path, server)
     compiled = tmp_path / "other"
-    subprocess.run(["audiomcq", "pipeline", "compile", "--images", str(build), "--out", str(compiled)], env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["audiomcq", "pipeline", "compile", "--images", str(build), "--out", str(compiled)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     out = submit_py(env, compiled / "audiomcq-post-training.yaml", "--experiment", "audiomcq-ci")
     assert out.returncode == 0, out.stdout + out.stderr
     names = [u["query"]["name"] for u in server.calls("POST", f"{API}/pipelines/upload_version")]
@@ -259,8 +304,16 @@ def test_ci_fails_a_run_that_does_not_succeed_in_time(tmp_path, kfp_api, states,
     """Canceled and skipped runs fail the job; one still running at the timeout is terminated and fails it too."""
     server = kfp_api(*states)
     package = REPO / "pipelines" / "compiled" / "audiomcq-filter.yaml"
-    out = submit_py(ci_env(tmp_path, server), package, "--experiment", "acf", "--timeout", "0.5",
-                    "--param", "data=s3://audiomcq/data/pool.jsonl")  # fmt: skip
+    out = submit_py(
+        ci_env(tmp_path, server),
+        package,
+        "--experiment",
+        "acf",
+        "--timeout",
+        "0.5",
+        "--param",
+        "data=s3://audiomcq/data/pool.jsonl",
+    )
     assert out.returncode == status, out.stdout + out.stderr
     assert bool(server.calls("POST", f"{API}/runs/run-1:terminate")) is (status == 2)
 
@@ -290,6 +343,10 @@ def test_the_ci_files_run_the_tested_script_with_the_token_from_a_secret():
     scripts = [line for job in gitlab.values() if isinstance(job, dict) for line in job.get("script", [])]
     assert any("examples/ci/submit.sh" in line for line in scripts)
     assert "KFP_TOKEN" not in json.dumps(gitlab.get("variables", {}))  # a masked CI/CD variable, not in the file
-    lint = subprocess.run([sys.executable, "-m", "yamllint", "-c", str(REPO / ".yamllint"), str(CI)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    lint = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-c", str(REPO / ".yamllint"), str(CI)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr

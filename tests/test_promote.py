@@ -63,9 +63,16 @@ def corpus(tmp_path_factory):
         t = np.arange(4000) / 16000
         sf.write(root / "audio" / f"q{i}.wav", 0.3 * np.sin(2 * np.pi * tone(i) * t), 16000)
         choices = [f"a tone near {tone(i - i % 4 + j)} hertz" for j in range(4)]
-        records.append({"id": f"q{i}", "question": f"Which tone is heard in clip {i}?", "choices": choices,
-                        "answer": choices[i % 4], "audio_path": f"q{i}.wav",
-                        "audio-contribution": "strong" if i % 8 < 4 else "weak"})  # fmt: skip
+        records.append(
+            {
+                "id": f"q{i}",
+                "question": f"Which tone is heard in clip {i}?",
+                "choices": choices,
+                "answer": choices[i % 4],
+                "audio_path": f"q{i}.wav",
+                "audio-contribution": "strong" if i % 8 < 4 else "weak",
+            }
+        )
     (root / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:8]))
     (root / "strong.txt").write_text("\n".join(sorted(STRONG)) + "\n")
     return root, records
@@ -112,11 +119,24 @@ def make_run(root: Path, records: list[dict]) -> Path:
         "sft": {"trainer_args": {"learning_rate": 1e-6}},
     }
     (run / "recipe.resolved.json").write_text(json.dumps(recipe))
-    (run / "summary.json").write_text(json.dumps({"paradigm": "weak_to_strong", "allocation": {"sft": {"count": 4}},
-                                                  "sft": {"steps": 10}, "grpo": {"steps": 20},
-                                                  "grpo_init": {"init": "sft@best", "stage": "sft", "step": 5,
-                                                                "path": "run/sft/checkpoint-5", "why": "best",
-                                                                "candidates": []}}))  # fmt: skip
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "paradigm": "weak_to_strong",
+                "allocation": {"sft": {"count": 4}},
+                "sft": {"steps": 10},
+                "grpo": {"steps": 20},
+                "grpo_init": {
+                    "init": "sft@best",
+                    "stage": "sft",
+                    "step": 5,
+                    "path": "run/sft/checkpoint-5",
+                    "why": "best",
+                    "candidates": [],
+                },
+            }
+        )
+    )
     for split, rows in (("sft.jsonl", records[:4]), ("rl.jsonl", records[4:]), ("selection.jsonl", records)):
         (run / "data" / split).write_text("".join(json.dumps(r) + "\n" for r in rows))
     for stage in ("sft", "grpo"):
@@ -222,9 +242,12 @@ def live(server) -> dict:
 
 # --- the k8s adapter ---------------------------------------------------------------------------------------------
 def _isvc(uri: str) -> dict:
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": "audiomcq", "namespace": "serving"},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "audiomcq"}, "storageUri": uri}}}}  # fmt: skip
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "audiomcq", "namespace": "serving"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "audiomcq"}, "storageUri": uri}}},
+    }
 
 
 def test_apply_creates_then_replaces_with_the_live_resource_version(kube_api):
@@ -297,8 +320,9 @@ def test_ac_strong_is_compared_on_decisive_benchmarks_and_equal_subsets_only():
     assert not decide(cand, base).promote  # ... unless it is
     other = decide({"a": _task(80, strong=80, strong_items=3)}, {"a": _task(70, strong=70)})
     assert not other.promote
-    assert other.reasons[-1] == ("FAIL: a AC-strong subset: candidate scored 3 items, production 4: "
-                                 "different subsets are not comparable")  # fmt: skip
+    assert other.reasons[-1] == (
+        "FAIL: a AC-strong subset: candidate scored 3 items, production 4: different subsets are not comparable"
+    )
 
 
 def test_a_file_that_is_not_eval_metrics_is_named(tmp_path):
@@ -331,11 +355,39 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     assert created.action == "promoted" and "canaryTrafficPercent" not in live(cluster)["spec"]["predictor"]
     writes = len(cluster.requests)
 
-    code = main(["promote", "--model", second, "--metrics", "s3://data/eval/better/metrics.json", "--name", "audiomcq",
-                 "--namespace", "serving", "--margin", "5", "--canary", "10", "--timeout", "5", "--poll", "0.02",
-                 "--smoke-audio-root", "s3://data/audio", "--smoke-tolerance", "20", "--gpus", "1",
-                 "--toleration", "nvidia.com/gpu:NoSchedule", "--validate-against", str(CRD),
-                 "--out", str(root / "promotion")])  # fmt: skip
+    code = main(
+        [
+            "promote",
+            "--model",
+            second,
+            "--metrics",
+            "s3://data/eval/better/metrics.json",
+            "--name",
+            "audiomcq",
+            "--namespace",
+            "serving",
+            "--margin",
+            "5",
+            "--canary",
+            "10",
+            "--timeout",
+            "5",
+            "--poll",
+            "0.02",
+            "--smoke-audio-root",
+            "s3://data/audio",
+            "--smoke-tolerance",
+            "20",
+            "--gpus",
+            "1",
+            "--toleration",
+            "nvidia.com/gpu:NoSchedule",
+            "--validate-against",
+            str(CRD),
+            "--out",
+            str(root / "promotion"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "decision: promote" in printed and "promoted s3://data/runs/w2s/grpo/final to 100%" in printed
@@ -367,8 +419,10 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     assert doc["data"]["splits"]["selection.jsonl"]["sha256"] == selection
     assert notes["audiomcq/data-sha256"] == doc["data"]["sha256"][:16]
     recipe = json.loads((run / "recipe.resolved.json").read_text())
-    assert doc["recipe"]["sha256"] == hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":"))
-                                                     .encode()).hexdigest()  # fmt: skip
+    assert (
+        doc["recipe"]["sha256"]
+        == hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    )
     assert doc["run"]["uri"] == "s3://data/runs/w2s" and doc["run"]["paradigm"] == "weak_to_strong"
     assert doc["run"]["grpo_init"]["step"] == 5 and doc["run"]["grpo_init"]["init"] == "sft@best"
     assert (doc["checkpoint"]["stage"], doc["checkpoint"]["step"]) == ("grpo", 20)
@@ -396,8 +450,9 @@ def production(cluster, corpus, metrics, tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["worse", "strong-regress"])
-def test_a_model_that_is_worse_or_regresses_on_ac_strong_items_changes_nothing(cluster, production, corpus, metrics,
-                                                                               profile):  # fmt: skip
+def test_a_model_that_is_worse_or_regresses_on_ac_strong_items_changes_nothing(
+    cluster, production, corpus, metrics, profile
+):
     _, candidate, before = production
     writes = len(cluster.requests)
     outcome = run_gate(candidate, [str(metrics[profile])], Criteria(), gate_config(corpus[0]))
@@ -425,8 +480,9 @@ def test_a_failed_smoke_query_restores_the_previous_model(cluster, production, c
 
 
 @pytest.mark.parametrize("mode", ["deaf", "memorised"])
-def test_a_model_that_does_not_know_or_does_not_hear_the_audio_is_rolled_back(cluster, production, corpus, metrics,
-                                                                              mode):  # fmt: skip
+def test_a_model_that_does_not_know_or_does_not_hear_the_audio_is_rolled_back(
+    cluster, production, corpus, metrics, mode
+):
     """Both answer every question with a choice, which the old check accepted. The deaf one (the same answer
     whatever it hears, like an untrained model) scores 8/32 against an evaluated 87.5%; the memorising one scores
     32/32 but does as well in silence on the audio-dependent items: it is not listening."""
@@ -464,14 +520,18 @@ def test_unlabelled_smoke_data_asks_every_question_in_silence(cluster, corpus, m
     promoted (32/32 with audio, 8/32 guessing in silence), the memorising one is rolled back."""
     root, records = corpus
     plain = tmp_path / "plain.jsonl"
-    plain.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "audio-contribution"}) + "\n"
-                             for r in records))  # fmt: skip
+    plain.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "audio-contribution"}) + "\n" for r in records)
+    )
     run = make_run(tmp_path, records)
     model = str(run / "grpo" / "final")
     memorised = Predictor("memorised", key={r["question"]: r["answer"] for r in records})
     cluster.urls[model] = memorised.url
-    with pytest.raises(RolledBack, match=r"on 32 \(unlabelled: all\) items: with audio 100.0% \(32/32\), in "
-                                         r"silence 100.0% \(32/32\): silence answers as well as audio"):  # fmt: skip
+    with pytest.raises(
+        RolledBack,
+        match=r"on 32 \(unlabelled: all\) items: with audio 100.0% \(32/32\), in "
+        r"silence 100.0% \(32/32\): silence answers as well as audio",
+    ):
         run_gate(model, [str(metrics["better"])], Criteria(), gate_config(root, smoke_data=str(plain)))
     assert live(cluster) is None  # the new service was deleted
     listens = Predictor("listens")
@@ -484,8 +544,9 @@ def test_unlabelled_smoke_data_asks_every_question_in_silence(cluster, corpus, m
 
 
 @pytest.mark.parametrize("case", ["too-few", "too-few-strong", "ambiguous-task"])
-def test_a_smoke_check_that_cannot_tell_is_refused_before_anything_is_applied(cluster, corpus, metrics, tmp_path,
-                                                                             case):  # fmt: skip
+def test_a_smoke_check_that_cannot_tell_is_refused_before_anything_is_applied(
+    cluster, corpus, metrics, tmp_path, case
+):
     """Too few questions, too few audio-dependent ones, or no single evaluated accuracy to expect: one line, and
     the cluster is only read."""
     root, records = corpus
@@ -551,8 +612,9 @@ def test_the_smoke_judgement_at_the_pass_mark_and_with_a_fixed_tolerance():
 
 
 @pytest.mark.parametrize("fault", ["no-url", "promotion-refused"])
-def test_any_error_after_the_canary_is_applied_restores_the_previous_model(cluster, production, corpus, metrics,
-                                                                           fault):  # fmt: skip
+def test_any_error_after_the_canary_is_applied_restores_the_previous_model(
+    cluster, production, corpus, metrics, fault
+):
     """Not only a failed smoke query: a Ready status without a URL, or the API refusing the 100% patch, happen
     after the canary took traffic; production must come back exactly, and the gate says why."""
     prod, candidate, before = production
@@ -644,8 +706,13 @@ def test_a_live_service_without_a_record_is_not_overwritten(cluster, corpus, met
 
 # --- rendering -----------------------------------------------------------------------------------------------------
 def test_rendered_inference_services_validate_against_the_crd_and_a_planted_bad_one_fails():
-    serving = Serving(name="audiomcq", namespace="serving", gpus=2, node_selector={"nvidia.com/gpu.present": "true"},
-                      tolerations=(parse_toleration("nvidia.com/gpu:NoSchedule"),))  # fmt: skip
+    serving = Serving(
+        name="audiomcq",
+        namespace="serving",
+        gpus=2,
+        node_selector={"nvidia.com/gpu.present": "true"},
+        tolerations=(parse_toleration("nvidia.com/gpu:NoSchedule"),),
+    )
     obj = render("s3://models/w2s/grpo/final", serving, canary=10, annotations={"audiomcq/lineage": "s3://x"})
     assert validate(obj, CRD) == []
     predictor = obj["spec"]["predictor"]
@@ -661,8 +728,10 @@ def test_rendered_inference_services_validate_against_the_crd_and_a_planted_bad_
     assert "spec: Additional properties are not allowed ('predictr' was unexpected)" in errors
     bad = json.loads(json.dumps(obj))
     bad["spec"]["predictor"]["minReplicas"], bad["spec"]["predictor"]["canaryTrafficPercent"] = "two", 150
-    assert validate(bad, CRD) == ["spec.predictor.minReplicas: 'two' is not of type 'integer'",
-                                  "spec.predictor.canaryTrafficPercent: 150 is not between 0 and 100"]  # fmt: skip
+    assert validate(bad, CRD) == [
+        "spec.predictor.minReplicas: 'two' is not of type 'integer'",
+        "spec.predictor.canaryTrafficPercent: 150 is not between 0 and 100",
+    ]
 
 
 def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, metrics, tmp_path, capsys, monkeypatch):
@@ -671,8 +740,20 @@ def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, me
     monkeypatch.setenv("AUDIOMCQ_KUBE_HOST", "http://127.0.0.1:9")  # nothing listens there: any call would fail
     monkeypatch.setenv("AUDIOMCQ_KUBE_TOKEN_FILE", str(tmp_path / "absent"))
     run = make_run(tmp_path, corpus[1])
-    code = main(["promote", "--model", str(run / "grpo" / "final"), "--metrics", str(metrics["better"]),
-                 "--baseline", str(metrics["prod"]), "--namespace", "serving", "--dry-run"])  # fmt: skip
+    code = main(
+        [
+            "promote",
+            "--model",
+            str(run / "grpo" / "final"),
+            "--metrics",
+            str(metrics["better"]),
+            "--baseline",
+            str(metrics["prod"]),
+            "--namespace",
+            "serving",
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     isvc, rest = out.split("---\n", 1)
@@ -684,8 +765,7 @@ def test_dry_run_prints_the_object_and_the_decision_without_a_cluster(corpus, me
 
 
 @pytest.mark.slow
-def test_the_random_tiny_model_behind_the_real_predictor_is_rolled_back(cluster, corpus, metrics, tiny_omni,
-                                                                       tmp_path):  # fmt: skip
+def test_the_random_tiny_model_behind_the_real_predictor_is_rolled_back(cluster, corpus, metrics, tiny_omni, tmp_path):
     """`audiomcq serve` on the random tiny Omni model behind the new revision, with metrics that say 87.5%: it
     answers every question with one of the choices (the request format is the predictor's), which the old check
     took for a pass, and far fewer of them right than its evaluation promised, so the new service is deleted."""
@@ -761,8 +841,11 @@ def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_p
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
-    settings = {"gpus": 1, "node_selector": {"nvidia.com/gpu.present": "true"},
-                "tolerations": ["nvidia.com/gpu:NoSchedule", "pool=gpu:NoExecute"]}  # fmt: skip
+    settings = {
+        "gpus": 1,
+        "node_selector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": ["nvidia.com/gpu:NoSchedule", "pool=gpu:NoExecute"],
+    }
     done = promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), settings)
     assert done["action"] == "dry-run"
     isvc = yaml.safe_load((tmp_path / "out" / "inferenceservice.yaml").read_text())
@@ -775,8 +858,14 @@ def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_p
     ]
     assert validate(isvc, CRD) == []
     with pytest.raises(AudioMCQError, match=r"toleration 'nvidia\.com/gpu'"):
-        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"),
-                      {"tolerations": ["nvidia.com/gpu"]})  # fmt: skip
+        promote_stage(
+            selection,
+            results,
+            str(tmp_path),
+            str(tmp_path),
+            str(tmp_path / "out"),
+            {"tolerations": ["nvidia.com/gpu"]},
+        )
 
 
 def test_the_stage_passes_its_smoke_settings_to_the_check(tmp_path):
@@ -788,7 +877,13 @@ def test_the_stage_passes_its_smoke_settings_to_the_check(tmp_path):
     (tmp_path / "out").mkdir()
     assert _smoke({"smoke_size": "48", "smoke_tolerance": 10, "margin": 1}) == SmokeSettings(size=48, tolerance=10.0)
     with pytest.raises(AudioMCQError, match="smoke set: min size 20 must be between 1 and the size 8"):
-        promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"),
-                      {"smoke_size": 8, "smoke_min_size": 20})  # fmt: skip
+        promote_stage(
+            selection,
+            results,
+            str(tmp_path),
+            str(tmp_path),
+            str(tmp_path / "out"),
+            {"smoke_size": 8, "smoke_min_size": 20},
+        )
     with pytest.raises(AudioMCQError, match=r"unknown promotion setting\(s\) \['smoke_seed'\]"):
         promote_stage(selection, results, str(tmp_path), str(tmp_path), str(tmp_path / "out"), {"smoke_seed": 1})

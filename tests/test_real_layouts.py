@@ -23,10 +23,15 @@ NAMES = {"omni": OMNI, "qwen2_audio": QWEN2_AUDIO}
 PARADIGMS = ["weak_to_strong", "mixed_to_strong", "mixed_to_mixed", "all_sft", "all_grpo"]
 # The released recipes, cut to seconds: their trainer_args stay (beta 0.001, top_k 4, ...) except size and GPU-only.
 _BOTH = ("bf16=false", "deepspeed=null", "max_steps=1", "per_device_train_batch_size=2", "save_steps=1")
-SHORT = ["allocation.sft_fraction=0.5", "allocation.augment=1", "eval.max_new_tokens=4",
-         "grpo.trainer_args.num_generations=2",
-         "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0",
-         *[f"{stage}.trainer_args.{k}" for stage in ("sft", "grpo") for k in _BOTH]]  # fmt: skip
+SHORT = [
+    "allocation.sft_fraction=0.5",
+    "allocation.augment=1",
+    "eval.max_new_tokens=4",
+    "grpo.trainer_args.num_generations=2",
+    "grpo.trainer_args.max_completion_length=4",
+    "grpo.trainer_args.dataloader_num_workers=0",
+    *[f"{stage}.trainer_args.{k}" for stage in ("sft", "grpo") for k in _BOTH],
+]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -58,8 +63,21 @@ def _cli(*args: str) -> None:
 
 
 def _train(method: str, real: Path, corpus: Path, out: Path, *sets: str, recipe: str = "smoke") -> list[str]:
-    return ["train", method, "--model", str(real), "--data", str(corpus / "train.jsonl"), "--audio-root",
-            str(corpus), "--out", str(out), "--recipe", recipe, *[f"--set={s}" for s in sets]]  # fmt: skip
+    return [
+        "train",
+        method,
+        "--model",
+        str(real),
+        "--data",
+        str(corpus / "train.jsonl"),
+        "--audio-root",
+        str(corpus),
+        "--out",
+        str(out),
+        "--recipe",
+        recipe,
+        *[f"--set={s}" for s in sets],
+    ]
 
 
 def _tensors(folder: Path) -> dict[str, np.ndarray]:
@@ -120,8 +138,10 @@ def test_one_loader_picks_the_class_and_the_checkpoints_dtype(real, monkeypatch,
     from audiomcq.models import loading
 
     loaded = loading.load_model(real)
-    assert type(loaded.model).__name__ in ("Qwen2_5OmniThinkerForConditionalGeneration",
-                                           "Qwen2AudioForConditionalGeneration")  # fmt: skip
+    assert type(loaded.model).__name__ in (
+        "Qwen2_5OmniThinkerForConditionalGeneration",
+        "Qwen2AudioForConditionalGeneration",
+    )
     assert loaded.model.dtype == torch.bfloat16  # the hub config's torch_dtype (Qwen2-Audio: text_config's)
     assert loading.load_model(real, dtype="float32").model.dtype == torch.float32
     monkeypatch.setattr(loading, "cpu_supports_bf16", lambda: False)
@@ -158,14 +178,41 @@ def test_sft_trains_in_the_checkpoints_dtype_and_eval_filter_and_export_load_it(
     before, after = _tensors(real), _tensors(sft_final)
     assert any(not np.array_equal(before[k], after[k]) for k in before)
     # eval: both modes score every item
-    _cli("eval", "--model", sft_final, "--data", corpus / "eval.jsonl", "--audio-root", corpus, "--out",
-         tmp_path / "eval", "--max-new-tokens", "4")  # fmt: skip
+    _cli(
+        "eval",
+        "--model",
+        sft_final,
+        "--data",
+        corpus / "eval.jsonl",
+        "--audio-root",
+        corpus,
+        "--out",
+        tmp_path / "eval",
+        "--max-new-tokens",
+        "4",
+    )
     metrics = load_json(tmp_path / "eval" / "metrics.json")
     assert set(metrics["tasks"]["synthetic"]["modes"]) == {"audio", "silence"}
     # filter: every record labelled, by the hub checkpoint and the trained one
-    _cli("filter", "run", "--data", corpus / "eval.jsonl", "--audio-root", corpus, "--models", real, sft_final,
-         "--probes", "silence:clip", "--min-correct", "1", "--max-new-tokens", "4",
-         "--out", tmp_path / "acf")  # fmt: skip
+    _cli(
+        "filter",
+        "run",
+        "--data",
+        corpus / "eval.jsonl",
+        "--audio-root",
+        corpus,
+        "--models",
+        real,
+        sft_final,
+        "--probes",
+        "silence:clip",
+        "--min-correct",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        tmp_path / "acf",
+    )
     labels = [json.loads(line) for line in (tmp_path / "acf" / "labelled.jsonl").read_text().splitlines()]
     assert len(labels) == 4 and {r["audio-contribution"] for r in labels} <= {"weak", "strong"}
     # export-vllm: the trained Omni thinker becomes the full layout; others are copied as they are
@@ -206,9 +253,18 @@ def test_freeze_and_dtype_apply_to_the_model_trl_trains_at_beta_above_zero(real,
 
     from audiomcq.train.grpo import build_grpo_trainer
 
-    trainer, _ = build_grpo_trainer(real, corpus / "train.jsonl", corpus, tmp_path, steps=1, beta=0.001,
-                                    prompts_per_step=1, num_generations=2, freeze={"audio": True},
-                                    dtype="float32")  # fmt: skip
+    trainer, _ = build_grpo_trainer(
+        real,
+        corpus / "train.jsonl",
+        corpus,
+        tmp_path,
+        steps=1,
+        beta=0.001,
+        prompts_per_step=1,
+        num_generations=2,
+        freeze={"audio": True},
+        dtype="float32",
+    )
     frozen = [n for n, p in trainer.model.named_parameters() if not p.requires_grad]
     assert frozen and all("audio_tower" in n for n in frozen)
     assert trainer.model.dtype == torch.float32 and trainer.ref_model is not None
@@ -219,8 +275,23 @@ def test_freeze_and_dtype_apply_to_the_model_trl_trains_at_beta_above_zero(real,
 @pytest.mark.slow
 @pytest.mark.parametrize("paradigm", PARADIGMS)
 def test_train_run_every_paradigm_with_the_released_recipe(real, corpus, tmp_path, paradigm):
-    _cli("train", "run", "--recipe", paradigm, "--model", real, "--data", corpus / "labelled.jsonl", "--audio-root",
-         corpus, "--out", tmp_path, "--selection", corpus / "eval.jsonl", *[f"--set={s}" for s in SHORT])  # fmt: skip
+    _cli(
+        "train",
+        "run",
+        "--recipe",
+        paradigm,
+        "--model",
+        real,
+        "--data",
+        corpus / "labelled.jsonl",
+        "--audio-root",
+        corpus,
+        "--out",
+        tmp_path,
+        "--selection",
+        corpus / "eval.jsonl",
+        *[f"--set={s}" for s in SHORT],
+    )
     summary = load_json(tmp_path / "summary.json")
     assert ("sft" in summary) == (paradigm != "all_grpo")
     assert ("grpo" in summary) == (paradigm != "all_sft")
@@ -242,9 +313,25 @@ def test_serve_answers_v1_v2_openai_and_query(real, corpus, tmp_path):
     record = json.loads((corpus / "eval.jsonl").read_text().splitlines()[0])
     wav = (corpus / record["audio_path"]).read_bytes()
     with running_server(real, [], tmp_path / "serve.log") as base:
-        done = subprocess.run([sys.executable, "-m", "audiomcq.cli", "query", "--url", base, "--audio",
-                               str(corpus / record["audio_path"]), "--question", record["question"], "--choices",
-                               *record["choices"]], capture_output=True, text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audiomcq.cli",
+                "query",
+                "--url",
+                base,
+                "--audio",
+                str(corpus / record["audio_path"]),
+                "--question",
+                record["question"],
+                "--choices",
+                *record["choices"],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         answer = done.stdout.strip().removeprefix("answer: ")
         assert answer in record["choices"]
 
@@ -256,9 +343,14 @@ def test_serve_answers_v1_v2_openai_and_query(real, corpus, tmp_path):
         async def v2():
             client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=120))
             try:
-                request = InferRequest("audiomcq", [tensor("question", record["question"]),
-                                                    tensor("choices", json.dumps(record["choices"])),
-                                                    tensor("audio", base64.b64encode(wav).decode())])  # fmt: skip
+                request = InferRequest(
+                    "audiomcq",
+                    [
+                        tensor("question", record["question"]),
+                        tensor("choices", json.dumps(record["choices"])),
+                        tensor("audio", base64.b64encode(wav).decode()),
+                    ],
+                )
                 return await client.infer(base, request, model_name="audiomcq")
             finally:
                 await client.close()
@@ -270,10 +362,23 @@ def test_serve_answers_v1_v2_openai_and_query(real, corpus, tmp_path):
         client = openai.OpenAI(base_url=f"{base}/openai/v1", api_key="unused", max_retries=0)
         from audiomcq.prompts import user_prompt
 
-        reply = client.chat.completions.create(model="audiomcq", temperature=0, max_tokens=32, messages=[
-            {"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}},
-            {"type": "text", "text": user_prompt(record["question"], record["choices"])}]}])  # fmt: skip
+        reply = client.chat.completions.create(
+            model="audiomcq",
+            temperature=0,
+            max_tokens=32,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_audio",
+                            "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"},
+                        },
+                        {"type": "text", "text": user_prompt(record["question"], record["choices"])},
+                    ],
+                }
+            ],
+        )
         assert reply.choices[0].message.content == str(out["raw"][0])
 
 
@@ -287,7 +392,8 @@ def test_killed_sft_on_the_hub_layout_resumes_bit_identical(real, corpus, tmp_pa
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run([*cmd, *_train("sft", real, corpus, whole, *sets)], check=True, env=env, capture_output=True)
     kill_at_first_checkpoint([*cmd, *_train("sft", real, corpus, killed, *sets)], killed, env)
-    done = subprocess.run([*cmd, *_train("sft", real, corpus, killed, *sets)], env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [*cmd, *_train("sft", real, corpus, killed, *sets)], env=env, capture_output=True, text=True, check=True
+    )
     assert f"resumed from {killed}" in done.stdout
     assert _digest(killed / "final")["model.safetensors"] == _digest(whole / "final")["model.safetensors"]

@@ -9,28 +9,67 @@ from audiomcq.prompts import SYSTEM_PROMPT
 PARADIGMS = ["weak_to_strong", "mixed_to_strong", "mixed_to_mixed", "all_sft", "all_grpo"]
 # training_scripts/sft.sh and grpo.sh (commit 5c24ffc), flag by flag, in trl/transformers field names.
 SFT_SH = {
-    "num_train_epochs": 2, "per_device_train_batch_size": 20, "per_device_eval_batch_size": 20,
-    "learning_rate": 1e-6, "gradient_accumulation_steps": 1, "warmup_steps": 0.05, "lr_scheduler_type": "cosine",
-    "save_only_model": True, "eval_steps": 250, "save_steps": 250, "logging_steps": 1, "max_length": 1024,
-    "bf16": True, "deepspeed": "zero2",
-}  # fmt: skip
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 20,
+    "per_device_eval_batch_size": 20,
+    "learning_rate": 1e-6,
+    "gradient_accumulation_steps": 1,
+    "warmup_steps": 0.05,
+    "lr_scheduler_type": "cosine",
+    "save_only_model": True,
+    "eval_steps": 250,
+    "save_steps": 250,
+    "logging_steps": 1,
+    "max_length": 1024,
+    "bf16": True,
+    "deepspeed": "zero2",
+}
 GRPO_SH = {
-    "learning_rate": 1e-6, "lr_scheduler_type": "cosine", "warmup_steps": 0.01, "beta": 0.001, "num_generations": 8,
-    "num_iterations": 1, "temperature": 1.5, "top_k": 4, "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 8, "max_completion_length": 128, "max_steps": 2000,
-    "gradient_accumulation_steps": 1, "eval_steps": 100, "save_steps": 100, "save_strategy": "steps",
-    "save_total_limit": None, "logging_steps": 1, "dataloader_num_workers": 16, "log_completions": False,
-    "bf16": True, "deepspeed": "zero2",
-}  # fmt: skip
+    "learning_rate": 1e-6,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.01,
+    "beta": 0.001,
+    "num_generations": 8,
+    "num_iterations": 1,
+    "temperature": 1.5,
+    "top_k": 4,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8,
+    "max_completion_length": 128,
+    "max_steps": 2000,
+    "gradient_accumulation_steps": 1,
+    "eval_steps": 100,
+    "save_steps": 100,
+    "save_strategy": "steps",
+    "save_total_limit": None,
+    "logging_steps": 1,
+    "dataloader_num_workers": 16,
+    "log_completions": False,
+    "bf16": True,
+    "deepspeed": "zero2",
+}
 # What the scripts inherited from ms-swift 3.x without setting it, and the paper's GRPO loss (per-sequence mean).
-INHERITED = {"gradient_checkpointing": True, "weight_decay": 0.1, "adam_beta1": 0.9, "adam_beta2": 0.95,
-             "adam_epsilon": 1e-8, "max_grad_norm": 1.0}  # fmt: skip
+INHERITED = {
+    "gradient_checkpointing": True,
+    "weight_decay": 0.1,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.95,
+    "adam_epsilon": 1e-8,
+    "max_grad_norm": 1.0,
+}
 INHERITED_GRPO = {
-    "loss_type": "grpo", "top_p": 0.9, "repetition_penalty": 1.0, "epsilon": 0.2, "epsilon_high": None,
-    "scale_rewards": "group", "multi_objective_aggregation": "sum_then_normalize",
-    "importance_sampling_level": "token", "mask_truncated_completions": False, "top_entropy_quantile": 1.0,
+    "loss_type": "grpo",
+    "top_p": 0.9,
+    "repetition_penalty": 1.0,
+    "epsilon": 0.2,
+    "epsilon_high": None,
+    "scale_rewards": "group",
+    "multi_objective_aggregation": "sum_then_normalize",
+    "importance_sampling_level": "token",
+    "mask_truncated_completions": False,
+    "top_entropy_quantile": 1.0,
     "sync_ref_model": False,
-}  # fmt: skip
+}
 # The steps the paper reports: SFT evaluated up to step 1250 (GRPO from the best), All-Data SFT 2000 steps and
 # All-Data GRPO 1200; the scripts' own 2 epochs / 2000 steps otherwise.
 STEPS = {"all_sft": ({"max_steps": 2000}, {}), "all_grpo": ({"max_steps": 1250}, {"max_steps": 1200})}
@@ -137,8 +176,9 @@ def test_every_paradigm_runs_end_to_end_on_the_smoke_recipe(paradigm, tiny_omni,
     for r in records:  # label by the synthetic ground truth, as a perfect filter would
         r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
     write_records(tmp_path / "labels" / "train" / "labelled.jsonl", records)
-    summary = post_train_stage(str(tiny_omni), str(tmp_path / "corpus"), str(tmp_path / "labels"), paradigm,
-                               str(tmp_path / "run"), "smoke")  # fmt: skip
+    summary = post_train_stage(
+        str(tiny_omni), str(tmp_path / "corpus"), str(tmp_path / "labels"), paradigm, str(tmp_path / "run"), "smoke"
+    )
     stages = set(run_models(str(tmp_path / "run")))
     assert stages == {"all_sft": {"sft"}, "all_grpo": {"grpo"}}.get(paradigm, {"sft", "grpo"})
     assert summary["paradigm"] == paradigm and (tmp_path / "run" / "summary.json").is_file()
@@ -153,11 +193,18 @@ def test_train_run_does_a_whole_paradigm_from_its_recipe(tiny_omni, synth_corpus
     for r in records:
         r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
     write_records(tmp_path / "labelled.jsonl", records)
-    cpu = [f"--set={s}.trainer_args.{k}" for s in ("sft", "grpo") for k in ("bf16=false", "deepspeed=null",
-           "max_steps=1", "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
-    small = ["--set=grpo.trainer_args.num_generations=2", "--set=grpo.trainer_args.max_completion_length=4",
-             "--set=grpo.trainer_args.dataloader_num_workers=0", "--set=allocation.sft_fraction=0.25",
-             "--set=grpo.init=sft@final"]  # fmt: skip
+    cpu = [
+        f"--set={s}.trainer_args.{k}"
+        for s in ("sft", "grpo")
+        for k in ("bf16=false", "deepspeed=null", "max_steps=1", "per_device_train_batch_size=4", "save_steps=1")
+    ]
+    small = [
+        "--set=grpo.trainer_args.num_generations=2",
+        "--set=grpo.trainer_args.max_completion_length=4",
+        "--set=grpo.trainer_args.dataloader_num_workers=0",
+        "--set=allocation.sft_fraction=0.25",
+        "--set=grpo.init=sft@final",
+    ]
     data = ["--data", str(tmp_path / "labelled.jsonl"), "--audio-root", str(synth_corpus)]
     args = [
         "train",

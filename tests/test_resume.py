@@ -12,9 +12,24 @@ from audiomcq.train.common import COMPLETE, latest_complete_checkpoint
 
 def _train(method, tiny_omni, synth_corpus, out, steps, save):
     sets = ["--set", f"{method}.steps={steps}", "--set", f"{method}.save_steps={save}"]
-    return [sys.executable, "-m", "audiomcq.cli", "train", method, "--model", str(tiny_omni),
-            "--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus), "--out", str(out),
-            "--recipe", "smoke", *sets]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "audiomcq.cli",
+        "train",
+        method,
+        "--model",
+        str(tiny_omni),
+        "--data",
+        str(synth_corpus / "train.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--out",
+        str(out),
+        "--recipe",
+        "smoke",
+        *sets,
+    ]
 
 
 @pytest.mark.parametrize(("method", "steps", "save"), [("sft", 24, 4), ("grpo", 12, 3)])
@@ -25,8 +40,13 @@ def test_killed_training_resumes_bit_identical(method, steps, save, tiny_omni, s
         _train(method, tiny_omni, synth_corpus, whole, steps, save), check=True, env=env, capture_output=True
     )
     kill_at_first_checkpoint(_train(method, tiny_omni, synth_corpus, killed, steps, save), killed, env)
-    done = subprocess.run(_train(method, tiny_omni, synth_corpus, killed, steps, save), env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        _train(method, tiny_omni, synth_corpus, killed, steps, save),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"resumed from {killed}" in done.stdout
     weights = "model.safetensors"
     assert (killed / "final" / weights).read_bytes() == (whole / "final" / weights).read_bytes()

@@ -15,8 +15,23 @@ from audiomcq.jsonio import load_json
 
 
 def _eval(model: Path, data: Path, root: Path, out: Path, *extra: str) -> list[str]:
-    return ["eval", "--model", str(model), "--data", str(data), "--audio-root", str(root), "--out", str(out),
-            "--no-silence", "--chunk-size", "4", "--max-new-tokens", "6", *extra]  # fmt: skip
+    return [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--audio-root",
+        str(root),
+        "--out",
+        str(out),
+        "--no-silence",
+        "--chunk-size",
+        "4",
+        "--max-new-tokens",
+        "6",
+        *extra,
+    ]
 
 
 def _errors(err: str) -> list[str]:
@@ -124,8 +139,10 @@ def test_repeated_ids_are_refused_naming_the_id(tiny_omni, synth_corpus, data, t
 def test_leftover_temporary_files_of_a_killed_run_are_removed(tiny_omni, synth_corpus, data, tmp_path):
     out = tmp_path / "out"
     assert main(_eval(tiny_omni, data, synth_corpus, out)) == 0
-    leftovers = [out / "synthetic" / "work" / "audio" / ".part-000001.jsonl.x1y2.tmp",
-                 out / "synthetic" / ".metrics.json.a7b8.tmp"]  # fmt: skip
+    leftovers = [
+        out / "synthetic" / "work" / "audio" / ".part-000001.jsonl.x1y2.tmp",
+        out / "synthetic" / ".metrics.json.a7b8.tmp",
+    ]
     for path in leftovers:
         path.write_text("half a file")
     assert main(_eval(tiny_omni, data, synth_corpus, out)) == 0

@@ -15,8 +15,25 @@ from audiomcq.data.io import read_records
 
 
 def _filter(data: Path, root: Path, out: str | Path, *models: Path, probes=("silence:2",), extra=()) -> list[str]:
-    return ["filter", "run", "--data", str(data), "--audio-root", str(root), "--models", *map(str, models),
-            "--probes", *probes, "--min-correct", "1", "--chunk-size", "4", "--out", str(out), *extra]  # fmt: skip
+    return [
+        "filter",
+        "run",
+        "--data",
+        str(data),
+        "--audio-root",
+        str(root),
+        "--models",
+        *map(str, models),
+        "--probes",
+        *probes,
+        "--min-correct",
+        "1",
+        "--chunk-size",
+        "4",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _errors(err: str) -> list[str]:
@@ -64,8 +81,9 @@ def test_an_answer_that_changes_the_budget_redoes_every_part(tiny_omni, synth_co
     assert (out / "labelled.jsonl").read_bytes() == (tmp_path / "fresh" / "labelled.jsonl").read_bytes()
 
 
-def test_a_swapped_model_under_the_same_name_is_refused(tiny_omni, tiny_qwen2_audio, synth_corpus, data, tmp_path,
-                                                        capsys):  # fmt: skip
+def test_a_swapped_model_under_the_same_name_is_refused(
+    tiny_omni, tiny_qwen2_audio, synth_corpus, data, tmp_path, capsys
+):
     out = tmp_path / "out"
     assert main(_filter(data, synth_corpus, out, tiny_omni, tiny_omni)) == 0
     capsys.readouterr()
@@ -116,8 +134,9 @@ def test_leftover_temporary_files_of_a_killed_run_are_removed(tiny_omni, synth_c
     assert not any(path.exists() for path in leftovers)
 
 
-def test_s3_outputs_never_share_a_work_directory(s3, tiny_omni, tiny_qwen2_audio, synth_corpus, data, tmp_path,
-                                                 monkeypatch):  # fmt: skip
+def test_s3_outputs_never_share_a_work_directory(
+    s3, tiny_omni, tiny_qwen2_audio, synth_corpus, data, tmp_path, monkeypatch
+):
     """Two runs into different S3 outputs without --work, from the same folder: the second publishes its own
     model's labels, not the first run's."""
     monkeypatch.chdir(tmp_path)

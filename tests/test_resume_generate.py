@@ -21,9 +21,20 @@ from openai_stub import Stub
 
 
 def _captions(path, captions: dict[str, str]):
-    rows = [MCQRecord.from_dict({"id": key, "source_dataset": "synthetic", "audio_path": f"audio/{key}.wav",
-                                 "question": "q?", "choices": ["a", "b"], "answer": "a", "caption": c})
-            for key, c in captions.items()]  # fmt: skip
+    rows = [
+        MCQRecord.from_dict(
+            {
+                "id": key,
+                "source_dataset": "synthetic",
+                "audio_path": f"audio/{key}.wav",
+                "question": "q?",
+                "choices": ["a", "b"],
+                "answer": "a",
+                "caption": c,
+            }
+        )
+        for key, c in captions.items()
+    ]
     write_records(path, rows)
     return path
 
@@ -43,8 +54,10 @@ def stub():
 
 
 def test_an_edited_input_ends_as_exactly_its_own_items(tmp_path, capsys):
-    captions = {f"item{i:02d}": f"A {kind} sound, take {i}" for i, kind in
-                enumerate(["dog", "bell", "car", "rain", "bird", "drum", "horn", "wind"] * 3)}  # fmt: skip
+    captions = {
+        f"item{i:02d}": f"A {kind} sound, take {i}"
+        for i, kind in enumerate(["dog", "bell", "car", "rain", "bird", "drum", "horn", "wind"] * 3)
+    }
     data = _captions(tmp_path / "items.jsonl", captions)
     args = ["generate", "--source", f"synthetic={data}", "--out", str(tmp_path / "out"), "--chunk-size", "8"]
     assert main(args) == 0
@@ -61,8 +74,19 @@ def test_an_edited_input_ends_as_exactly_its_own_items(tmp_path, capsys):
 
 def test_a_changed_llm_setting_is_refused_naming_it(stub, tmp_path, capsys):
     data = _captions(tmp_path / "items.jsonl", {f"i{n}": f"Thunder rolls, clip {n}" for n in range(4)})
-    args = ["generate", "--source", f"synthetic={data}", "--out", str(tmp_path / "out"), "--llm", "openai",
-            "--model", "stub-llm", "--base-url", stub.url]  # fmt: skip
+    args = [
+        "generate",
+        "--source",
+        f"synthetic={data}",
+        "--out",
+        str(tmp_path / "out"),
+        "--llm",
+        "openai",
+        "--model",
+        "stub-llm",
+        "--base-url",
+        stub.url,
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main([*args, "--temperature", "0.2"]) == 1

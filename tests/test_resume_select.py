@@ -33,8 +33,9 @@ def selection(synth_corpus, tmp_path) -> Path:
     return path
 
 
-def test_an_s3_checkpoint_without_its_own_marker_is_skipped(s3, tiny_omni, synth_corpus, selection, tmp_path,
-                                                            monkeypatch):  # fmt: skip
+def test_an_s3_checkpoint_without_its_own_marker_is_skipped(
+    s3, tiny_omni, synth_corpus, selection, tmp_path, monkeypatch
+):
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     run = _run(tmp_path / "run", tiny_omni, selection, steps=(1, 2))
     storage.publish(run / "sft" / "checkpoint-1", "s3://data/run/sft/checkpoint-1")
@@ -43,15 +44,30 @@ def test_an_s3_checkpoint_without_its_own_marker_is_skipped(s3, tiny_omni, synth
         s3.fput_object("data", f"run/sft/checkpoint-2/{path.name}", str(path))
     s3.fput_object("data", "run/data/selection.jsonl", str(selection))
     out = tmp_path / "out"
-    assert main(["select", "--run", "s3://data/run", "--audio-root", str(synth_corpus), "--out", str(out),
-                 "--max-new-tokens", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "select",
+                "--run",
+                "s3://data/run",
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     picked = load_json(out / "selection.json")
     assert [(c["stage"], c["step"]) for c in picked["candidates"]] == [("sft", 1)]
     assert not (out / "sft-2").exists()
 
 
-def test_selecting_another_run_into_an_old_out_is_refused(tiny_omni, tiny_qwen2_audio, synth_corpus, selection,
-                                                          tmp_path):  # fmt: skip
+def test_selecting_another_run_into_an_old_out_is_refused(
+    tiny_omni, tiny_qwen2_audio, synth_corpus, selection, tmp_path
+):
     first = _run(tmp_path / "a", tiny_omni, selection)
     second = _run(tmp_path / "b", tiny_qwen2_audio, selection)
     out = tmp_path / "out"
@@ -62,15 +78,28 @@ def test_selecting_another_run_into_an_old_out_is_refused(tiny_omni, tiny_qwen2_
     assert again == {**select_run(second, synth_corpus, tmp_path / "new", max_new_tokens=4), "run": str(second)}
 
 
-def test_select_cli_refuses_another_run_in_an_old_out_until_fresh(tiny_omni, tiny_qwen2_audio, synth_corpus,
-                                                                  selection, tmp_path, capsys):  # fmt: skip
+def test_select_cli_refuses_another_run_in_an_old_out_until_fresh(
+    tiny_omni, tiny_qwen2_audio, synth_corpus, selection, tmp_path, capsys
+):
     first = _run(tmp_path / "a", tiny_omni, selection)
     second = _run(tmp_path / "b", tiny_qwen2_audio, selection)
     out = tmp_path / "out"
 
     def select(run: Path, *extra: str) -> int:
-        return main(["select", "--run", str(run), "--audio-root", str(synth_corpus), "--out", str(out),
-                     "--max-new-tokens", "4", *extra])  # fmt: skip
+        return main(
+            [
+                "select",
+                "--run",
+                str(run),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "4",
+                *extra,
+            ]
+        )
 
     assert select(first) == 0
     capsys.readouterr()

@@ -25,9 +25,20 @@ MARKERS = ["", "[bad-json]", "[wrong-schema]", "[slow]", "[429]", "[always-429]"
 
 def _captions(path, captions):
     """Our own record format as the ``synthetic`` source: one record per caption."""
-    rows = [MCQRecord.from_dict({"id": f"item{i}", "source_dataset": "synthetic", "audio_path": f"audio/c{i}.wav",
-                                 "question": "q?", "choices": ["a", "b"], "answer": "a", "caption": c})
-            for i, c in enumerate(captions)]  # fmt: skip
+    rows = [
+        MCQRecord.from_dict(
+            {
+                "id": f"item{i}",
+                "source_dataset": "synthetic",
+                "audio_path": f"audio/c{i}.wav",
+                "question": "q?",
+                "choices": ["a", "b"],
+                "answer": "a",
+                "caption": c,
+            }
+        )
+        for i, c in enumerate(captions)
+    ]
     write_records(path, rows)
     return path
 
@@ -40,8 +51,9 @@ def stub():
 
 
 def test_every_llm_failure_ends_in_a_sample_or_a_recorded_reject(stub, tmp_path):
-    data = _captions(tmp_path / "items.jsonl", [f"Rain falls on a tin roof {m} (clip {i})" for i, m in
-                                                enumerate(MARKERS)])  # fmt: skip
+    data = _captions(
+        tmp_path / "items.jsonl", [f"Rain falls on a tin roof {m} (clip {i})" for i, m in enumerate(MARKERS)]
+    )
     llm = LLMSpec("openai", "stub-llm", stub.url, concurrency=4, timeout=0.5, retries=2)
     summary = generate_dataset({"synthetic": data}, tmp_path / "out", llm, GenConfig(tries=2, chunk_size=4))
     samples = read_records(tmp_path / "out" / "samples.jsonl")
@@ -64,9 +76,26 @@ def test_a_killed_run_resends_no_answered_request(tmp_path):
     stub = Stub(delay=0.05)
     try:
         data = _captions(tmp_path / "items.jsonl", [f"A bell rings {i} times" for i in range(12)])
-        cmd = [sys.executable, "-m", "audiomcq.cli", "generate", "--source", f"synthetic={data}", "--out",
-               str(tmp_path / "out"), "--llm", "openai", "--model", "stub-llm", "--base-url", stub.url,
-               "--concurrency", "2", "--chunk-size", "2"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "audiomcq.cli",
+            "generate",
+            "--source",
+            f"synthetic={data}",
+            "--out",
+            str(tmp_path / "out"),
+            "--llm",
+            "openai",
+            "--model",
+            "stub-llm",
+            "--base-url",
+            stub.url,
+            "--concurrency",
+            "2",
+            "--chunk-size",
+            "2",
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while not (tmp_path / "out" / "work" / "part-000001.jsonl").exists() and time.monotonic() < deadline:
@@ -75,8 +104,9 @@ def test_a_killed_run_resends_no_answered_request(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert not (tmp_path / "out" / "samples.jsonl").exists(), "the run must be killed mid-way"
-        finished = {row["id"] for part in (tmp_path / "out" / "work").glob("part-*.jsonl")
-                    for _, row in iter_json_items(part)}  # fmt: skip
+        finished = {
+            row["id"] for part in (tmp_path / "out" / "work").glob("part-*.jsonl") for _, row in iter_json_items(part)
+        }
         before = len(stub.prompts)
         assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
         after = stub.prompts[before:]
@@ -105,8 +135,13 @@ def test_decontamination_finds_planted_overlaps(mmau_file, synth_corpus, tmp_pat
 
     items = [raw for _, raw in iter_json_items(mmau_file)]
     decon = Decontaminator.from_benchmarks({"mmau": mmau_file})
-    planted = {"id": "p1", "question": f"Listen closely. {items[5]['question']} Pick one.", "choices": ["a", "b"],
-               "answer": "a", "audio_path": "clips/mine.wav"}  # fmt: skip
+    planted = {
+        "id": "p1",
+        "question": f"Listen closely. {items[5]['question']} Pick one.",
+        "choices": ["a", "b"],
+        "answer": "a",
+        "audio_path": "clips/mine.wav",
+    }
     assert "question_ngram with mmau:" in decon.check(planted)
     stem = items[7]["audio_id"].rsplit("/", 1)[1]
     shared = {**planted, "id": "p2", "question": "Which sound is this?", "audio_path": f"other/{stem}"}
@@ -142,17 +177,30 @@ def test_requests_per_second_is_a_ceiling(stub):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: llm.chat("mcq", [{"role": "system", "content": "s"},
-                                                 {"role": "user", "content": f"Allowed question types: sound.\n"
-                                                  f"the original question):\nclip {i}\n"}]), range(6)))  # fmt: skip
+        list(
+            pool.map(
+                lambda i: llm.chat(
+                    "mcq",
+                    [
+                        {"role": "system", "content": "s"},
+                        {
+                            "role": "user",
+                            "content": f"Allowed question types: sound.\nthe original question):\nclip {i}\n",
+                        },
+                    ],
+                ),
+                range(6),
+            )
+        )
     assert time.monotonic() - start >= 0.45  # 6 starts at 10/s need at least 0.5 s minus the first slot
 
 
 def test_shards_partition_the_items(synth_corpus, tmp_path):
     ids = []
     for shard in ((0, 2), (1, 2)):
-        generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / str(shard[0]),
-                         config=GenConfig(shard=shard))  # fmt: skip
+        generate_dataset(
+            {"synthetic": synth_corpus / "train.jsonl"}, tmp_path / str(shard[0]), config=GenConfig(shard=shard)
+        )
         rows = [r for _, r in iter_json_items(tmp_path / str(shard[0]) / "samples.jsonl")]
         rows += [r for _, r in iter_json_items(tmp_path / str(shard[0]) / "rejects.jsonl")]
         ids.append({r["id"] for r in rows})
@@ -167,8 +215,15 @@ def test_a_local_transformers_llm_is_asked_and_its_bad_json_rejected(tmp_path):
     from audiomcq.models.tiny import build_tokenizer
 
     tok = build_tokenizer(["Rain falls on a roof", "question choices answer"], 300)
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048)  # fmt: skip
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+    )
     Qwen2ForCausalLM(config).save_pretrained(tmp_path / "llm")
     tok.save_pretrained(tmp_path / "llm")
     data = _captions(tmp_path / "items.jsonl", ["Rain falls on a roof", "A dog barks twice"])

@@ -74,9 +74,11 @@ def test_musiccaps_parses_aspect_lists_labels_and_flags():
 def test_lp_musiccaps_reads_the_parquet_shards_and_prefers_caption_writing():
     items, rejected = read("LP-MusicCaps")
     assert [(i.id, i.meta["split"]) for i in items] == [
-        ("lp-musiccaps/2", "train"), ("lp-musiccaps/6", "train"), ("lp-musiccaps/31", "valid"),
+        ("lp-musiccaps/2", "train"),
+        ("lp-musiccaps/6", "train"),
+        ("lp-musiccaps/31", "valid"),
         ("lp-musiccaps/57", "test"),
-    ]  # fmt: skip
+    ]
     cantata, synth = items[0], items[1]
     assert cantata.audio_path == "LP-MusicCaps/f/some_soloists-cantatas-01-solo_cantata-0-29.mp3"
     assert cantata.caption.startswith("A slow classical piece") and cantata.meta["caption_field"] == "caption_writing"
@@ -100,9 +102,13 @@ def test_speechcraft_keeps_librittsr_utterances_with_their_labels():
     first = items[0]
     assert first.caption == "A middle-aged man reads at an unhurried pace in a low, even voice."
     assert {k: first.meta[k] for k in ("age", "gender", "pitch", "volume", "speed", "emotion")} == {
-        "age": "Middle-aged", "gender": "male", "pitch": "low", "volume": "normal", "speed": "slow",
+        "age": "Middle-aged",
+        "gender": "male",
+        "pitch": "low",
+        "volume": "normal",
+        "speed": "slow",
         "emotion": "neutral",
-    }  # fmt: skip
+    }
     assert first.meta["transcript"] == "Northanger Abbey was written in the year seventeen ninety eight."
     assert items[1].caption.startswith("A young woman speaks quickly")  # "llama-instruction" when no "description"
     file = "SpeechCraft_EN_LibriTTS-R_description.json"
@@ -179,10 +185,19 @@ def test_bad_headers_and_duplicate_ids(tmp_path):
 
 @pytest.mark.parametrize(
     ("alias", "canonical"),
-    [("clotho", "Clotho"), ("AUDIOCAPS", "AudioCaps"), ("music-caps", "MusicCaps"), ("lp-musiccaps", "LP-MusicCaps"),
-     ("LPMusicCaps", "LP-MusicCaps"), ("lp_musiccaps_mtt", "LP-MusicCaps"), ("speechcraft", "SpeechCraft"),
-     ("tacos", "TACOS"), ("compa-r", "CompA-R"), ("CompAR", "CompA-R")],
-)  # fmt: skip
+    [
+        ("clotho", "Clotho"),
+        ("AUDIOCAPS", "AudioCaps"),
+        ("music-caps", "MusicCaps"),
+        ("lp-musiccaps", "LP-MusicCaps"),
+        ("LPMusicCaps", "LP-MusicCaps"),
+        ("lp_musiccaps_mtt", "LP-MusicCaps"),
+        ("speechcraft", "SpeechCraft"),
+        ("tacos", "TACOS"),
+        ("compa-r", "CompA-R"),
+        ("CompAR", "CompA-R"),
+    ],
+)
 def test_get_source_accepts_aliases(alias, canonical):
     assert get_source(alias) is SOURCES[canonical]
     assert get_source(alias).name == canonical

@@ -23,23 +23,63 @@ def run_dir(tiny_omni, synth_corpus, tmp_path_factory):
     for r in held_out:
         r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
     write_records(tmp / "held_out.jsonl", held_out)
-    sets = ["allocation.sft_fraction=0.25", "allocation.augment=1", "grpo.trainer_args.num_generations=2",
-            "grpo.trainer_args.max_completion_length=4", "grpo.trainer_args.dataloader_num_workers=0"]  # fmt: skip
+    sets = [
+        "allocation.sft_fraction=0.25",
+        "allocation.augment=1",
+        "grpo.trainer_args.num_generations=2",
+        "grpo.trainer_args.max_completion_length=4",
+        "grpo.trainer_args.dataloader_num_workers=0",
+    ]
     for stage in ("sft", "grpo"):
-        sets += [f"{stage}.trainer_args.{k}" for k in ("bf16=false", "deepspeed=null", "max_steps=2",
-                                                        "per_device_train_batch_size=4", "save_steps=1")]  # fmt: skip
+        sets += [
+            f"{stage}.trainer_args.{k}"
+            for k in ("bf16=false", "deepspeed=null", "max_steps=2", "per_device_train_batch_size=4", "save_steps=1")
+        ]
     run = tmp / "run"
-    assert main(["train", "run", "--recipe", "mixed_to_strong", "--model", str(tiny_omni), "--data",
-                 str(tmp / "labelled.jsonl"), "--audio-root", str(synth_corpus), "--out", str(run), "--selection",
-                 str(tmp / "held_out.jsonl"), *[f"--set={s}" for s in sets]]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "run",
+                "--recipe",
+                "mixed_to_strong",
+                "--model",
+                str(tiny_omni),
+                "--data",
+                str(tmp / "labelled.jsonl"),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(run),
+                "--selection",
+                str(tmp / "held_out.jsonl"),
+                *[f"--set={s}" for s in sets],
+            ]
+        )
+        == 0
+    )
     return run
 
 
 def test_select_run_evaluates_every_complete_checkpoint_and_states_why(run_dir, synth_corpus, tmp_path):
     (run_dir / "grpo" / "checkpoint-1" / "COMPLETE").rename(run_dir / "grpo" / "checkpoint-1" / "was-complete")
     try:
-        assert main(["select", "--run", str(run_dir), "--audio-root", str(synth_corpus), "--out", str(tmp_path),
-                     "--max-new-tokens", "6"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "select",
+                    "--run",
+                    str(run_dir),
+                    "--audio-root",
+                    str(synth_corpus),
+                    "--out",
+                    str(tmp_path),
+                    "--max-new-tokens",
+                    "6",
+                ]
+            )
+            == 0
+        )
     finally:
         (run_dir / "grpo" / "checkpoint-1" / "was-complete").rename(run_dir / "grpo" / "checkpoint-1" / "COMPLETE")
     sel = load_json(tmp_path / "selection.json")
@@ -58,10 +98,42 @@ def test_select_run_evaluates_every_complete_checkpoint_and_states_why(run_dir, 
 
 def test_report_has_the_table_and_the_curves(run_dir, tiny_omni, synth_corpus, tmp_path):
     final = run_dir / "grpo" / "final"
-    assert main(["eval", "--model", str(final), "--data", str(synth_corpus / "eval.jsonl"), "--audio-root",
-                 str(synth_corpus), "--out", str(tmp_path / "eval"), "--max-new-tokens", "6"]) == 0  # fmt: skip
-    assert main(["report", "--run", f"m2s={run_dir}", "--audio-root", str(synth_corpus), "--eval",
-                 f"m2s/grpo-2={tmp_path / 'eval'}", "--out", str(tmp_path / "report"), "--max-new-tokens", "6"]) == 0  # fmt: skip  # noqa: E501
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(final),
+                "--data",
+                str(synth_corpus / "eval.jsonl"),
+                "--audio-root",
+                str(synth_corpus),
+                "--out",
+                str(tmp_path / "eval"),
+                "--max-new-tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "report",
+                "--run",
+                f"m2s={run_dir}",
+                "--audio-root",
+                str(synth_corpus),
+                "--eval",
+                f"m2s/grpo-2={tmp_path / 'eval'}",
+                "--out",
+                str(tmp_path / "report"),
+                "--max-new-tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| checkpoint | selection set | selection AC-strong | synthetic | synthetic AC-strong |" in md
     for row in ("m2s/sft-1", "m2s/sft-2", "m2s/grpo-1", "m2s/grpo-2"):

@@ -28,9 +28,24 @@ from conftest import free_port, wait_ready
 
 pytest.importorskip("kserve")
 
-LIMITS = ["--max-batch-size", "8", "--max-wait-ms", "30", "--max-audio-seconds", "4", "--max-audio-bytes", "400000",
-          "--max-choices", "6", "--max-question-chars", "300", "--max-instances", "4",
-          "--max-completion-tokens", "32"]  # fmt: skip
+LIMITS = [
+    "--max-batch-size",
+    "8",
+    "--max-wait-ms",
+    "30",
+    "--max-audio-seconds",
+    "4",
+    "--max-audio-bytes",
+    "400000",
+    "--max-choices",
+    "6",
+    "--max-question-chars",
+    "300",
+    "--max-instances",
+    "4",
+    "--max-completion-tokens",
+    "32",
+]
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -82,8 +97,11 @@ def _b64(data: bytes) -> str:
 
 
 def _instance(record: dict, corpus: Path) -> dict:
-    return {"audio": _b64((corpus / record["audio_path"]).read_bytes()), "question": record["question"],
-            "choices": record["choices"]}  # fmt: skip
+    return {
+        "audio": _b64((corpus / record["audio_path"]).read_bytes()),
+        "question": record["question"],
+        "choices": record["choices"],
+    }
 
 
 def _audio(seconds: float, rate: int = 16000, fmt: str = "WAV", subtype: str | None = None, fill=0.1) -> bytes:
@@ -176,11 +194,14 @@ def test_v2_infer_matches_v1_for_json_and_tensor_choices(server, records, synth_
         return t
 
     for binary in (False, True):
-        request = InferRequest("audiomcq", [
-            tensor("question", [r["question"] for r in rows], binary=binary),
-            tensor("choices", [json.dumps(r["choices"]) for r in rows], binary=binary),
-            tensor("audio", [r["audio"] for r in rows], binary=binary),
-        ])  # fmt: skip
+        request = InferRequest(
+            "audiomcq",
+            [
+                tensor("question", [r["question"] for r in rows], binary=binary),
+                tensor("choices", [json.dumps(r["choices"]) for r in rows], binary=binary),
+                tensor("audio", [r["audio"] for r in rows], binary=binary),
+            ],
+        )
         result = _infer("v2", server, request)
         out = {o.name: o.as_numpy() for o in result.outputs}
         assert [str(x) for x in out["answer"]] == [p["answer"] for p in expected]
@@ -189,9 +210,14 @@ def test_v2_infer_matches_v1_for_json_and_tensor_choices(server, records, synth_
         assert [str(x) for x in out["answer_source"]] == [p["answer_source"] for p in expected]
         assert out["scores"].shape == (2, 4) and np.isnan(out["scores"][1, 3])
         np.testing.assert_allclose(out["scores"][0], expected[0]["scores"], rtol=1e-5)
-    square = InferRequest("audiomcq", [tensor("question", [rows[0]["question"]]),
-                                       tensor("choices", rows[0]["choices"], [1, 4]),
-                                       tensor("audio", [rows[0]["audio"]])])  # fmt: skip
+    square = InferRequest(
+        "audiomcq",
+        [
+            tensor("question", [rows[0]["question"]]),
+            tensor("choices", rows[0]["choices"], [1, 4]),
+            tensor("audio", [rows[0]["audio"]]),
+        ],
+    )
     result = _infer("v2", server, square)
     assert result.outputs[1].as_numpy().tolist() == [expected[0]["index"]]
 
@@ -204,9 +230,15 @@ def test_an_openai_chat_with_the_model_card_question_answers_as_v1_from_one_pass
     expected = json.loads(v1)["predictions"][0]
     client = openai.OpenAI(base_url=f"{server}/openai/v1", api_key="unused", max_retries=0)
     assert [m.id for m in client.models.list()] == ["audiomcq"]
-    message = [{"role": "user", "content": [
-        {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}},
-        {"type": "text", "text": _prompt(inst["question"], inst["choices"])}]}]  # fmt: skip
+    message = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}},
+                {"type": "text", "text": _prompt(inst["question"], inst["choices"])},
+            ],
+        }
+    ]
     reply = client.chat.completions.create(model="audiomcq", messages=message, temperature=0, max_tokens=32)
     assert reply.object == "chat.completion" and reply.choices[0].message.content == expected["raw"]
     mcq = reply.choices[0].model_extra["mcq"]
@@ -248,9 +280,15 @@ def test_audio_formats_rates_and_allowed_urls_are_answered(server, records, synt
     sf.write(flac, wave, rate, format="FLAC")
     url = f"{files}/{records[0]['audio_path']}"
     question = {k: v for k, v in inst.items() if k != "audio"}
-    status, body = _predict(server, [{**inst, "audio": _b64(flac.getvalue())}, {**question, "audio_url": url},
-                                     {**inst, "audio": _b64(_audio(1.0, fmt="MP3"))},
-                                     {**inst, "audio": _b64(_audio(1.0, rate=44100))}])  # fmt: skip
+    status, body = _predict(
+        server,
+        [
+            {**inst, "audio": _b64(flac.getvalue())},
+            {**question, "audio_url": url},
+            {**inst, "audio": _b64(_audio(1.0, fmt="MP3"))},
+            {**inst, "audio": _b64(_audio(1.0, rate=44100))},
+        ],
+    )
     assert status == 200, body
     lossless, fetched, _, _ = json.loads(body)["predictions"]
     for got in (lossless, fetched):  # the same clip: the same answer; scores as close as a batch of 4 vs 1 allows
@@ -336,8 +374,11 @@ def _binary_v2_bodies(inst: dict, wav: bytes) -> list[tuple[bytes, str, str]]:
     from kserve import InferInput, InferRequest
 
     tensors = []
-    for name, value in (("question", inst["question"].encode()), ("choices", json.dumps(inst["choices"]).encode()),
-                        ("audio", wav)):  # raw WAV bytes are not UTF-8 text  # fmt: skip
+    for name, value in (
+        ("question", inst["question"].encode()),
+        ("choices", json.dumps(inst["choices"]).encode()),
+        ("audio", wav),
+    ):  # raw WAV bytes are not UTF-8 text
         tensor = InferInput(name, [1], "BYTES")
         tensor.set_data_from_numpy(np.array([value], dtype=np.object_), binary_data=True)
         tensors.append(tensor)
@@ -369,8 +410,11 @@ def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
     status, _ = _post(f"{server}/v2/models/audiomcq/infer", {"inputs": "nope"})
     assert 400 <= status < 500
     for body, length, reason in _binary_v2_bodies(inst, (synth_corpus / records[0]["audio_path"]).read_bytes()):
-        req = urllib.request.Request(f"{server}/v2/models/audiomcq/infer", data=body, headers={
-            "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": length})  # fmt: skip
+        req = urllib.request.Request(
+            f"{server}/v2/models/audiomcq/infer",
+            data=body,
+            headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": length},
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=60)
         assert err.value.code == 400 and reason in err.value.read().decode(), reason
@@ -379,18 +423,53 @@ def test_bad_v2_and_openai_requests_are_4xx(server, records, synth_corpus):
     good = {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}}
     for body, reason in [
         ({"model": "audiomcq", "stream": True, "messages": []}, "'messages' must be a non-empty list"),
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": [good, good,
-                                                                         {"type": "text", "text": text}]}]},
-         "2 input_audio parts; at most 1 per request"),
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": [
-            {**good, "input_audio": {"data": inst["audio"], "format": "ogg"}}, {"type": "text", "text": text}]}]},
-         "input_audio.format"),
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": [
-            {**good, "input_audio": {"data": "@@", "format": "wav"}}, {"type": "text", "text": text}]}]},
-         "message: 'audio' is not valid base64"),
-        ({"model": "audiomcq", "messages": [{"role": "user", "content": [
-            good, {"type": "text", "text": _prompt(inst["question"], ["only"])}]}]}, "not 1 choices"),
-    ]:  # fmt: skip
+        (
+            {
+                "model": "audiomcq",
+                "messages": [{"role": "user", "content": [good, good, {"type": "text", "text": text}]}],
+            },
+            "2 input_audio parts; at most 1 per request",
+        ),
+        (
+            {
+                "model": "audiomcq",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {**good, "input_audio": {"data": inst["audio"], "format": "ogg"}},
+                            {"type": "text", "text": text},
+                        ],
+                    }
+                ],
+            },
+            "input_audio.format",
+        ),
+        (
+            {
+                "model": "audiomcq",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {**good, "input_audio": {"data": "@@", "format": "wav"}},
+                            {"type": "text", "text": text},
+                        ],
+                    }
+                ],
+            },
+            "message: 'audio' is not valid base64",
+        ),
+        (
+            {
+                "model": "audiomcq",
+                "messages": [
+                    {"role": "user", "content": [good, {"type": "text", "text": _prompt(inst["question"], ["only"])}]}
+                ],
+            },
+            "not 1 choices",
+        ),
+    ]:
         status, reply = _post(chat, body)
         assert status == 400 and reason in json.loads(reply)["error"]["message"], reply
 
@@ -402,14 +481,21 @@ def test_deep_nesting_and_unhashable_choices_are_400_on_every_route(server, reco
         status, text = _post(server + path, deep, raw=True)
         assert status == 400, (path, status, text)
     choices = {"name": "choices", "datatype": "BYTES", "shape": [1], "data": ["[" * 100_000]}
-    status, text = _post(f"{server}/v2/models/audiomcq/infer", {"inputs": [
-        {"name": "question", "datatype": "BYTES", "shape": [1], "data": ["q"]}, choices]})  # fmt: skip
+    status, text = _post(
+        f"{server}/v2/models/audiomcq/infer",
+        {"inputs": [{"name": "question", "datatype": "BYTES", "shape": [1], "data": ["q"]}, choices]},
+    )
     assert status == 400 and "instance 0: 'choices' must be a JSON list" in text, text
     audio = {"type": "input_audio", "input_audio": {"data": inst["audio"], "format": "wav"}}
     for bad in ("[{[]: 1}]", "[{1, []}]"):
         prompt = _prompt("q", ["a", "b"]).replace("['a', 'b']", bad)
-        status, text = _post(f"{server}/openai/v1/chat/completions", {"model": "audiomcq", "messages": [
-            {"role": "user", "content": [audio, {"type": "text", "text": prompt}]}]})  # fmt: skip
+        status, text = _post(
+            f"{server}/openai/v1/chat/completions",
+            {
+                "model": "audiomcq",
+                "messages": [{"role": "user", "content": [audio, {"type": "text", "text": prompt}]}],
+            },
+        )
         assert status == 400 and "list of quoted strings" in text, text
 
 
@@ -424,8 +510,15 @@ def test_prometheus_scrapes_the_server_metrics(server, records, synth_corpus, tm
     scrape = f"[{{job_name: audiomcq-serve, static_configs: [{{targets: ['{target}']}}]}}]"
     config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs: {scrape}\n")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/-/ready")
@@ -450,8 +543,11 @@ def test_metrics_count_audio_answers_and_errors_and_no_5xx_ever(server, records,
     text = urllib.request.urlopen(f"{server}/metrics", timeout=10).read().decode()
     assert re.search(r"^audiomcq_serve_audio_seconds_total [1-9]", text, re.MULTILINE)
     assert re.search(r'^audiomcq_serve_answers_total\{index="\d"\} [1-9]', text, re.MULTILINE)
-    assert re.search(r'^audiomcq_serve_request_seconds_bucket\{le="\+Inf",route="/v1/models/\{model_name\}:predict"\}',
-                     text, re.MULTILINE)  # fmt: skip
+    assert re.search(
+        r'^audiomcq_serve_request_seconds_bucket\{le="\+Inf",route="/v1/models/\{model_name\}:predict"\}',
+        text,
+        re.MULTILINE,
+    )
     assert 'audiomcq_serve_errors_total{kind="client"' in text
     assert 'kind="server"' not in text and not re.search(r'code="5\d\d"', text)
     assert "request_predict_seconds_count" in text  # kserve's own series are still there
@@ -461,8 +557,17 @@ def _fuzz_bodies(valid: dict):
     """Requests mixing valid pieces with arbitrary values, for every route: (path, JSON body or raw bytes)."""
     from hypothesis import strategies as st
 
-    clips = [valid["audio"], _b64(_audio(0.5)), _b64(_audio(0.2, fmt="FLAC")), _b64(_audio(0.3, fmt="MP3")),
-             _b64(_audio(0.1, rate=8000)), _b64(b"RIFF\x00\x00\x00\x00WAVEfmt "), "", "=", "AAAA"]  # fmt: skip
+    clips = [
+        valid["audio"],
+        _b64(_audio(0.5)),
+        _b64(_audio(0.2, fmt="FLAC")),
+        _b64(_audio(0.3, fmt="MP3")),
+        _b64(_audio(0.1, rate=8000)),
+        _b64(b"RIFF\x00\x00\x00\x00WAVEfmt "),
+        "",
+        "=",
+        "AAAA",
+    ]
     anything = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
@@ -471,57 +576,93 @@ def _fuzz_bodies(valid: dict):
     text = st.text(max_size=40) | st.sampled_from([valid["question"], "<|AUDIO|>", "<answer>", "\x00", "é" * 301])
     audio = st.sampled_from(clips) | st.binary(max_size=64).map(_b64) | anything
     url = st.sampled_from(["s3://b/k.wav", "http://127.0.0.1:1/audio/x.wav", "file:///etc/passwd"]) | st.text()
-    instance = st.fixed_dictionaries({}, optional={
-        "question": text | anything, "choices": st.lists(text, max_size=8) | anything, "audio": audio,
-        "audio_url": url, "extra": anything,
-    })  # fmt: skip
+    instance = st.fixed_dictionaries(
+        {},
+        optional={
+            "question": text | anything,
+            "choices": st.lists(text, max_size=8) | anything,
+            "audio": audio,
+            "audio_url": url,
+            "extra": anything,
+        },
+    )
     # Mostly valid questions with odd text or audio, so the model path is fuzzed too, not only the refusals.
     words = st.text(min_size=1, max_size=30).filter(str.strip)
-    mutated = st.builds(lambda change: {**valid, **change}, st.fixed_dictionaries({}, optional={
-        "question": words, "choices": st.lists(words, min_size=2, max_size=6, unique_by=str.strip),
-        "audio": st.sampled_from(clips[:5]),
-    }))  # fmt: skip
+    mutated = st.builds(
+        lambda change: {**valid, **change},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "question": words,
+                "choices": st.lists(words, min_size=2, max_size=6, unique_by=str.strip),
+                "audio": st.sampled_from(clips[:5]),
+            },
+        ),
+    )
     one = st.builds(lambda x: {"instances": [x]}, mutated)
     v1 = st.builds(lambda xs: {"instances": xs}, st.lists(instance, max_size=3)) | anything
-    tensor = st.fixed_dictionaries({
-        "name": st.sampled_from(["question", "choices", "audio", "audio_url", "x"]),
-        "datatype": st.sampled_from(["BYTES", "FP32", "INT64", "BOOL", "FP16"]),
-        "shape": st.lists(st.integers(-2, 3), max_size=3),
-        "data": st.lists(text | st.integers() | st.sampled_from([*clips, json.dumps(valid["choices"])]), max_size=4),
-    })  # fmt: skip
+    tensor = st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["question", "choices", "audio", "audio_url", "x"]),
+            "datatype": st.sampled_from(["BYTES", "FP32", "INT64", "BOOL", "FP16"]),
+            "shape": st.lists(st.integers(-2, 3), max_size=3),
+            "data": st.lists(
+                text | st.integers() | st.sampled_from([*clips, json.dumps(valid["choices"])]), max_size=4
+            ),
+        }
+    )
     v2 = st.builds(lambda xs: {"inputs": xs}, st.lists(tensor, max_size=4)) | anything
     prompt = _prompt(valid["question"], valid["choices"])
-    part = st.sampled_from([
-        {"type": "input_audio", "input_audio": {"data": valid["audio"], "format": "wav"}},
-        {"type": "text", "text": prompt},
-    ]) | st.fixed_dictionaries({
-        "type": st.sampled_from(["text", "input_audio"]), "text": text,
-        "input_audio": st.fixed_dictionaries({"data": audio, "format": text}),
-    })  # fmt: skip
-    message = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "x"]),
-                                     "content": st.lists(part, max_size=3) | text})  # fmt: skip
+    part = st.sampled_from(
+        [
+            {"type": "input_audio", "input_audio": {"data": valid["audio"], "format": "wav"}},
+            {"type": "text", "text": prompt},
+        ]
+    ) | st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["text", "input_audio"]),
+            "text": text,
+            "input_audio": st.fixed_dictionaries({"data": audio, "format": text}),
+        }
+    )
+    message = st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system", "x"]), "content": st.lists(part, max_size=3) | text}
+    )
     number = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70) | anything
     chat = st.fixed_dictionaries(
         {"model": st.sampled_from(["audiomcq", "x"]), "messages": st.lists(message, max_size=3)},
-        optional={"stream": st.booleans(), "n": st.integers(0, 5) | anything, "temperature": number,
-                  "top_p": number, "max_tokens": st.integers(-1, 40) | anything, "seed": number,
-                  "stop": text | anything,
-                  "logprobs": st.booleans() | anything, "top_logprobs": st.integers(-1, 25) | anything,
-                  "logit_bias": st.dictionaries(st.text(max_size=6), number, max_size=2) | anything,
-                  "frequency_penalty": number, "stream_options": anything, "tools": anything,
-                  "response_format": anything, "top_k": number, "repetition_penalty": number},
-    )  # fmt: skip
+        optional={
+            "stream": st.booleans(),
+            "n": st.integers(0, 5) | anything,
+            "temperature": number,
+            "top_p": number,
+            "max_tokens": st.integers(-1, 40) | anything,
+            "seed": number,
+            "stop": text | anything,
+            "logprobs": st.booleans() | anything,
+            "top_logprobs": st.integers(-1, 25) | anything,
+            "logit_bias": st.dictionaries(st.text(max_size=6), number, max_size=2) | anything,
+            "frequency_penalty": number,
+            "stream_options": anything,
+            "tools": anything,
+            "response_format": anything,
+            "top_k": number,
+            "repetition_penalty": number,
+        },
+    )
     v1_path, v2_path, chat_path = (
         "/v1/models/audiomcq:predict",
         "/v2/models/audiomcq/infer",
         "/openai/v1/chat/completions",
     )
-    binary_input = st.fixed_dictionaries({
-        "name": st.sampled_from(["question", "choices", "audio", "x"]),
-        "datatype": st.sampled_from(["BYTES", "FP32", "INT64"]),
-        "shape": st.lists(st.integers(-1, 3), max_size=2),
-        "parameters": st.fixed_dictionaries({"binary_data_size": st.integers(-4, 80)}),
-    })  # fmt: skip
+    binary_input = st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["question", "choices", "audio", "x"]),
+            "datatype": st.sampled_from(["BYTES", "FP32", "INT64"]),
+            "shape": st.lists(st.integers(-1, 3), max_size=2),
+            "parameters": st.fixed_dictionaries({"binary_data_size": st.integers(-4, 80)}),
+        }
+    )
 
     def binary_body(inputs: list, tail: bytes, shift: int) -> tuple[bytes, dict]:
         header = json.dumps({"inputs": inputs}).encode()
@@ -541,8 +682,12 @@ def _fuzz_bodies(valid: dict):
 def test_generated_requests_never_get_a_5xx(server, records, synth_corpus):
     from hypothesis import HealthCheck, given, settings
 
-    @settings(max_examples=int(os.environ.get("AUDIOMCQ_FUZZ_EXAMPLES", "150")), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @settings(
+        max_examples=int(os.environ.get("AUDIOMCQ_FUZZ_EXAMPLES", "150")),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(_fuzz_bodies(_instance(records[0], synth_corpus)))
     def check(request):
         path, body, headers = request

@@ -29,8 +29,20 @@ from conftest import free_port
 
 pytest.importorskip("kserve")
 MAX_BODY = 48 * 1024 * 1024
-SERVER_ARGS = ["--host", "127.0.0.1", "--max-wait-ms", "300", "--max-body-bytes", str(MAX_BODY),
-               "--body-timeout-s", "2", "--header-timeout-s", "1.5", "--max-header-bytes", "16384"]  # fmt: skip
+SERVER_ARGS = [
+    "--host",
+    "127.0.0.1",
+    "--max-wait-ms",
+    "300",
+    "--max-body-bytes",
+    str(MAX_BODY),
+    "--body-timeout-s",
+    "2",
+    "--header-timeout-s",
+    "1.5",
+    "--max-header-bytes",
+    "16384",
+]
 
 
 def _wav(seconds: float, rate: int = 16000) -> bytes:
@@ -65,8 +77,19 @@ class Served:
 def served(tiny_omni, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-bounds") / "server.log"
     port = free_port()
-    cmd = [sys.executable, "-m", "audiomcq.cli", "--log-level", "info", "serve", "--model-dir", str(tiny_omni),
-           "--http-port", str(port), *SERVER_ARGS]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiomcq.cli",
+        "--log-level",
+        "info",
+        "serve",
+        "--model-dir",
+        str(tiny_omni),
+        "--http-port",
+        str(port),
+        *SERVER_ARGS,
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -148,8 +171,13 @@ def test_a_40_mib_binary_v2_body_leaves_the_health_probe_answered_within_a_secon
     size = 40 * 1024 * 1024
     n = size // 10  # 4 Mi elements of 6 bytes behind a header that claims one: kserve walks each in Python
     many = (struct.pack("<I", 6) + b"qqqqqq") * n
-    header = json.dumps({"inputs": [{"name": "question", "datatype": "BYTES", "shape": [1],
-                                     "parameters": {"binary_data_size": len(many)}}]}).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "question", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(many)}}
+            ]
+        }
+    ).encode()
     inputs = []
     audio = base64.b64encode(b"\x01" * (size // 4 - 64)).decode()  # three ~13 MB elements to decode
     for name, value in (("question", "What is heard?"), ("choices", '["a", "b"]'), ("audio", audio)):
@@ -186,8 +214,14 @@ def test_a_large_v1_or_chat_json_body_leaves_the_health_probe_answered_within_a_
     floats = b",".join([b"1.5"] * (size // 4))  # 9 Mi numbers: seconds of parsing, all of it holding the GIL
     audio = base64.b64encode(b"\x01" * (size * 3 // 4 - 4096)).decode()  # one huge clip: a fast parse
     v1_audio = json.dumps({"instances": [{"audio": audio, "question": "What is heard?", "choices": ["a", "b"]}]})
-    chat_audio = json.dumps({"model": "audiomcq", "messages": [{"role": "user", "content": [
-        {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}]}]})  # fmt: skip
+    chat_audio = json.dumps(
+        {
+            "model": "audiomcq",
+            "messages": [
+                {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}]}
+            ],
+        }
+    )
     cases = (
         ("/v1/models/audiomcq:predict", b'{"instances": [' + floats + b"]}", "JSON separators"),
         ("/v1/models/audiomcq:predict", v1_audio.encode(), "instance 0"),

@@ -225,5 +225,9 @@ def test_listening_and_read_settings_come_from_flags_and_the_environment(monkeyp
     add_arguments(parser)
     config = ServeConfig.from_args(parser.parse_args(["--max-body-bytes", "1024", "--header-timeout-s", "3"]))
     assert (config.host, config.body_timeout_s, config.max_body_bytes, config.header_timeout_s) == (
-        "127.0.0.1", 7.5, 1024, 3.0)  # fmt: skip
+        "127.0.0.1",
+        7.5,
+        1024,
+        3.0,
+    )
     assert (config.max_header_bytes, config.keep_alive_s) == (64 * 1024, 65.0)

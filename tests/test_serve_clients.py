@@ -71,8 +71,13 @@ def _v2_json(q: dict) -> dict:
     def tensor(name, value):
         return {"name": name, "datatype": "BYTES", "shape": [1], "data": [value]}
 
-    return {"inputs": [tensor("question", q["question"]), tensor("choices", json.dumps(q["choices"])),
-                       tensor("audio", q["audio"])]}  # fmt: skip
+    return {
+        "inputs": [
+            tensor("question", q["question"]),
+            tensor("choices", json.dumps(q["choices"])),
+            tensor("audio", q["audio"]),
+        ]
+    }
 
 
 def test_json_without_a_content_type_is_json_on_v1_and_v2(server, question):
@@ -98,8 +103,14 @@ def test_curl_without_a_content_type(server, question, tmp_path):
     if curl is None:
         pytest.skip("curl is not installed")
     (tmp_path / "v1.json").write_text(json.dumps({"instances": [question]}))
-    out = subprocess.run([curl, "-sS", "-d", "@v1.json", f"{server}/v1/models/audiomcq:predict"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    out = subprocess.run(
+        [curl, "-sS", "-d", "@v1.json", f"{server}/v1/models/audiomcq:predict"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     prediction = json.loads(out.stdout)["predictions"][0]
     assert prediction["answer"] in question["choices"] and prediction["answer_source"] in ("generated", "scored")
 
@@ -107,15 +118,19 @@ def test_curl_without_a_content_type(server, question, tmp_path):
 @pytest.mark.parametrize("binary", [False, True])
 def test_tritonclient_in_json_and_binary_modes(server, question, binary):
     http_client = pytest.importorskip("tritonclient.http")
-    client = http_client.InferenceServerClient(url=server.removeprefix("http://"), connection_timeout=120,
-                                               network_timeout=120)  # fmt: skip
+    client = http_client.InferenceServerClient(
+        url=server.removeprefix("http://"), connection_timeout=120, network_timeout=120
+    )
     try:
         assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("audiomcq")
         meta = client.get_model_metadata("audiomcq")
         assert {o["name"] for o in meta["outputs"]} == {"answer", "index", "raw", "scores", "answer_source"}
         inputs = []
-        for name, value in (("question", question["question"]), ("choices", json.dumps(question["choices"])),
-                            ("audio", question["audio"])):  # fmt: skip
+        for name, value in (
+            ("question", question["question"]),
+            ("choices", json.dumps(question["choices"])),
+            ("audio", question["audio"]),
+        ):
             tensor = http_client.InferInput(name, [1], "BYTES")
             tensor.set_data_from_numpy(np.array([value.encode()], dtype=np.object_), binary_data=binary)
             inputs.append(tensor)
@@ -171,8 +186,15 @@ def test_bad_routes_leave_the_shipped_error_alert_inactive_in_a_real_prometheus(
         f"scrape_configs: [{{job_name: audiomcq-serve, static_configs: [{{targets: ['{target}']}}]}}]\n"
     )
     port = free_port()
-    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def query(expr: str) -> list:

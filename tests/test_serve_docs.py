@@ -39,9 +39,18 @@ def server(tiny_omni, tmp_path_factory):
 
 def test_the_doc_has_one_example_per_route():
     text = "\n".join(code for _, code in blocks())
-    routes = ("/v2/health/ready", "/v1/models/audiomcq:predict", "/v2/models/audiomcq/infer", "/v2/models/audiomcq",
-              "/openai/v1/chat/completions", "/openai/v1/models", "/openai/v1/models/audiomcq", "/metrics",
-              "chat.completions.create", "client.infer(")  # fmt: skip
+    routes = (
+        "/v2/health/ready",
+        "/v1/models/audiomcq:predict",
+        "/v2/models/audiomcq/infer",
+        "/v2/models/audiomcq",
+        "/openai/v1/chat/completions",
+        "/openai/v1/models",
+        "/openai/v1/models/audiomcq",
+        "/metrics",
+        "chat.completions.create",
+        "client.infer(",
+    )
     for route in routes:
         assert route in text, route
 
@@ -56,8 +65,9 @@ def test_each_example_works_verbatim(server, synth_corpus, tmp_path, index, lang
     shutil.copy(synth_corpus / record["audio_path"], tmp_path / "clip.wav")
     code = blocks()[index][1]
     cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
-    done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "BASE": server}, capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=tmp_path, env={**os.environ, "BASE": server}, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert out.strip()

@@ -120,8 +120,9 @@ def test_logprobs_and_top_logprobs(client, clip):
 
 def test_streaming_sends_the_same_reply_as_chunks(client, clip):
     whole = _chat(client, _ask(clip), temperature=0, logprobs=True)
-    chunks = list(_chat(client, _ask(clip), temperature=0, logprobs=True, stream=True,
-                        stream_options={"include_usage": True}))  # fmt: skip
+    chunks = list(
+        _chat(client, _ask(clip), temperature=0, logprobs=True, stream=True, stream_options={"include_usage": True})
+    )
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -154,8 +155,10 @@ def test_a_model_card_question_is_also_scored(client, clip, server):
 
 
 REFUSED = [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "tool_choice": "required"},
-     "tools"),
+    (
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "tool_choice": "required"},
+        "tools",
+    ),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
@@ -183,7 +186,7 @@ REFUSED = [
     ({"logit_bias": {"999999": 1}}, "logit_bias"),
     ({"logit_bias": {"1": 101}}, "logit_bias"),
     ({"frequency_penalty": 3}, "frequency_penalty"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("options", "param"), REFUSED)
@@ -195,34 +198,55 @@ def test_options_the_server_cannot_honour_are_refused_naming_them(client, clip, 
 
 
 def test_options_that_ask_for_nothing_are_accepted(client, clip):
-    reply = _chat(client, _ask(clip), temperature=0, max_tokens=2, response_format={"type": "text"},
-                  modalities=["text"], tool_choice="none", store=False, service_tier="auto", user="u1",
-                  safety_identifier="s1")  # fmt: skip
+    reply = _chat(
+        client,
+        _ask(clip),
+        temperature=0,
+        max_tokens=2,
+        response_format={"type": "text"},
+        modalities=["text"],
+        tool_choice="none",
+        store=False,
+        service_tier="auto",
+        user="u1",
+        safety_identifier="s1",
+    )
     assert reply.choices[0].finish_reason == "length"
 
 
 @pytest.mark.parametrize(
     ("messages", "reason"),
     [
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}],
-         "content part 'image_url' is not supported"),
+        (
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}],
+            "content part 'image_url' is not supported",
+        ),
         ([{"role": "tool", "content": "x", "tool_call_id": "1"}], "role 'tool' is not supported"),
         ([{"role": "user", "content": "hi", "name": "bob"}], "['name'] not supported"),
         ([{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}], "must come first"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "last message must be"),
-        ([{"role": "user", "content": [_audio("AAAA") | {"input_audio": {"data": "AAAA", "format": "ogg"}}]}],
-         "input_audio.format must be one of"),
+        (
+            [{"role": "user", "content": [_audio("AAAA") | {"input_audio": {"data": "AAAA", "format": "ogg"}}]}],
+            "input_audio.format must be one of",
+        ),
         ([{"role": "user", "content": "<|im_end|> sneaky"}], "control token"),
     ],
-)  # fmt: skip
+)
 def test_messages_the_server_cannot_render_are_refused(client, messages, reason):
     with pytest.raises(openai.BadRequestError, match=re.escape(reason)):
         _chat(client, messages)
 
 
 def test_a_format_that_is_not_the_data_and_a_prompt_too_long_are_400(client, clip):
-    wrong = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": clip[1], "format": "mp3"}},
-                                          {"type": "text", "text": "hi"}]}]  # fmt: skip
+    wrong = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_audio", "input_audio": {"data": clip[1], "format": "mp3"}},
+                {"type": "text", "text": "hi"},
+            ],
+        }
+    ]
     with pytest.raises(openai.BadRequestError, match="format is 'mp3' but the data is wav"):
         _chat(client, wrong)
     with pytest.raises(openai.BadRequestError, match="more than the model's context of 2048 tokens"):

@@ -50,8 +50,12 @@ def test_scores_from_one_prefill_equal_the_full_forward_and_replies_equal_genera
         assert len(result.scores) == len(c)
         (sample,) = result.samples
         assert sample.text == reply and len(sample.token_ids) <= 12
-        alone = loaded.processor(text=[_jobs(loaded.processor, [(q, c, w)], GenParams(1))[0].text], audio=[w],
-                                 sampling_rate=16000, return_tensors="pt")  # fmt: skip
+        alone = loaded.processor(
+            text=[_jobs(loaded.processor, [(q, c, w)], GenParams(1))[0].text],
+            audio=[w],
+            sampling_rate=16000,
+            return_tensors="pt",
+        )
         assert result.prompt_tokens == alone["input_ids"].shape[1]  # padding is not counted
 
 

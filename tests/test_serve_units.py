@@ -159,8 +159,10 @@ def test_s3_audio_urls_and_an_s3_model_dir(s3, tiny_omni, synth_corpus, tmp_path
     url = f"s3://data/clips/{record['audio_path'].split('/')[-1]}"
     fetched = parse_instance("instance 0", {**question, "audio_url": url}, config)
     assert fetched.seconds == pytest.approx(len(fetched.wave) / 16000)
-    for bad, reason in [("s3://data/models/tiny/config.json", "not under an allowed prefix"),
-                        ("s3://data/clips/missing.wav", "could not be fetched")]:  # fmt: skip
+    for bad, reason in [
+        ("s3://data/models/tiny/config.json", "not under an allowed prefix"),
+        ("s3://data/clips/missing.wav", "could not be fetched"),
+    ]:
         with pytest.raises(InvalidInput, match=reason):
             parse_instance("instance 0", {**question, "audio_url": bad}, config)
 
@@ -206,8 +208,9 @@ def test_the_shortest_accepted_clip_is_answered_by_both_families(family, request
     model = AudioMCQModel("audiomcq", str(request.getfixturevalue(family)), config)
     model.load()
     choices = ["a dog", "a cat"]
-    body = {"instances": [{"audio": base64.b64encode(_wav(MIN_SAMPLES)).decode(), "question": "What?",
-                           "choices": choices}]}  # fmt: skip
+    body = {
+        "instances": [{"audio": base64.b64encode(_wav(MIN_SAMPLES)).decode(), "question": "What?", "choices": choices}]
+    }
     (answer,) = asyncio.run(model.predict(body))["predictions"]
     assert answer["answer"] == choices[answer["index"]] and len(answer["scores"]) == 2
 
@@ -228,8 +231,10 @@ def test_deeply_nested_v2_choices_are_400():
     from audiomcq.serve import ServeConfig
     from audiomcq.serve.v2 import parse_v2
 
-    request = InferRequest("audiomcq", [InferInput("question", [1], "BYTES", ["What?"]),
-                                        InferInput("choices", [1], "BYTES", ["[" * 100_000])])  # fmt: skip
+    request = InferRequest(
+        "audiomcq",
+        [InferInput("question", [1], "BYTES", ["What?"]), InferInput("choices", [1], "BYTES", ["[" * 100_000])],
+    )
     with pytest.raises(InvalidInput, match="instance 0: 'choices' must be a JSON list"):
         parse_v2(request, ServeConfig())
 
@@ -246,10 +251,17 @@ def test_max_audio_seconds_is_capped_at_what_the_encoder_hears():
 
 @pytest.mark.parametrize(
     ("prefix", "reason"),
-    [("ftp://host/", "scheme"), ("host/audio/", "scheme"), ("https:///audio/", "no host"),
-     ("https://user@host/", "credentials"), ("https://host/a?sig=1", "query"), ("https://host/a/../b/", ". or .."),
-     ("s3://bucket:9000/", "bucket, not a port"), ("https://host:99999/", "out of range")],
-)  # fmt: skip
+    [
+        ("ftp://host/", "scheme"),
+        ("host/audio/", "scheme"),
+        ("https:///audio/", "no host"),
+        ("https://user@host/", "credentials"),
+        ("https://host/a?sig=1", "query"),
+        ("https://host/a/../b/", ". or .."),
+        ("s3://bucket:9000/", "bucket, not a port"),
+        ("https://host:99999/", "out of range"),
+    ],
+)
 def test_bad_url_prefixes_fail_at_startup(prefix, reason):
     from audiomcq.errors import AudioMCQError
     from audiomcq.serve import ServeConfig
@@ -265,16 +277,31 @@ def test_url_prefixes_match_scheme_host_port_and_whole_path_segments():
     from audiomcq.serve.inputs import check_url
 
     config = ServeConfig(allow_url_prefixes=("https://host", "s3://bucket", "http://files:8080/audio"))
-    for url in ("https://host/x.wav", "https://HOST:443/a/x.wav?sig=1", "s3://bucket/k.wav",
-                "http://files:8080/audio/x.wav", "http://files:8080/audio/sub/x.wav"):  # fmt: skip
+    for url in (
+        "https://host/x.wav",
+        "https://HOST:443/a/x.wav?sig=1",
+        "s3://bucket/k.wav",
+        "http://files:8080/audio/x.wav",
+        "http://files:8080/audio/sub/x.wav",
+    ):
         assert check_url("instance 0", url, config) == url
-    for url in ("https://host.evil.com/x.wav", "https://host:8443/x.wav", "http://host/x.wav",
-                "s3://bucket-private/k.wav", "http://files:8080/audio-private/x.wav", "http://files:8080/audio",
-                "http://files/audio/x.wav", "https://evil.com/https://host/x.wav"):  # fmt: skip
+    for url in (
+        "https://host.evil.com/x.wav",
+        "https://host:8443/x.wav",
+        "http://host/x.wav",
+        "s3://bucket-private/k.wav",
+        "http://files:8080/audio-private/x.wav",
+        "http://files:8080/audio",
+        "http://files/audio/x.wav",
+        "https://evil.com/https://host/x.wav",
+    ):
         with pytest.raises(InvalidInput, match="instance 0: 'audio_url' is not under an allowed prefix"):
             check_url("instance 0", url, config)
-    for url, reason in [("https://host:bad/x.wav", "not a valid URL"), ("https://host/a b.wav", "ASCII without"),
-                        ("s3://bucket/k.wav?versionId=1", "no ;, \\? or # parts")]:  # fmt: skip
+    for url, reason in [
+        ("https://host:bad/x.wav", "not a valid URL"),
+        ("https://host/a b.wav", "ASCII without"),
+        ("s3://bucket/k.wav?versionId=1", "no ;, \\? or # parts"),
+    ]:
         with pytest.raises(InvalidInput, match=reason):
             check_url("instance 0", url, config)
 
@@ -328,8 +355,9 @@ def test_url_timeout_bounds_the_whole_fetch_and_logs_never_show_the_query(caplog
         closed = sock.getsockname()[1]  # nothing listens once the socket closes
     caplog.set_level(logging.INFO, logger="audiomcq.serve.inputs")
     with _Drip() as base:
-        config = ServeConfig(allow_url_prefixes=(f"{base}/", f"http://127.0.0.1:{closed}/"), url_timeout_s=0.5,
-                             max_audio_bytes=1000)  # fmt: skip
+        config = ServeConfig(
+            allow_url_prefixes=(f"{base}/", f"http://127.0.0.1:{closed}/"), url_timeout_s=0.5, max_audio_bytes=1000
+        )
         start = time.monotonic()
         with pytest.raises(InvalidInput, match=r"instance 0: 'audio_url' was not fetched within 0\.5 s"):
             fetch_url("instance 0", f"{base}/drip.wav?X-Amz-Signature=topsecret#frag", config)

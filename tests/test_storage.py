@@ -25,8 +25,22 @@ def test_filter_reads_its_input_from_s3_and_publishes_its_output(s3, synth_corpu
         "--min-correct",
         "1",
     ]
-    assert main(["filter", "run", "--data", "s3://data/in/eval.jsonl", "--out", "s3://data/acf", "--work",
-                 str(tmp_path / "work"), *args]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "filter",
+                "run",
+                "--data",
+                "s3://data/in/eval.jsonl",
+                "--out",
+                "s3://data/acf",
+                "--work",
+                str(tmp_path / "work"),
+                *args,
+            ]
+        )
+        == 0
+    )
     assert (
         main(["filter", "run", "--data", str(synth_corpus / "eval.jsonl"), "--out", str(tmp_path / "local"), *args])
         == 0
@@ -57,8 +71,18 @@ def test_training_checkpoints_go_to_s3_and_a_fresh_machine_resumes_from_them(
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     storage.publish(tiny_omni, "s3://data/models/base")
-    common = ["--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus), "--recipe", "smoke",
-              "--set", "sft.steps=4", "--set", "sft.save_steps=2"]  # fmt: skip
+    common = [
+        "--data",
+        str(synth_corpus / "train.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--recipe",
+        "smoke",
+        "--set",
+        "sft.steps=4",
+        "--set",
+        "sft.save_steps=2",
+    ]
     assert main(["train", "sft", "--model", str(tiny_omni), "--out", str(tmp_path / "local"), *common]) == 0
     uri = "s3://data/runs/sft"
     assert main(["train", "sft", "--model", "s3://data/models/base", "--out", uri, *common]) == 0
@@ -93,12 +117,37 @@ def test_filter_models_and_audio_root_can_live_in_s3(s3, synth_corpus, tiny_omni
     for wav in sorted(synth_corpus.rglob("*.wav")):
         key = f"audio/{wav.relative_to(synth_corpus).as_posix()}"
         s3.fput_object("data", key, str(wav))
-    common = ["filter", "run", "--data", str(synth_corpus / "eval.jsonl"), "--probes", "silence:clip", "mismatch:1",
-              "--min-correct", "1"]  # fmt: skip
-    assert main([*common, "--models", "s3://data/models/f1", "--audio-root", "s3://data/audio",
-                 "--out", str(tmp_path / "remote")]) == 0  # fmt: skip
-    assert main([*common, "--models", str(tiny_omni), "--audio-root", str(synth_corpus),
-                 "--out", str(tmp_path / "local")]) == 0  # fmt: skip
+    common = [
+        "filter",
+        "run",
+        "--data",
+        str(synth_corpus / "eval.jsonl"),
+        "--probes",
+        "silence:clip",
+        "mismatch:1",
+        "--min-correct",
+        "1",
+    ]
+    assert (
+        main(
+            [
+                *common,
+                "--models",
+                "s3://data/models/f1",
+                "--audio-root",
+                "s3://data/audio",
+                "--out",
+                str(tmp_path / "remote"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [*common, "--models", str(tiny_omni), "--audio-root", str(synth_corpus), "--out", str(tmp_path / "local")]
+        )
+        == 0
+    )
     labelled = "labelled.jsonl"
     local_rows = (tmp_path / "local" / labelled).read_text().splitlines()
     remote_rows = (tmp_path / "remote" / labelled).read_text().splitlines()
@@ -171,14 +220,33 @@ def test_a_store_that_stops_mid_upload_leaves_no_marker_and_a_rerun_finishes_the
     server, s3 = s3_own
     # a 20,000-row embedding makes the checkpoint tens of MB: its upload lasts long enough to be caught mid-way
     spec = TinySpec(hidden=64, audio_d=32, model_vocab=20000)
-    model = save_tiny(*build_tiny("qwen2_5_omni", tokenizer_texts([synth_corpus / "train.jsonl"]), spec),
-                      tmp_path / "model")  # fmt: skip
+    model = save_tiny(
+        *build_tiny("qwen2_5_omni", tokenizer_texts([synth_corpus / "train.jsonl"]), spec), tmp_path / "model"
+    )
     staging = tmp_path / "staging"
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(staging))
     uri = "s3://data/run/sft"  # a paradigm run's layout, which select reads
-    cmd = [sys.executable, "-m", "audiomcq.cli", "train", "sft", "--model", str(model), "--out", uri,
-           "--data", str(synth_corpus / "train.jsonl"), "--audio-root", str(synth_corpus), "--recipe", "smoke",
-           "--set", "sft.steps=2", "--set", "sft.save_steps=1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiomcq.cli",
+        "train",
+        "sft",
+        "--model",
+        str(model),
+        "--out",
+        uri,
+        "--data",
+        str(synth_corpus / "train.jsonl"),
+        "--audio-root",
+        str(synth_corpus),
+        "--recipe",
+        "smoke",
+        "--set",
+        "sft.steps=2",
+        "--set",
+        "sft.save_steps=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     prefix = "run/sft/checkpoint-1/"
@@ -205,8 +273,22 @@ def test_a_store_that_stops_mid_upload_leaves_no_marker_and_a_rerun_finishes_the
         storage.local_model(f"{uri}/checkpoint-1")
     selection = tmp_path / "selection.jsonl"
     selection.write_text("".join((synth_corpus / "eval.jsonl").read_text().splitlines(keepends=True)[:2]))
-    assert main(["select", "--run", "s3://data/run", "--audio-root", str(synth_corpus), "--data", str(selection),
-                 "--out", str(tmp_path / "select")]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "select",
+                "--run",
+                "s3://data/run",
+                "--audio-root",
+                str(synth_corpus),
+                "--data",
+                str(selection),
+                "--out",
+                str(tmp_path / "select"),
+            ]
+        )
+        == 1
+    )
     assert f"{uri}/checkpoint-1 skipped: its upload has not completed" in caplog.text
 
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env)

@@ -10,8 +10,17 @@ def test_sft_steps_are_logged_snapshotted_and_pushed(pushgateway, tiny_omni, syn
     address, url = pushgateway
     monkeypatch.setenv("AUDIOMCQ_PUSHGATEWAY", address)
     out = tmp_path / "run" / "sft"
-    train_sft(tiny_omni, synth_corpus / "train.jsonl", synth_corpus, out, steps=3, lr=1e-3, batch_size=4,
-              save_steps=2, logging_steps=1)  # fmt: skip
+    train_sft(
+        tiny_omni,
+        synth_corpus / "train.jsonl",
+        synth_corpus,
+        out,
+        steps=3,
+        lr=1e-3,
+        batch_size=4,
+        save_steps=2,
+        logging_steps=1,
+    )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
@@ -46,8 +55,13 @@ def test_filter_and_generation_progress_reach_prometheus(prometheus, tiny_omni, 
 
     url, address = prometheus
     monkeypatch.setenv("AUDIOMCQ_PUSHGATEWAY", address)
-    run_filter(synth_corpus / "eval.jsonl", [str(tiny_omni)], synth_corpus, tmp_path / "acf",
-               FilterConfig(probes=("silence:1",), min_correct=1, chunk_size=8))  # fmt: skip
+    run_filter(
+        synth_corpus / "eval.jsonl",
+        [str(tiny_omni)],
+        synth_corpus,
+        tmp_path / "acf",
+        FilterConfig(probes=("silence:1",), min_correct=1, chunk_size=8),
+    )
     generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "sdg")
     done = _query(url, 'audiomcq_filter_records_done{job="audiomcq-filter"}')
     assert done and float(done[0]["value"][1]) == 16 and done[0]["metric"]["shard"] == "0of1"

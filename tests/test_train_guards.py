@@ -20,8 +20,21 @@ from audiomcq.train.common import latest_complete_checkpoint
 
 
 def _sft(tiny_omni, synth_corpus, data, out, *sets):
-    return ["train", "sft", "--model", str(tiny_omni), "--data", str(data), "--audio-root", str(synth_corpus),
-            "--out", str(out), "--recipe", "smoke", *[f"--set={s}" for s in sets]]  # fmt: skip
+    return [
+        "train",
+        "sft",
+        "--model",
+        str(tiny_omni),
+        "--data",
+        str(data),
+        "--audio-root",
+        str(synth_corpus),
+        "--out",
+        str(out),
+        "--recipe",
+        "smoke",
+        *[f"--set={s}" for s in sets],
+    ]
 
 
 @pytest.fixture
@@ -39,8 +52,9 @@ def pools(synth_corpus, tmp_path):
 
 def test_a_nan_clip_stops_sft_with_one_line_and_no_checkpoint(tiny_omni, synth_corpus, pools, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(_sft(tiny_omni, synth_corpus, pools / "nan.jsonl", out, "sft.steps=2", "sft.save_steps=1",
-                     "sft.batch_size=8"))  # fmt: skip
+    code = main(
+        _sft(tiny_omni, synth_corpus, pools / "nan.jsonl", out, "sft.steps=2", "sft.save_steps=1", "sft.batch_size=8")
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("audiomcq:")]
     assert code == 1 and "Traceback" not in err and len(lines) == 1, err
@@ -62,16 +76,25 @@ def test_resuming_with_other_data_or_settings_is_refused_naming_the_change(
     assert main(_sft(tiny_omni, synth_corpus, pools / "a.jsonl", out, *sets, "sft.lr=0.01")) == 1
     assert "setting lr (0.001 -> 0.01)" in capsys.readouterr().err
     # what only changes logging or saving resumes
-    assert main(_sft(tiny_omni, synth_corpus, pools / "a.jsonl", out, "sft.steps=2", "sft.save_steps=2",
-                     "sft.batch_size=4")) == 0  # fmt: skip
+    assert (
+        main(
+            _sft(
+                tiny_omni, synth_corpus, pools / "a.jsonl", out, "sft.steps=2", "sft.save_steps=2", "sft.batch_size=4"
+            )
+        )
+        == 0
+    )
     assert f"resumed from {out}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("method", "share", "save_steps", "folder", "failing"), [
-    ("sft", 0.5, 1, "checkpoint-1", "File too large"),  # model.safetensors passes the limit: safetensors' error
-    ("grpo", 1.2, 1, "checkpoint-1", "a write failed"),  # the weights fit, optimizer.pt (1.5 times them) does not
-    ("grpo", 0.5, 0, "final", "File too large"),  # no checkpoints: the final model is the first save
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "share", "save_steps", "folder", "failing"),
+    [
+        ("sft", 0.5, 1, "checkpoint-1", "File too large"),  # model.safetensors passes the limit: safetensors' error
+        ("grpo", 1.2, 1, "checkpoint-1", "a write failed"),  # the weights fit, optimizer.pt (1.5 times them) does not
+        ("grpo", 0.5, 0, "final", "File too large"),  # no checkpoints: the final model is the first save
+    ],
+)
 def test_a_model_the_disk_cannot_hold_stops_training_with_one_line(
     method, share, save_steps, folder, failing, tiny_omni, synth_corpus, pools, tmp_path
 ):
@@ -85,8 +108,15 @@ def test_a_model_the_disk_cannot_hold_stops_training_with_one_line(
     cmd = [sys.executable, "-m", "audiomcq.cli", *_sft(tiny_omni, synth_corpus, pools / "a.jsonl", out)]
     cmd[cmd.index("sft")] = method
     cmd += [f"--set={method}.steps=2", *([f"--set={method}.save_steps={save_steps}"] if save_steps else [])]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    done = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=file_size_limit,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     lines = [line for line in done.stderr.splitlines() if line.startswith("audiomcq:")]
     assert done.returncode == 1 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-3000:]
     assert f"{out / folder}: could not save" in lines[0] and failing in lines[0], lines[0]

@@ -51,15 +51,23 @@ def test_grpo_policy_forwards_carry_audio_and_stock_trl_does_not(tiny_omni, synt
         """Stock trl, given prompts without the None-filled keys (which the real template would render as audio)."""
 
         def _generate_and_score_completions(self, inputs):
-            return super()._generate_and_score_completions([{**x, "prompt": clean_messages(x["prompt"])}
-                                                            for x in inputs])  # fmt: skip
+            return super()._generate_and_score_completions(
+                [{**x, "prompt": clean_messages(x["prompt"])} for x in inputs]
+            )
 
     def run(trainer_class):
         trainer, _ = build_grpo_trainer(
-            tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path / trainer_class.__name__,
-            steps=2, lr=1e-4, prompts_per_step=2, num_generations=2, max_completion_length=8,
+            tiny_omni,
+            synth_corpus / "train.jsonl",
+            synth_corpus,
+            tmp_path / trainer_class.__name__,
+            steps=2,
+            lr=1e-4,
+            prompts_per_step=2,
+            num_generations=2,
+            max_completion_length=8,
             trainer_class=trainer_class,
-        )  # fmt: skip
+        )
         seen, handle = _count_audio_forwards(trainer.model)
         trainer.train()
         handle.remove()
@@ -77,9 +85,18 @@ def test_grpo_reference_and_old_policy_forwards_carry_audio(tiny_omni, synth_cor
 
     # beta > 0 adds reference log-probs; num_iterations > 1 adds old-policy log-probs computed before the updates.
     trainer, _ = build_grpo_trainer(
-        tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, lr=1e-4, prompts_per_step=2,
-        num_generations=2, max_completion_length=8, beta=0.05, trainer_args={"num_iterations": 2},
-    )  # fmt: skip
+        tiny_omni,
+        synth_corpus / "train.jsonl",
+        synth_corpus,
+        tmp_path,
+        steps=2,
+        lr=1e-4,
+        prompts_per_step=2,
+        num_generations=2,
+        max_completion_length=8,
+        beta=0.05,
+        trainer_args={"num_iterations": 2},
+    )
     assert trainer.ref_model is not None
     policy, h1 = _count_audio_forwards(trainer.model)
     ref, h2 = _count_audio_forwards(trainer.ref_model)
@@ -101,9 +118,15 @@ def test_lora_sft_trains_adapters_on_both_layouts_with_audio_and_saves_a_merged_
 
     path = request.getfixturevalue(family)
     trainer, processor = build_sft_trainer(
-        path, synth_corpus / "train.jsonl", synth_corpus, tmp_path, steps=2, lr=1e-3, batch_size=4,
+        path,
+        synth_corpus / "train.jsonl",
+        synth_corpus,
+        tmp_path,
+        steps=2,
+        lr=1e-3,
+        batch_size=4,
         lora={"r": 4, "lora_alpha": 8},
-    )  # fmt: skip
+    )
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert any("language_model" in n for n in trainable)  # the target pattern matched this family's layout

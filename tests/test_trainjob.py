@@ -24,9 +24,27 @@ def _schema() -> dict:
 
 def test_emitted_trainjob_validates_against_the_crd_and_runs_the_same_command(tmp_path, capsys):
     out = tmp_path / "trainjob.yaml"
-    args = ["train", "run", "--recipe", "weak_to_strong", "--model", "s3://models/omni-7b", "--data", "acf.jsonl",
-            "--audio-root", "/data/audio", "--out", "s3://runs/w2s", "--nnodes", "4", "--nproc-per-node=8",
-            "--emit-trainjob", str(out), "--image", "registry/audiomcq-train@sha256:abc"]  # fmt: skip
+    args = [
+        "train",
+        "run",
+        "--recipe",
+        "weak_to_strong",
+        "--model",
+        "s3://models/omni-7b",
+        "--data",
+        "acf.jsonl",
+        "--audio-root",
+        "/data/audio",
+        "--out",
+        "s3://runs/w2s",
+        "--nnodes",
+        "4",
+        "--nproc-per-node=8",
+        "--emit-trainjob",
+        str(out),
+        "--image",
+        "registry/audiomcq-train@sha256:abc",
+    ]
     assert main(args) == 0
     job = yaml.safe_load(out.read_text())
     jsonschema.validate(job, _schema())
@@ -55,8 +73,13 @@ def test_the_schema_check_catches_a_broken_trainjob():
 RUNTIME_CRD = (
     REPO.parent / "shared" / "schemas" / "kubeflow-trainer" / "trainer.kubeflow.org_clustertrainingruntimes.yaml"
 )
-URIS = {"model": "s3://models/omni-7b", "labelled": "s3://data/acf/labelled.jsonl", "audio_root": "s3://data/audio",
-        "selection": "s3://data/held-out.jsonl", "publish": "s3://runs/w2s-0001"}  # fmt: skip
+URIS = {
+    "model": "s3://models/omni-7b",
+    "labelled": "s3://data/acf/labelled.jsonl",
+    "audio_root": "s3://data/audio",
+    "selection": "s3://data/held-out.jsonl",
+    "publish": "s3://runs/w2s-0001",
+}
 TWO_NODES = ["launch.nodes=2", "launch.gpus_per_node=4"]
 
 
@@ -66,10 +89,15 @@ def _runtime() -> dict:
         "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
         "spec": {"template": {"spec": {"containers": [{"name": "node", "image": "pytorch/pytorch:2.7.1"}]}}},
     }
-    runtime = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime",
-               "metadata": {"name": "torch-distributed", "labels": {"trainer.kubeflow.org/framework": "torch"}},
-               "spec": {"mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
-                        "template": {"spec": {"replicatedJobs": [{"name": "node", "template": node}]}}}}  # fmt: skip
+    runtime = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "ClusterTrainingRuntime",
+        "metadata": {"name": "torch-distributed", "labels": {"trainer.kubeflow.org/framework": "torch"}},
+        "spec": {
+            "mlPolicy": {"numNodes": 1, "torch": {"numProcPerNode": "auto"}},
+            "template": {"spec": {"replicatedJobs": [{"name": "node", "template": node}]}},
+        },
+    }
     crd = yaml.safe_load(RUNTIME_CRD.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     jsonschema.validate(runtime, version["schema"]["openAPIV3Schema"])
@@ -85,13 +113,22 @@ def _controller(kube_api, outcome: str, log: str = ""):
             return
         name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
         for i in range(job["spec"]["trainer"]["numNodes"]):
-            labels = {"jobset.sigs.k8s.io/jobset-name": name, "jobset.sigs.k8s.io/replicatedjob-name": "node",
-                      "batch.kubernetes.io/job-completion-index": str(i)}  # fmt: skip
+            labels = {
+                "jobset.sigs.k8s.io/jobset-name": name,
+                "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                "batch.kubernetes.io/job-completion-index": str(i),
+            }
             phase = "Succeeded" if outcome == "Complete" else "Failed"
-            kube_api.add("pods", {"apiVersion": "v1", "kind": "Pod",
-                                  "metadata": {"name": f"{name}-node-0-{i}", "namespace": ns, "labels": labels},
-                                  "spec": {"containers": [{"name": "node", "image": job["spec"]["trainer"]["image"]}]},
-                                  "status": {"phase": phase}})  # fmt: skip
+            kube_api.add(
+                "pods",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"{name}-node-0-{i}", "namespace": ns, "labels": labels},
+                    "spec": {"containers": [{"name": "node", "image": job["spec"]["trainer"]["image"]}]},
+                    "status": {"phase": phase},
+                },
+            )
         kube_api.logs[(ns, f"{name}-node-0-0")] = log
         reason = {"Complete": ("JobSetCompleted", "jobset completed"), "Failed": ("JobSetFailed", "node-1 OOMKilled")}
         job["status"] = {
@@ -115,8 +152,13 @@ def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
 
     _controller(kube_api, "Complete")
     assert launch_nodes("weak_to_strong", []) == 1 and launch_nodes("weak_to_strong", TWO_NODES) == 2
-    run = train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong",
-                           image="registry/audiomcq-train@sha256:abc")  # fmt: skip
+    run = train_on_cluster(
+        **URIS,
+        recipe="weak_to_strong",
+        overrides=TWO_NODES,
+        paradigm="weak_to_strong",
+        image="registry/audiomcq-train@sha256:abc",
+    )
     assert run == URIS["publish"]
     ((plural, ns, name),) = [k for k in kube_api.objects if k[0] == "trainjobs"]
     job = kube_api.get("trainjobs", name, ns)
@@ -136,14 +178,21 @@ def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
     assert trainer["args"][-2:] == ["--nnodes=2", "--nproc-per-node=4"] and URIS["selection"] in trainer["args"]
     # a retried step (its pod lost) follows the job it started instead of starting another
     before = job["metadata"]["resourceVersion"]
-    assert train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong",
-                            image="x") == run  # fmt: skip
+    assert (
+        train_on_cluster(**URIS, recipe="weak_to_strong", overrides=TWO_NODES, paradigm="weak_to_strong", image="x")
+        == run
+    )
     assert [k for k in kube_api.objects if k[0] == "trainjobs"] == [(plural, ns, name)]
     assert kube_api.get("trainjobs", name, ns)["metadata"]["resourceVersion"] == before
     # a job of that name with other arguments belongs to another run: refused, never followed as if it were ours
     with pytest.raises(AudioMCQError, match="exists with other arguments"):
-        train_on_cluster(**URIS, recipe="weak_to_strong", overrides=[*TWO_NODES, "sft.trainer_args.max_steps=5"],
-                         paradigm="weak_to_strong", image="x")  # fmt: skip
+        train_on_cluster(
+            **URIS,
+            recipe="weak_to_strong",
+            overrides=[*TWO_NODES, "sft.trainer_args.max_steps=5"],
+            paradigm="weak_to_strong",
+            image="x",
+        )
 
 
 def test_a_failed_trainjob_fails_the_step_with_its_reason_and_log(kube_api):
@@ -158,8 +207,13 @@ def test_a_multi_node_run_refuses_local_inputs_before_submitting(kube_api):
     from audiomcq.stages_scaleout import train_on_cluster
 
     with pytest.raises(AudioMCQError, match=r"\['labelled'\] must be s3://"):
-        train_on_cluster(**{**URIS, "labelled": "/data/acf.jsonl"}, recipe="weak_to_strong", overrides=TWO_NODES,
-                         paradigm="weak_to_strong", image="x")  # fmt: skip
+        train_on_cluster(
+            **{**URIS, "labelled": "/data/acf.jsonl"},
+            recipe="weak_to_strong",
+            overrides=TWO_NODES,
+            paradigm="weak_to_strong",
+            image="x",
+        )
     assert not [k for k in kube_api.objects if k[0] == "trainjobs"]
 
 
@@ -178,15 +232,36 @@ def test_each_node_fetches_s3_inputs_once_and_relaunches_on_the_local_copies(s3,
     storage.publish(tiny_omni, "s3://data/models/base")
     storage.publish(tmp_path / "audio", "s3://data/audio")
     s3.fput_object("data", "acf/pool.jsonl", str(tmp_path / "pool.jsonl"))
-    argv = ["train", "run", "--model", "s3://data/models/base", "--data=s3://data/acf/pool.jsonl", "--audio-root",
-            "s3://data/audio", "--out", "s3://data/runs/x", "--nnodes=2"]  # fmt: skip
-    args = argparse.Namespace(model=argv[3], data="s3://data/acf/pool.jsonl", selection=None, audio_root=argv[6],
-                              argv=list(argv))  # fmt: skip
+    argv = [
+        "train",
+        "run",
+        "--model",
+        "s3://data/models/base",
+        "--data=s3://data/acf/pool.jsonl",
+        "--audio-root",
+        "s3://data/audio",
+        "--out",
+        "s3://data/runs/x",
+        "--nnodes=2",
+    ]
+    args = argparse.Namespace(
+        model=argv[3], data="s3://data/acf/pool.jsonl", selection=None, audio_root=argv[6], argv=list(argv)
+    )
     _localize_inputs(args)
     assert (Path(args.model) / "config.json").is_file() and Path(args.data).read_text() == "{}\n"
     assert (Path(args.audio_root) / "a.wav").read_bytes() == b"RIFF"
-    assert args.argv == ["train", "run", "--model", args.model, f"--data={args.data}", "--audio-root", args.audio_root,
-                         "--out", "s3://data/runs/x", "--nnodes=2"]  # fmt: skip
+    assert args.argv == [
+        "train",
+        "run",
+        "--model",
+        args.model,
+        f"--data={args.data}",
+        "--audio-root",
+        args.audio_root,
+        "--out",
+        "s3://data/runs/x",
+        "--nnodes=2",
+    ]
 
 
 # --- Pod Security "restricted" for the node pods --------------------------------------------------------------------
@@ -195,8 +270,11 @@ def _merge(base, patch):
     lists of named items (containers, volumes, mounts, env) merged by name, anything else replaced."""
     if isinstance(base, dict) and isinstance(patch, dict):
         return {**base, **{key: _merge(base.get(key), value) for key, value in patch.items()}}
-    named = isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i
-                                                                       for i in base + patch)  # fmt: skip
+    named = (
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(i, dict) and "name" in i for i in base + patch)
+    )
     if named:
         merged = {item["name"]: item for item in base}
         for item in patch:
@@ -240,8 +318,9 @@ def test_trainjob_node_pods_pass_pod_security_restricted_with_a_read_only_root_f
         "type": "RuntimeDefault"
     }
     base = (REPO / "images" / "base" / "Dockerfile").read_text()  # the user and HOME the train image runs with
-    users = [line for line in (REPO / "images" / "train" / "Dockerfile").read_text().splitlines()
-             if line.startswith("USER")]  # fmt: skip
+    users = [
+        line for line in (REPO / "images" / "train" / "Dockerfile").read_text().splitlines() if line.startswith("USER")
+    ]
     assert "HOME=/home/audiomcq" in base and "--uid 10001 --user-group" in base and users[-1] == "USER 10001:10001"
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}

@@ -72,5 +72,10 @@ def test_vllm_rollouts_are_refused_on_cpu_with_a_reason(tiny_omni, synth_corpus,
     if torch.cuda.is_available():
         pytest.skip("a GPU machine may run vLLM")
     with pytest.raises(AudioMCQError, match=r"use_vllm.*need a CUDA GPU"):
-        build_grpo_trainer(tiny_omni, synth_corpus / "train.jsonl", synth_corpus, tmp_path,
-                           trainer_args={"use_vllm": True, "vllm_mode": "colocate"})  # fmt: skip
+        build_grpo_trainer(
+            tiny_omni,
+            synth_corpus / "train.jsonl",
+            synth_corpus,
+            tmp_path,
+            trainer_args={"use_vllm": True, "vllm_mode": "colocate"},
+        )

@@ -61,13 +61,25 @@ def identity(spec: EngineSpec, config: Any) -> dict[str, Any]:
     """What one filter model's answers depend on, beyond the chunks it answers: the model, its prompt settings, the
     sampling and budget settings, the chunking and the shard."""
     ident = engine_identity(spec)
-    ident["settings"].update(samples=config.samples, temperature=config.temperature if config.samples > 1 else 0.0,
-                             max_new_tokens=config.max_new_tokens, budget_margin=config.budget_margin)  # fmt: skip
+    ident["settings"].update(
+        samples=config.samples,
+        temperature=config.temperature if config.samples > 1 else 0.0,
+        max_new_tokens=config.max_new_tokens,
+        budget_margin=config.budget_margin,
+    )
     return {"stage": "filter", **ident, "chunk_size": config.chunk_size, "shard": list(config.shard)}
 
 
-def answer_all(data: str | Path, spec: EngineSpec, name: str, probes: list[Probe], audio_root: str | Path | None,
-               work: Path, config: Any, fresh: bool = False) -> None:  # fmt: skip
+def answer_all(
+    data: str | Path,
+    spec: EngineSpec,
+    name: str,
+    probes: list[Probe],
+    audio_root: str | Path | None,
+    work: Path,
+    config: Any,
+    fresh: bool = False,
+) -> None:
     """Answer, with the model ``spec`` names, the chunks of ``data`` (and the probes) that ``work`` has no valid
     part for yet."""
     from audiomcq.metrics import push
@@ -97,8 +109,12 @@ def answer_all(data: str | Path, spec: EngineSpec, name: str, probes: list[Probe
             done, records = done + 1, records + len(chunk)
             progress.update(len(chunk))
             rate = records / (time.perf_counter() - start)
-            push("audiomcq-filter", group, {"records_done": records, "chunks_done": done, "chunks_skipped": skipped,
-                 "records_per_second": rate}, prefix="audiomcq_filter")  # fmt: skip
+            push(
+                "audiomcq-filter",
+                group,
+                {"records_done": records, "chunks_done": done, "chunks_skipped": skipped, "records_per_second": rate},
+                prefix="audiomcq_filter",
+            )
     state.prune(count)  # parts beyond the input's end belong to a longer input
     log.info("ACF %s: %d chunks answered, %d already done", name, done, skipped)
 
@@ -136,8 +152,12 @@ class _Model:
         old = saved["max_new_tokens"]
         _, budget = self.ready()
         if budget.max_new_tokens != old:
-            log.warning("ACF %s: the input's answers changed the budget from %d to %d tokens: every chunk is answered "
-                        "again", self.name, old, budget.max_new_tokens)  # fmt: skip
+            log.warning(
+                "ACF %s: the input's answers changed the budget from %d to %d tokens: every chunk is answered again",
+                self.name,
+                old,
+                budget.max_new_tokens,
+            )
             self.state.forget()
 
 
@@ -148,14 +168,23 @@ def askable(records: Iterable[MCQRecord]) -> Iterator[MCQRecord]:
 
 def model_budget(data: str | Path, engine: Any, config: Any, name: str) -> Budget:
     """This model's generation budget: ``config.max_new_tokens`` when set, else from every record of ``data``."""
-    budget = resolve_budget(config.max_new_tokens, askable(RecordReader(data, validate=config.validate)), engine,
-                            config.budget_margin)  # fmt: skip
+    budget = resolve_budget(
+        config.max_new_tokens, askable(RecordReader(data, validate=config.validate)), engine, config.budget_margin
+    )
     log.info("ACF %s: %d new tokens at most (%s)", name, budget.max_new_tokens, budget.describe())
     return budget
 
 
-def _answer_chunk(engine: Any, budget: Budget, chunk: list[MCQRecord], probes: list[Probe], clips: Clips, part: Path,
-                  config: Any, previous: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+def _answer_chunk(
+    engine: Any,
+    budget: Budget,
+    chunk: list[MCQRecord],
+    probes: list[Probe],
+    clips: Clips,
+    part: Path,
+    config: Any,
+    previous: list[dict[str, Any]] | None = None,
+) -> None:
     """Answer ``probes`` over a chunk into ``part``; ``previous``: the part's rows so far (other probes), kept."""
     fmt = engine_format(engine)
     if previous is not None and [row["id"] for row in previous] != [r.id for r in chunk]:

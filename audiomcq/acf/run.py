@@ -60,8 +60,14 @@ class FilterConfig:
     max_length: int | None = None
 
     def __post_init__(self) -> None:
-        checks = (("max_new_tokens", 1), ("max_length", 1), ("budget_margin", 0), ("chunk_size", 1), ("batch_size", 1),
-                  ("samples", 1))  # fmt: skip
+        checks = (
+            ("max_new_tokens", 1),
+            ("max_length", 1),
+            ("budget_margin", 0),
+            ("chunk_size", 1),
+            ("batch_size", 1),
+            ("samples", 1),
+        )
         for key, least in checks:
             value = getattr(self, key)
             if isinstance(value, float) and value.is_integer():  # numbers passed through KFP arrive as doubles
@@ -161,8 +167,15 @@ def run_filter_uri(
     return stats
 
 
-def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | Path | None, out_dir: str | Path,
-                config: FilterConfig, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
+def answer_with(
+    data: str,
+    models: Sequence[Any],
+    index: int,
+    audio_root: str | Path | None,
+    out_dir: str | Path,
+    config: FilterConfig,
+    fresh: bool = False,
+) -> dict[str, Any]:
     """Filter model ``index`` alone on ``config.shard``: one cell of a models x shards fan-out. Its answers go to
     ``out_dir`` (resumable parts + ``answers.json``); ``label_answers`` turns every cell into the labels
     ``run_filter`` would write. Only this cell's model is fetched, and the input's local copy stays out of
@@ -182,8 +195,14 @@ def answer_with(data: str, models: Sequence[Any], index: int, audio_root: str | 
     return meta
 
 
-def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | Path], out_dir: str | Path,
-                  config: FilterConfig, shards: int) -> dict[str, Any]:  # fmt: skip
+def label_answers(
+    data: str,
+    models: Sequence[Any],
+    answer_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: FilterConfig,
+    shards: int,
+) -> dict[str, Any]:
     """Labels from every (model, shard) cell's answers: each shard merged like ``run_filter``, then the shards
     interleaved back into input order. A missing or repeated cell is an error naming it."""
     import tempfile
@@ -211,8 +230,7 @@ def label_answers(data: str, models: Sequence[Any], answer_dirs: Sequence[str | 
         parts = []
         for s in range(shards):
             parts.append(Path(scratch) / "shards" / str(s))
-            _merge(local_data, {n: cells[(s, n)] for n in names}, parts[-1], rules,
-                   replace(config, shard=(s, shards)))  # fmt: skip
+            _merge(local_data, {n: cells[(s, n)] for n in names}, parts[-1], rules, replace(config, shard=(s, shards)))
         return merge_shards(parts, out)
 
 
@@ -245,8 +263,12 @@ def _merge(data: str | Path, work: dict[str, Path], out: Path, rules: list[Rule]
                 yield record
 
     budgets = {n: load_json(work[n] / BUDGET_FILE) for n in names if (work[n] / BUDGET_FILE).is_file()}
-    meta = {"rule": f"weak if >= {config.min_correct} of {len(names)} right ({config.label_rule})",
-            "probes": list(config.probes), "shard": list(config.shard), "budgets": budgets}  # fmt: skip
+    meta = {
+        "rule": f"weak if >= {config.min_correct} of {len(names)} right ({config.label_rule})",
+        "probes": list(config.probes),
+        "shard": list(config.shard),
+        "budgets": budgets,
+    }
     stats = _write_labelled(labelled(), out, Summary(rules, config.label_rule), meta)
     log.info("ACF %s: %d weak / %d strong", data, stats["weak"], stats["strong"])
     return stats
@@ -304,27 +326,36 @@ def _part_rows(path: Path, expected: int) -> list[dict[str, Any]]:
         raise AudioMCQError(f"{path}: missing; answer every model on every chunk before labelling")
     rows = [row for _, row in iter_jsonl(path)]
     if len(rows) != expected:
-        raise AudioMCQError(f"{path}: {len(rows)} answered records where its chunk has {expected}; the input or "
-                            "--chunk-size changed since it was answered (rerun `filter run`)")  # fmt: skip
+        raise AudioMCQError(
+            f"{path}: {len(rows)} answered records where its chunk has {expected}; the input or "
+            "--chunk-size changed since it was answered (rerun `filter run`)"
+        )
     return rows
 
 
-def _record_acf(record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[Rule], chunk: int,
-                probes: list[str]) -> dict[str, Any]:  # fmt: skip
+def _record_acf(
+    record: MCQRecord, rows: dict[str, dict[str, Any]], rules: list[Rule], chunk: int, probes: list[str]
+) -> dict[str, Any]:
     for name, row in rows.items():
         if row["id"] != record.id:  # the input changed under a resumed run: refuse to mix two inputs
-            raise AudioMCQError(f"{name} part {chunk}: has {row['id']!r} where the input has {record.id!r}; "
-                                "the input changed since it was answered (rerun `filter run`)")  # fmt: skip
+            raise AudioMCQError(
+                f"{name} part {chunk}: has {row['id']!r} where the input has {record.id!r}; "
+                "the input changed since it was answered (rerun `filter run`)"
+            )
     over = {name: row["over_length"] for name, row in rows.items() if row.get("over_length")}
     results: dict[str, dict[str, Any]] = {}
     for name, row in rows.items():  # the run's probes only: a probe dropped since is left out of the labels
         lacking = [p for p in probes if p not in row["probes"]]
         if lacking and not over:
-            raise AudioMCQError(f"{name} part {chunk}: record {record.id!r} has no answers under probe(s) {lacking}; "
-                                "answer them with `filter run` before labelling")  # fmt: skip
+            raise AudioMCQError(
+                f"{name} part {chunk}: record {record.id!r} has no answers under probe(s) {lacking}; "
+                "answer them with `filter run` before labelling"
+            )
         results[name] = {p: row["probes"][p] for p in probes if p in row["probes"]}
-    flags = {key: any(row.get(key, False) for row in rows.values())
-             for key in ("audio_missing", "audio_corrupt", "audio_trimmed")}  # fmt: skip
+    flags = {
+        key: any(row.get(key, False) for row in rows.values())
+        for key in ("audio_missing", "audio_corrupt", "audio_trimmed")
+    }
     if over:
         return {"models": results, "over_length": over, **flags}
     primary = rules[0].probes[0]

@@ -163,8 +163,10 @@ class Summary:
         labelled = self.labels["weak"] + self.labels["strong"]
         if not rows or not labelled:
             return None
-        return {"overall_weak": {"ours": round(100.0 * self.labels["weak"] / labelled, 2),
-                                 "paper": PAPER["overall_weak"]}, "sources": rows}  # fmt: skip
+        return {
+            "overall_weak": {"ours": round(100.0 * self.labels["weak"] / labelled, 2), "paper": PAPER["overall_weak"]},
+            "sources": rows,
+        }
 
 
 def _quality(c: Counter[str]) -> dict[str, float | None]:

@@ -227,5 +227,10 @@ def check_clip(record: MCQRecord, audio_root: str | Path, long_audio: str = "ref
         return [], False
     if long_audio == "trim":
         return [], True
-    return [Problem("audio_too_long", f"{path}: the audio lasts {seconds:.1f} s; a model hears only the first "
-                    f"{WINDOW_SECONDS:g} s (--long-audio trim keeps such records, counted)")], False  # fmt: skip
+    return [
+        Problem(
+            "audio_too_long",
+            f"{path}: the audio lasts {seconds:.1f} s; a model hears only the first "
+            f"{WINDOW_SECONDS:g} s (--long-audio trim keeps such records, counted)",
+        )
+    ], False

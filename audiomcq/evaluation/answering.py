@@ -52,8 +52,9 @@ class Asker:
     def ready(self) -> tuple[Any, Budget]:
         engine = self.engine()
         if self.budget is None:
-            self.budget = resolve_budget(self.config.max_new_tokens, list(askable(self.records)), engine,
-                                         self.config.budget_margin)  # fmt: skip
+            self.budget = resolve_budget(
+                self.config.max_new_tokens, list(askable(self.records)), engine, self.config.budget_margin
+            )
             log.info("eval: %d new tokens at most (%s)", self.budget.max_new_tokens, self.budget.describe())
             write_json(self.path, self.budget.to_dict())
         return engine, self.budget
@@ -70,8 +71,12 @@ class Asker:
             return
         _, budget = self.ready()
         if budget.max_new_tokens != saved["max_new_tokens"]:
-            log.warning("eval %s: the data's answers changed the budget from %d to %d tokens: every chunk is answered "
-                        "again", state.folder, saved["max_new_tokens"], budget.max_new_tokens)  # fmt: skip
+            log.warning(
+                "eval %s: the data's answers changed the budget from %d to %d tokens: every chunk is answered again",
+                state.folder,
+                saved["max_new_tokens"],
+                budget.max_new_tokens,
+            )
             state.forget()
         state.meta["budget"] = {"basis": self.basis, "max_new_tokens": budget.max_new_tokens}
         state.save()
@@ -89,8 +94,9 @@ def identity(engine: Any, config: Any, mode: str) -> dict[str, Any]:
     variant, the chunking and the shard."""
     spec = getattr(engine, "spec", None)
     ident = engine_identity(spec) if spec is not None else {"model": None, "settings": {}}
-    ident["settings"].update(max_new_tokens=config.max_new_tokens, budget_margin=config.budget_margin,
-                             balanced=config.balanced)  # fmt: skip
+    ident["settings"].update(
+        max_new_tokens=config.max_new_tokens, budget_margin=config.budget_margin, balanced=config.balanced
+    )
     return {"stage": "eval", "mode": mode, **ident, "chunk_size": config.chunk_size, "shard": list(config.shard)}
 
 
@@ -115,8 +121,9 @@ def load_audio(record: MCQRecord, audio_root: str | Path | None) -> tuple[str, n
     return status, wave
 
 
-def answer_mode(asker: Asker, records: Sequence[MCQRecord], audio_root: str | Path | None, mode: str,
-                state: WorkDir, config: Any) -> dict[str, dict[str, Any]]:  # fmt: skip
+def answer_mode(
+    asker: Asker, records: Sequence[MCQRecord], audio_root: str | Path | None, mode: str, state: WorkDir, config: Any
+) -> dict[str, dict[str, Any]]:
     """``{id: {"audio": status, "output": raw, "truncated": bool, "answer": extracted[, "over_length": need]}}``,
     from the valid part files, answering the chunks that have none."""
     asker.check(state)

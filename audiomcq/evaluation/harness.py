@@ -157,8 +157,10 @@ def _unique_ids(records: Sequence[MCQRecord], data: str | Path) -> None:
     seen: dict[str, int] = {}
     for position, record in enumerate(records, start=1):
         if record.id in seen:
-            raise AudioMCQError(f"{data}: id {record.id!r} is used by items {seen[record.id]} and {position}; every "
-                                "item needs its own id (answers are matched by id)")  # fmt: skip
+            raise AudioMCQError(
+                f"{data}: id {record.id!r} is used by items {seen[record.id]} and {position}; every "
+                "item needs its own id (answers are matched by id)"
+            )
         seen[record.id] = position
 
 
@@ -258,8 +260,10 @@ def run_eval(
 def markdown(summary: dict[str, Any]) -> str:
     """One row per task: accuracy with audio (official rule), AC-strong, in silence, audio contribution, unanswered,
     and the answers cut at the budget."""
-    header = ("| task | items | accuracy | AC-strong | silence | audio contribution | missing/corrupt audio "
-              "| over-length | truncated |")  # fmt: skip
+    header = (
+        "| task | items | accuracy | AC-strong | silence | audio contribution | missing/corrupt audio "
+        "| over-length | truncated |"
+    )
     lines = [f"# Evaluation of `{summary['model']}`", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["tasks"].items():
         audio, silence = m["modes"]["audio"], m["modes"].get("silence", {})
@@ -269,6 +273,9 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = [name, m["items"], *scores, contribution, *counts, audio.get("truncated", 0)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     trimmed = {name: m["modes"]["audio"].get("audio_trimmed", 0) for name, m in summary["tasks"].items()}
-    notes = [f"{name}: {n} items' audio is longer than 30 s; the model heard its first 30 s"
-             for name, n in trimmed.items() if n]  # fmt: skip
+    notes = [
+        f"{name}: {n} items' audio is longer than 30 s; the model heard its first 30 s"
+        for name, n in trimmed.items()
+        if n
+    ]
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

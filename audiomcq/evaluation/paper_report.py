@@ -79,8 +79,10 @@ def write(selections: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]
     cells = [[r[0], *(pct(x) for x in r[1:])] for r in rows]
     png = curves_png(selections)
     (out / "curves.png").write_bytes(png)
-    why = [f"- **{p}**: selected {s['selected']['stage']} step {s['selected']['step']} — {s['why']} ({s['rule']})"
-           for p, s in selections.items()]  # fmt: skip
+    why = [
+        f"- **{p}**: selected {s['selected']['stage']} step {s['selected']['step']} — {s['why']} ({s['rule']})"
+        for p, s in selections.items()
+    ]
     md = ["# Post-training runs", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c) + " |" for c in cells]
     md += ["", *why, "", "![accuracy vs step](curves.png)", ""]
@@ -88,8 +90,10 @@ def write(selections: dict[str, dict[str, Any]], evals: dict[str, dict[str, Any]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
     items = "".join(f"<li>{html.escape(w[2:].replace('**', ''))}</li>" for w in why)
-    page = (f"<html><body><h1>Post-training runs</h1><table border='1'><tr>{head}</tr>{body}</table><ul>{items}</ul>"
-            f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'/></body></html>")  # fmt: skip
+    page = (
+        f"<html><body><h1>Post-training runs</h1><table border='1'><tr>{head}</tr>{body}</table><ul>{items}</ul>"
+        f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'/></body></html>"
+    )
     (out / "report.html").write_text(page)
     return out / "report.md"
 

@@ -48,8 +48,11 @@ def checkpoints(run_dir: str | Path) -> list[dict[str, Any]]:
 
     run, found = Path(run_dir), []
     for order, stage in enumerate(STAGES):
-        steps = [(int(p.name[11:]), p) for p in (run / stage).glob("checkpoint-*")
-                 if p.name[11:].isdigit() and (p / COMPLETE).is_file()]  # fmt: skip
+        steps = [
+            (int(p.name[11:]), p)
+            for p in (run / stage).glob("checkpoint-*")
+            if p.name[11:].isdigit() and (p / COMPLETE).is_file()
+        ]
         found += [{"stage": stage, "order": order, "step": s, "path": str(p)} for s, p in sorted(steps)]
         final = run / stage / "final"
         if (final / "config.json").is_file() and not any(s == _final_step(final) for s, _ in steps):

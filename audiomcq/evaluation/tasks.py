@@ -75,8 +75,14 @@ class Task:
         items were answered (and of those, truncated, or heard cut to the models' window) and how many were left
         unanswered for missing/corrupt audio or for being too long for the model."""
         bench = self.benchmark
-        counts = {"answered": 0, "audio_missing": 0, "audio_corrupt": 0, "over_length": 0, "truncated": 0,
-                  "audio_trimmed": 0}  # fmt: skip
+        counts = {
+            "answered": 0,
+            "audio_missing": 0,
+            "audio_corrupt": 0,
+            "over_length": 0,
+            "truncated": 0,
+            "audio_trimmed": 0,
+        }
         key = bench.prediction_keys[0]
         rows = []
         for record in records:
@@ -126,8 +132,9 @@ def write_dcase_submission(records: Sequence[MCQRecord], answers: dict[str, dict
             raw_choices = list(record.extra.get("choice", record.choices))
             chosen = ""
             if cell["audio"] == "ok" and not cell.get("over_length"):
-                index = next((i for i, c in enumerate(record.choices)
-                              if string_match(c, cell["answer"], record.choices)), None)  # fmt: skip
+                index = next(
+                    (i for i, c in enumerate(record.choices) if string_match(c, cell["answer"], record.choices)), None
+                )
                 chosen = raw_choices[index] if index is not None else ""
             writer.writerow([record.id, chosen])
 

@@ -32,8 +32,9 @@ class Context:
     sources: list[dict[str, Any]] = field(default_factory=list)  # manifest entries, filled as parts run
 
     def hub_repo(self, repo_id: str, revision: str | None = None) -> hub.HubRepo:
-        repo = hub.resolve(repo_id, revision=revision, repo_type="dataset", endpoint=self.endpoint,
-                           token_env=self.token_env)  # fmt: skip
+        repo = hub.resolve(
+            repo_id, revision=revision, repo_type="dataset", endpoint=self.endpoint, token_env=self.token_env
+        )
         self.sources.append({"what": "hub dataset", **repo.describe()})
         return repo
 
@@ -82,9 +83,12 @@ def audio_bytes(value: Any) -> tuple[bytes | None, str | None]:
 
 
 def embedded_audio(
-    ctx: Context, repo: hub.HubRepo, target: Callable[[dict[str, Any]], str | None], audio_column: str,
+    ctx: Context,
+    repo: hub.HubRepo,
+    target: Callable[[dict[str, Any]], str | None],
+    audio_column: str,
     columns: list[str],
-) -> dict[str, int]:  # fmt: skip
+) -> dict[str, int]:
     """Write the audio embedded in the repo's Parquet shards to the paths ``target(row)`` names (None: a row the
     metadata does not know, counted as unmatched). A shard already written in full is skipped."""
     counts = {"written": 0, "kept": 0, "unmatched": 0, "no_audio": 0}

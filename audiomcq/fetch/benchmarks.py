@@ -40,8 +40,13 @@ EXAMPLES = 10
 MMAU_COMMIT = "110127f54c0dfba3faa5ec9feee4a7e4148679c5"
 MMAU_MINI = ("Sakshi113/MMAU", MMAU_COMMIT, "mmau-test-mini.json", "a2f7539b406a7a466d554e15a22342dbfe53c461", 590823)
 MMAU_TEST = ("Sakshi113/MMAU", MMAU_COMMIT, "mmau-test.json", "344d99bb206f8be8e69b4507988556fb52b36b02", None)
-MMAR_META = ("ddlBoJack/MMAR", "3bce090a967db576c8ad433b290a8da582d6d2a0", "MMAR-meta.jsonl",
-             "3a1a26748bfeede58b16c4a1877daa398285f30b", 2700936)  # fmt: skip
+MMAR_META = (
+    "ddlBoJack/MMAR",
+    "3bce090a967db576c8ad433b290a8da582d6d2a0",
+    "MMAR-meta.jsonl",
+    "3a1a26748bfeede58b16c4a1877daa398285f30b",
+    2700936,
+)
 
 
 def _meta_paths(meta: Path, id_key: str, path_key: str) -> dict[str, str]:

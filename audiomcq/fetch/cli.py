@@ -67,40 +67,65 @@ def cmd_model(args: argparse.Namespace) -> int:
     from audiomcq.fetch import fetch_model, split_ref
 
     repo_id, revision = split_ref(args.repo)
-    manifest = fetch_model(repo_id, args.to, revision=revision, token_env=args.token_env, endpoint=args.endpoint,
-                           include=tuple(args.include))  # fmt: skip
+    manifest = fetch_model(
+        repo_id,
+        args.to,
+        revision=revision,
+        token_env=args.token_env,
+        endpoint=args.endpoint,
+        include=tuple(args.include),
+    )
     fetched = sum(f["fetched"] for f in manifest["files"])
     licence = manifest["license"].get("license_name") or manifest["license"].get("license") or "not stated"
-    _out(f"{repo_id}@{manifest['commit']}: {len(manifest['files'])} files, {manifest['total_bytes']} bytes "
-         f"({fetched} downloaded), licence {licence} -> {args.to}")  # fmt: skip
+    _out(
+        f"{repo_id}@{manifest['commit']}: {len(manifest['files'])} files, {manifest['total_bytes']} bytes "
+        f"({fetched} downloaded), licence {licence} -> {args.to}"
+    )
     return 0
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     from audiomcq.fetch import fetch_dataset
 
-    manifest = fetch_dataset(args.name, args.to, revision=args.revision, token_env=args.token_env,
-                             endpoint=args.endpoint, sources=args.sources, endpoints=_sites(args.site))  # fmt: skip
+    manifest = fetch_dataset(
+        args.name,
+        args.to,
+        revision=args.revision,
+        token_env=args.token_env,
+        endpoint=args.endpoint,
+        sources=args.sources,
+        endpoints=_sites(args.site),
+    )
     for v in manifest["validation"]:
         _out(f"{v['source']}: {v['read']} records, {v['kept']} valid, {v['quarantined']} quarantined")
     report = manifest["audio_report"]
     for source, row in report["by_source"].items():
         hint = f"; provide {row['provide']}" if row.get("missing") and row.get("provide") else ""
         _out(f"{source}: audio {row['present']}/{row['records']} present{hint}")
-    _out(f"{manifest['repo']}@{manifest['commit']}: {report['records']} valid records, audio for {report['present']}"
-         f" -> {args.to}")  # fmt: skip
+    _out(
+        f"{manifest['repo']}@{manifest['commit']}: {report['records']} valid records, audio for {report['present']}"
+        f" -> {args.to}"
+    )
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from audiomcq.fetch import fetch_benchmark
 
-    manifest = fetch_benchmark(args.name, args.to, token_env=args.token_env, endpoint=args.endpoint,
-                               endpoints=_sites(args.site), metadata_revision=args.metadata_revision,
-                               split=args.split)  # fmt: skip
+    manifest = fetch_benchmark(
+        args.name,
+        args.to,
+        token_env=args.token_env,
+        endpoint=args.endpoint,
+        endpoints=_sites(args.site),
+        metadata_revision=args.metadata_revision,
+        split=args.split,
+    )
     lay = manifest["layout"]
-    _out(f"{args.name}: {lay['items']} items, audio {lay['audio_present']} present, {lay['audio_missing']} missing "
-         f"-> {args.to} (eval: --tasks {args.name} --audio-root {args.to})")  # fmt: skip
+    _out(
+        f"{args.name}: {lay['items']} items, audio {lay['audio_present']} present, {lay['audio_missing']} missing "
+        f"-> {args.to} (eval: --tasks {args.name} --audio-root {args.to})"
+    )
     for example in lay["missing_examples"]:
         _out(f"  missing: {example}")
     return 0

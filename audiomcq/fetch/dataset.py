@@ -56,8 +56,9 @@ def fetch_dataset(
     ``Clotho,SpeechCraft``). ``endpoints`` overrides the download sites by name (``zenodo``, ``openslr``, ``mirg``)."""
     if name.lower() not in DATASETS:
         raise AudioMCQError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    repo = hub.resolve(DATASETS[name.lower()], revision=revision, repo_type="dataset", endpoint=endpoint,
-                       token_env=token_env)  # fmt: skip
+    repo = hub.resolve(
+        DATASETS[name.lower()], revision=revision, repo_type="dataset", endpoint=endpoint, token_env=token_env
+    )
     files = repo.select(RELEASE_FILES)
     if not any(f.path.endswith(RECORD_SUFFIXES) for f in files):
         raise AudioMCQError(f"{repo.endpoint}/datasets/{repo.repo_id}@{repo.commit}: no record files under datasets/")

@@ -113,8 +113,9 @@ def resolve(
     card = info.card_data.to_dict() if getattr(info, "card_data", None) is not None else {}
     licence = {k: card[k] for k in ("license", "license_name", "license_link") if card.get(k)}
     log.info("%s %s@%s -> %s (%d files)", repo_type, repo_id, revision, info.sha, len(files))
-    return HubRepo(repo_id, repo_type, revision, info.sha, url, files, licence, getattr(info, "gated", False) or False,
-                   token_env)  # fmt: skip
+    return HubRepo(
+        repo_id, repo_type, revision, info.sha, url, files, licence, getattr(info, "gated", False) or False, token_env
+    )
 
 
 def download(repo: HubRepo, file: HubFile, staging: Path, force: bool = False) -> Path:

@@ -93,6 +93,13 @@ def fetch_model(
     dest.put_json(MANIFEST, manifest)
     dest.complete(len(entries) + 1)
     fetched = sum(e["fetched"] for e in entries)
-    log.info("%s@%s: %d files (%d downloaded, %d already there) -> %s", repo_id, repo.commit, len(entries), fetched,
-             len(entries) - fetched, dest.uri)  # fmt: skip
+    log.info(
+        "%s@%s: %d files (%d downloaded, %d already there) -> %s",
+        repo_id,
+        repo.commit,
+        len(entries),
+        fetched,
+        len(entries) - fetched,
+        dest.uri,
+    )
     return manifest

@@ -84,8 +84,10 @@ def _pinned(remote: Remote, pinned: dict[str, str], where: str) -> Remote:
     if pin is None:
         return remote
     if remote.digest and remote.digest != f"md5:{pin}":
-        raise AudioMCQError(f"{where}: {remote.name} is now listed as {remote.digest}, pinned md5:{pin}; "
-                            "the published file changed: check the release before using it")  # fmt: skip
+        raise AudioMCQError(
+            f"{where}: {remote.name} is now listed as {remote.digest}, pinned md5:{pin}; "
+            "the published file changed: check the release before using it"
+        )
     return Remote(remote.url, remote.name, f"md5:{pin}", remote.size)
 
 

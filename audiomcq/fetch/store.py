@@ -147,8 +147,9 @@ class Destination:
         """Write a small JSON document (manifest, report) into the destination."""
         data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
         if self.s3:
-            self.client.put_object(self.bucket, self.key(rel), io.BytesIO(data), len(data),
-                                   content_type="application/json")  # fmt: skip
+            self.client.put_object(
+                self.bucket, self.key(rel), io.BytesIO(data), len(data), content_type="application/json"
+            )
             return
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

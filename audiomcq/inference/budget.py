@@ -94,8 +94,14 @@ def resolve_budget(
     longest, record_id = longest_answer(records, engine_format(engine), count)
     if user is not None:
         if user < longest:
-            log.warning("max_new_tokens %d is shorter than the longest answer (%d %s units, record %s): such "
-                        "answers will be cut and counted as truncated", user, longest, unit, record_id)  # fmt: skip
+            log.warning(
+                "max_new_tokens %d is shorter than the longest answer (%d %s units, record %s): such "
+                "answers will be cut and counted as truncated",
+                user,
+                longest,
+                unit,
+                record_id,
+            )
         return Budget(user, "user", longest, record_id, 0, unit)
     return Budget(max(1, longest + margin), "data", longest, record_id, margin, unit)
 

@@ -58,8 +58,10 @@ class PromptFormat:
                 known = sorted(PLACEHOLDERS)
                 raise AudioMCQError(f"prompt template: unknown placeholder(s) {unknown}; known: {known}")
             if "question" not in fields or not set(fields) & set(CHOICE_FIELDS):
-                raise AudioMCQError(f"prompt template must show {{question}} and the options (one of "
-                                    f"{', '.join('{' + f + '}' for f in CHOICE_FIELDS)})")  # fmt: skip
+                raise AudioMCQError(
+                    f"prompt template must show {{question}} and the options (one of "
+                    f"{', '.join('{' + f + '}' for f in CHOICE_FIELDS)})"
+                )
         unknown = sorted(set(template_fields(self.option)) - {"letter", "choice"})
         if unknown:
             raise AudioMCQError(f"option pattern: unknown placeholder(s) {unknown}; known: ['choice', 'letter']")

@@ -70,8 +70,13 @@ class SharedPrefix:
         n = sample.pop("num_return_sequences", 1)
         # The questions are left-padded *between* the prefix and themselves; generate derives positions from the
         # cumulative attention mask, so each question still starts right after the prefix, as in a one-pass forward.
-        enc = tok([t[len(self.text) :] for t in prompts], add_special_tokens=False, padding=True,
-                  padding_side="left", return_tensors="pt").to(self.ids.device)  # fmt: skip
+        enc = tok(
+            [t[len(self.text) :] for t in prompts],
+            add_special_tokens=False,
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+        ).to(self.ids.device)
         # n samples per prompt as n rows each: the rows' own tokens are laid out once, here, and generate never
         # expands the cache (the prefix itself is never copied per row).
         suffix, mask = enc["input_ids"].repeat_interleave(n, 0), enc["attention_mask"].repeat_interleave(n, 0)

@@ -224,8 +224,10 @@ class Kube:
             live = self.get(res, name, namespace)
             if live is None:  # deleted in between: create again
                 return self.create(res, obj)
-            body = {**obj, "metadata": {**obj.get("metadata", {}),
-                                        "resourceVersion": live["metadata"]["resourceVersion"]}}  # fmt: skip
+            body = {
+                **obj,
+                "metadata": {**obj.get("metadata", {}), "resourceVersion": live["metadata"]["resourceVersion"]},
+            }
             try:
                 replaced = self.replace(res, body)
                 log.info("replaced %s %s", res.kind, name)

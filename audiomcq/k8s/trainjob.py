@@ -36,8 +36,10 @@ def run_trainjob(job: dict[str, Any], timeout_s: int = 72 * 3600, poll_s: int = 
             raise
         live = kube.get(TRAIN_JOB, name, namespace) or {}
         if live.get("spec", {}).get("trainer", {}).get("args") != job["spec"]["trainer"]["args"]:
-            raise AudioMCQError(f"TrainJob {namespace}/{name} exists with other arguments; it belongs to another "
-                                "run: delete it, or write this run elsewhere") from None  # fmt: skip
+            raise AudioMCQError(
+                f"TrainJob {namespace}/{name} exists with other arguments; it belongs to another "
+                "run: delete it, or write this run elsewhere"
+            ) from None
         log.info("TrainJob %s/%s exists (a retried step): following it", namespace, name)
     trainer = TrainerClient(KubernetesBackendConfig(namespace=namespace, client_configuration=configuration()))
     seen: list[str] = []
@@ -50,21 +52,32 @@ def run_trainjob(job: dict[str, Any], timeout_s: int = 72 * 3600, poll_s: int = 
             log.info("TrainJob %s/%s: %s", namespace, name, line)
 
     try:
-        final = trainer.wait_for_job_status(name, {"Complete", "Failed"}, timeout=timeout_s,
-                                            polling_interval=min(poll_s, max(1, timeout_s - 1)),
-                                            callbacks=[report])  # fmt: skip
+        final = trainer.wait_for_job_status(
+            name,
+            {"Complete", "Failed"},
+            timeout=timeout_s,
+            polling_interval=min(poll_s, max(1, timeout_s - 1)),
+            callbacks=[report],
+        )
     except TimeoutError as err:
-        raise AudioMCQError(f"TrainJob {namespace}/{name} did not finish in {timeout_s} s; last: "
-                            f"{seen[-1] if seen else 'no status'}") from err  # fmt: skip
+        raise AudioMCQError(
+            f"TrainJob {namespace}/{name} did not finish in {timeout_s} s; last: {seen[-1] if seen else 'no status'}"
+        ) from err
     except RuntimeError as err:  # the SDK wraps API failures (and unreadable objects) in RuntimeError
         raise AudioMCQError(f"TrainJob {namespace}/{name}: could not follow it: {err}") from err
     if final.status == "Failed":
         live = kube.get(TRAIN_JOB, name, namespace)
         tail = _log_tail(trainer, name, log_lines)
-        raise AudioMCQError(f"TrainJob {namespace}/{name} failed: {status_summary(live)}"
-                            + (f"\nlast log lines of node-0:\n{tail}" if tail else ""))  # fmt: skip
-    return {"name": name, "namespace": namespace, "status": final.status,
-            "steps": [{"name": s.name, "status": s.status, "pod": s.pod_name} for s in final.steps]}  # fmt: skip
+        raise AudioMCQError(
+            f"TrainJob {namespace}/{name} failed: {status_summary(live)}"
+            + (f"\nlast log lines of node-0:\n{tail}" if tail else "")
+        )
+    return {
+        "name": name,
+        "namespace": namespace,
+        "status": final.status,
+        "steps": [{"name": s.name, "status": s.status, "pod": s.pod_name} for s in final.steps],
+    }
 
 
 def _log_tail(trainer: Any, name: str, lines: int) -> str:

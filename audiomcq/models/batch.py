@@ -67,8 +67,14 @@ class AudioSFTCollator:
     ``packing`` lays the batch out as one padding-free row (``audiomcq.train.packing``); ``cot`` trains each record's
     CoT text before its answer (``record_target``)."""
 
-    def __init__(self, processor: Any, audio_root: str | Path | None, max_length: int | None = None,
-                 packing: bool = False, cot: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        processor: Any,
+        audio_root: str | Path | None,
+        max_length: int | None = None,
+        packing: bool = False,
+        cot: str | None = None,
+    ) -> None:
         self.processor = processor
         self.audio_root = audio_root
         self.max_length = max_length

@@ -86,8 +86,18 @@ class TinySpec:
 
 
 # A random-initialised model of Qwen2.5-Omni-3B's thinker shape, for GPU throughput and MFU measurements.
-OMNI_3B = TinySpec(hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008, audio_d=1280, audio_layers=32,
-                   audio_heads=20, audio_ffn=5120, model_vocab=151_936)  # fmt: skip
+OMNI_3B = TinySpec(
+    hidden=2048,
+    layers=36,
+    heads=16,
+    kv_heads=2,
+    intermediate=11008,
+    audio_d=1280,
+    audio_layers=32,
+    audio_heads=20,
+    audio_ffn=5120,
+    model_vocab=151_936,
+)
 
 
 def build_tokenizer(texts: Iterable[str], vocab: int = 600, family: str | None = None) -> Qwen2Tokenizer:

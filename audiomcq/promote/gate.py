@@ -162,12 +162,16 @@ def smoke_reference(decision: Decision, task: str | None) -> tuple[str, float]:
         elif len(decisive) == 1:
             task = decisive[0]
         else:
-            raise AudioMCQError(f"smoke check: the candidate is evaluated on {', '.join(scored) or 'nothing'}; name "
-                                "the task evaluated on the smoke data's kind of data (smoke task)")  # fmt: skip
+            raise AudioMCQError(
+                f"smoke check: the candidate is evaluated on {', '.join(scored) or 'nothing'}; name "
+                "the task evaluated on the smoke data's kind of data (smoke task)"
+            )
     accuracy = (decision.candidate.get(task) or {}).get("accuracy")
     if accuracy is None:
-        raise AudioMCQError(f"smoke check: the candidate's metrics have no accuracy on {task!r} to compare the "
-                            f"served model with (scored: {', '.join(scored) or 'none'})")  # fmt: skip
+        raise AudioMCQError(
+            f"smoke check: the candidate's metrics have no accuracy on {task!r} to compare the "
+            f"served model with (scored: {', '.join(scored) or 'none'})"
+        )
     return task, float(accuracy)
 
 
@@ -204,14 +208,22 @@ def _rollout(
         kube.create(INFERENCE_SERVICE, obj)
     else:
         if not ((live.get("spec") or {}).get("predictor") or {}).get("model"):
-            raise AudioMCQError(f"InferenceService {namespace}/{name} has no spec.predictor.model: not one this gate "
-                                "manages; refusing to change it")  # fmt: skip
-        previous = {"annotations": copy.deepcopy(live["metadata"].get("annotations") or {}),
-                    "predictor": copy.deepcopy(live["spec"]["predictor"])}  # fmt: skip
+            raise AudioMCQError(
+                f"InferenceService {namespace}/{name} has no spec.predictor.model: not one this gate "
+                "manages; refusing to change it"
+            )
+        previous = {
+            "annotations": copy.deepcopy(live["metadata"].get("annotations") or {}),
+            "predictor": copy.deepcopy(live["spec"]["predictor"]),
+        }
         # resourceVersion: a precondition; if anyone changed the service since it was read, the API answers 409
-        patch = {"metadata": {"annotations": obj["metadata"]["annotations"],
-                              "resourceVersion": live["metadata"]["resourceVersion"]},
-                 "spec": {"predictor": obj["spec"]["predictor"]}}  # fmt: skip
+        patch = {
+            "metadata": {
+                "annotations": obj["metadata"]["annotations"],
+                "resourceVersion": live["metadata"]["resourceVersion"],
+            },
+            "spec": {"predictor": obj["spec"]["predictor"]},
+        }
         kube.patch(INFERENCE_SERVICE, name, patch, namespace)
         model = obj["spec"]["predictor"]["model"]["storageUri"]
         log.info("InferenceService %s/%s: %s%% of the traffic to %s", namespace, name, canary, model)
@@ -221,8 +233,9 @@ def _rollout(
             restored = _roll_back(kube, cfg, previous)
         except Exception as err:  # production may still route traffic to the new revision: say so, loudly
             log.exception("rolling back InferenceService %s/%s failed", namespace, name)
-            return AudioMCQError(f"{reason}; rolling back failed too ({_why(err)}): "
-                                 f"check InferenceService {namespace}/{name} by hand")  # fmt: skip
+            return AudioMCQError(
+                f"{reason}; rolling back failed too ({_why(err)}): check InferenceService {namespace}/{name} by hand"
+            )
         message = f"rolled back: {reason}; {restored}"
         return RolledBack(Outcome("rolled-back", decision, [obj], message, lineage=doc))
 
@@ -231,8 +244,10 @@ def _rollout(
         ready, result = _verify(kube, cfg, canary, plan, decision, doc)
         prior = None
         if previous is not None:
-            prior = {"storageUri": previous["predictor"]["model"].get("storageUri"),
-                     "lineage": previous["annotations"].get(f"{lineage.PREFIX}lineage")}  # fmt: skip
+            prior = {
+                "storageUri": previous["predictor"]["model"].get("storageUri"),
+                "lineage": previous["annotations"].get(f"{lineage.PREFIX}lineage"),
+            }
         lineage.write_json_uri(lineage.finish(doc, ready, prior), lineage_uri)
     except _StepFailed as err:
         raise fail(str(err)) from None
@@ -294,10 +309,10 @@ def _roll_back(kube: Any, cfg: GateConfig, previous: dict[str, Any] | None) -> s
         kube.delete(INFERENCE_SERVICE, name, namespace)
         return f"deleted the new InferenceService {namespace}/{name} (there was no previous model to restore)"
     now = kube.get(INFERENCE_SERVICE, name, namespace) or {"metadata": {}, "spec": {}}
-    patch = {"metadata": {"annotations": restore_patch(now["metadata"].get("annotations") or {},
-                                                       previous["annotations"])},
-             "spec": {"predictor": restore_patch((now.get("spec") or {}).get("predictor") or {},
-                                                 previous["predictor"])}}  # fmt: skip
+    patch = {
+        "metadata": {"annotations": restore_patch(now["metadata"].get("annotations") or {}, previous["annotations"])},
+        "spec": {"predictor": restore_patch((now.get("spec") or {}).get("predictor") or {}, previous["predictor"])},
+    }
     kube.patch(INFERENCE_SERVICE, name, patch, namespace)
     uri = previous["predictor"]["model"].get("storageUri")
     try:

@@ -167,17 +167,25 @@ def build(
         summary = read_json(_join(run, "summary.json"))
         if summary is None:
             gaps.append(f"{run}/summary.json is missing (the run did not finish?)")
-        doc["run"] = {"uri": run, "paradigm": (summary or {}).get("paradigm"),
-                      "steps": {s: (summary or {}).get(s, {}).get("steps") for s in STAGES if s in (summary or {})},
-                      "allocation": (summary or {}).get("allocation")}  # fmt: skip
+        doc["run"] = {
+            "uri": run,
+            "paradigm": (summary or {}).get("paradigm"),
+            "steps": {s: (summary or {}).get(s, {}).get("steps") for s in STAGES if s in (summary or {})},
+            "allocation": (summary or {}).get("allocation"),
+        }
         start = (summary or {}).get("grpo_init")
         if start:  # where GRPO started and why (grpo.init); the candidates' scores stay in the run's summary
             doc["run"]["grpo_init"] = {k: start.get(k) for k in ("init", "stage", "step", "path", "why")}
     step = int(name[11:]) if name.startswith("checkpoint-") and name[11:].isdigit() else None
     if name == "final" and stage and summary:
         step = summary.get(stage, {}).get("steps")
-    doc["checkpoint"] = {"uri": model_uri, "stage": stage, "name": name, "step": step,
-                         "digest": checkpoint_digest(model_uri)}  # fmt: skip
+    doc["checkpoint"] = {
+        "uri": model_uri,
+        "stage": stage,
+        "name": name,
+        "step": step,
+        "digest": checkpoint_digest(model_uri),
+    }
     hashed = {str(u): file_hash(str(u)) or {"uri": str(u), "sha256": "missing"} for u in metrics_uris}
     doc["evaluation"] = {"metrics": list(hashed.values()), "sha256": _combined(hashed), "tasks": tasks}
     doc["gaps"] = gaps
@@ -188,10 +196,13 @@ def build(
 
 def annotations(doc: dict[str, Any], lineage_uri: str) -> dict[str, str]:
     """The short form for the InferenceService: the document's URI, the URIs and 16-hex-digit hashes."""
-    out = {f"{PREFIX}lineage": lineage_uri, f"{PREFIX}model": doc["checkpoint"]["uri"],
-           f"{PREFIX}checkpoint-digest": doc["checkpoint"]["digest"]["sha256"][:16],
-           f"{PREFIX}metrics": ",".join(m["uri"] for m in doc["evaluation"]["metrics"]),
-           f"{PREFIX}metrics-sha256": doc["evaluation"]["sha256"][:16]}  # fmt: skip
+    out = {
+        f"{PREFIX}lineage": lineage_uri,
+        f"{PREFIX}model": doc["checkpoint"]["uri"],
+        f"{PREFIX}checkpoint-digest": doc["checkpoint"]["digest"]["sha256"][:16],
+        f"{PREFIX}metrics": ",".join(m["uri"] for m in doc["evaluation"]["metrics"]),
+        f"{PREFIX}metrics-sha256": doc["evaluation"]["sha256"][:16],
+    }
     if doc.get("run"):
         out[f"{PREFIX}run"] = doc["run"]["uri"]
     if doc.get("data"):
@@ -212,10 +223,14 @@ def finish(doc: dict[str, Any], isvc: dict[str, Any], previous: dict[str, Any] |
     predictor = (status.get("components") or {}).get("predictor") or {}
     meta = isvc["metadata"]
     doc["inference_service"] = {
-        "name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-        "generation": meta.get("generation"), "revision": predictor.get("latestReadyRevision"),
-        "url": status.get("url"), "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "name": meta["name"],
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "generation": meta.get("generation"),
+        "revision": predictor.get("latestReadyRevision"),
+        "url": status.get("url"),
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     doc["previous"] = previous
     return doc
 

@@ -79,8 +79,10 @@ def render(
 
     if canary is not None and not 0 <= canary <= 100:
         raise AudioMCQError(f"canary traffic {canary}% must be between 0 and 100")
-    resources: dict[str, dict[str, Any]] = {"requests": {"cpu": serving.cpu, "memory": serving.memory},
-                                            "limits": {"memory": serving.memory}}  # fmt: skip
+    resources: dict[str, dict[str, Any]] = {
+        "requests": {"cpu": serving.cpu, "memory": serving.memory},
+        "limits": {"memory": serving.memory},
+    }
     if serving.gpus:
         resources["requests"][GPU] = resources["limits"][GPU] = str(serving.gpus)
     model = kserve.V1beta1ModelSpec(
@@ -156,8 +158,10 @@ def validate(obj: dict[str, Any], crd_path: str | Path, strict: bool = True) -> 
     """Errors of ``obj`` against the CRD's schema (empty when valid), plus what KServe's webhook checks on names
     and canary traffic. Each error names the field."""
     validator = _validator(str(crd_path), strict)
-    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-              for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]  # fmt: skip
+    errors = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     name = (obj.get("metadata") or {}).get("name", "")
     if not DNS_1035.fullmatch(str(name)):
         errors.append(f"metadata.name: {name!r} is not a DNS-1035 label")

@@ -142,18 +142,23 @@ def pick_set(data: str | Path, audio_root: str | Path | None, settings: SmokeSet
             wav = _audio(record, audio_root, Path(tmp))
             if wav is None:
                 continue
-            questions.append(Question(record.id, record.question, list(record.choices), record.answer, wav,
-                                      scored, hears))  # fmt: skip
+            questions.append(
+                Question(record.id, record.question, list(record.choices), record.answer, wav, scored, hears)
+            )
             scored_n += scored
             listening += hears
     kind = "labelled audio-contribution: strong" if labelled else "with audio"
     if scored_n < settings.min_size:
-        raise AudioMCQError(f"smoke set: {data} has {scored_n} records whose audio exists under {audio_root}; the "
-                            f"smoke check needs at least {settings.min_size} (smoke min size)")  # fmt: skip
+        raise AudioMCQError(
+            f"smoke set: {data} has {scored_n} records whose audio exists under {audio_root}; the "
+            f"smoke check needs at least {settings.min_size} (smoke min size)"
+        )
     if listening < settings.min_listening:
-        raise AudioMCQError(f"smoke set: {data} has {listening} records {kind} whose audio exists under "
-                            f"{audio_root}; the silence check needs at least {settings.min_listening} "
-                            "(smoke min listening)")  # fmt: skip
+        raise AudioMCQError(
+            f"smoke set: {data} has {listening} records {kind} whose audio exists under "
+            f"{audio_root}; the silence check needs at least {settings.min_listening} "
+            "(smoke min listening)"
+        )
     log.info("smoke set: %d scored questions, %d asked in silence too, from %s", scored_n, listening, data)
     return SmokeSet(questions, str(data), labelled)
 
@@ -181,8 +186,7 @@ def silence_like(wav: bytes) -> bytes:
 
     info = sf.info(io.BytesIO(wav))
     out = io.BytesIO()
-    sf.write(out, np.zeros((info.frames, info.channels), np.float32), info.samplerate, format="WAV",
-             subtype="PCM_16")  # fmt: skip
+    sf.write(out, np.zeros((info.frames, info.channels), np.float32), info.samplerate, format="WAV", subtype="PCM_16")
     return out.getvalue()
 
 
@@ -268,8 +272,13 @@ def run_smoke(
     try:
         for q in smoke_set.questions:
             answer = _ask(endpoint, q, q.wav, timeout, retries)
-            row: dict[str, Any] = {"id": q.id, "scored": q.scored, "listening": q.listening, "answer": answer,
-                                   "right": _right(answer, q)}  # fmt: skip
+            row: dict[str, Any] = {
+                "id": q.id,
+                "scored": q.scored,
+                "listening": q.listening,
+                "answer": answer,
+                "right": _right(answer, q),
+            }
             if q.listening:
                 quiet = _ask(endpoint, q, silence_like(q.wav), timeout, retries)
                 row |= {"silence_answer": quiet, "silence_right": _right(quiet, q)}
@@ -305,16 +314,20 @@ def judge(
     accurate = right >= mark
     chance = pass_probability(reference, n, mark)
     sign = ">=" if accurate else "<"
-    text_a = (f"accuracy with audio {accuracy:.1f}% ({right}/{n}) {sign} pass mark {needed:.1f}% (evaluated "
-              f"{reference:.1f}% on {task} - tolerance {tolerance:.1f}, {source}; a model at its evaluated accuracy "
-              f"passes with probability {chance:.3f})")  # fmt: skip
+    text_a = (
+        f"accuracy with audio {accuracy:.1f}% ({right}/{n}) {sign} pass mark {needed:.1f}% (evaluated "
+        f"{reference:.1f}% on {task} - tolerance {tolerance:.1f}, {source}; a model at its evaluated accuracy "
+        f"passes with probability {chance:.3f})"
+    )
     m = len(heard)
     with_audio = sum(r["right"] for r in heard)
     in_silence = sum(r["silence_right"] for r in heard)
     listens = with_audio > in_silence
     which = "audio-dependent (audio-contribution: strong)" if smoke_set.labelled else "(unlabelled: all)"
-    text_b = (f"on {m} {which} items: with audio {100.0 * with_audio / m:.1f}% ({with_audio}/{m}), in silence "
-              f"{100.0 * in_silence / m:.1f}% ({in_silence}/{m})")  # fmt: skip
+    text_b = (
+        f"on {m} {which} items: with audio {100.0 * with_audio / m:.1f}% ({with_audio}/{m}), in silence "
+        f"{100.0 * in_silence / m:.1f}% ({in_silence}/{m})"
+    )
     text_b += "" if listens else ": silence answers as well as audio, the served model is not listening"
     reasons = [("ok: " if accurate else "FAIL: ") + text_a, ("ok: " if listens else "FAIL: ") + text_b]
     failed = [r[6:] for r in reasons if r.startswith("FAIL: ")]
@@ -322,10 +335,20 @@ def judge(
     said = "; ".join(failed) if failed else f"{text_a}; {text_b}"
     detail = f"smoke check on {n} held-out questions from {smoke_set.data}: {said}"
     numbers = {
-        "endpoint": endpoint, "data": smoke_set.data, "task": task, "items": n, "right": right,
-        "accuracy": accuracy, "evaluated_accuracy": reference, "tolerance": tolerance, "tolerance_source": source,
-        "pass_mark": needed, "pass_probability": chance, "labelled": smoke_set.labelled,
-        "listening_items": m, "listening_accuracy_audio": 100.0 * with_audio / m,
+        "endpoint": endpoint,
+        "data": smoke_set.data,
+        "task": task,
+        "items": n,
+        "right": right,
+        "accuracy": accuracy,
+        "evaluated_accuracy": reference,
+        "tolerance": tolerance,
+        "tolerance_source": source,
+        "pass_mark": needed,
+        "pass_probability": chance,
+        "labelled": smoke_set.labelled,
+        "listening_items": m,
+        "listening_accuracy_audio": 100.0 * with_audio / m,
         "listening_accuracy_silence": 100.0 * in_silence / m,
-    }  # fmt: skip
+    }
     return SmokeResult(ok, detail, reasons, numbers, rows)

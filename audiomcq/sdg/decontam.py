@@ -83,8 +83,13 @@ class Decontaminator:
     def write_report(self, out: Path) -> None:
         """``decontamination.json`` and ``.md``: what was removed and why."""
         by = Counter((h["benchmark_item"].split(":")[0], h["kind"]) for h in self.hits)
-        report = {"benchmarks": self.sizes, "ngram": self.n, "removed": len(self.hits),
-                  "by_benchmark": {f"{b}/{k}": c for (b, k), c in sorted(by.items())}, "hits": self.hits}  # fmt: skip
+        report = {
+            "benchmarks": self.sizes,
+            "ngram": self.n,
+            "removed": len(self.hits),
+            "by_benchmark": {f"{b}/{k}": c for (b, k), c in sorted(by.items())},
+            "hits": self.hits,
+        }
         write_json(out / "decontamination.json", report)
         indexed = f"Benchmarks indexed: {self.sizes or 'none'}; question {self.n}-grams and audio assets."
         lines = [

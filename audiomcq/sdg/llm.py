@@ -164,8 +164,13 @@ class LLM:
             except AudioMCQError:
                 self._count(step, tally, requests=1, failures=1)
                 raise
-        self._count(step, tally, requests=1, prompt_tokens=usage.get("prompt_tokens", 0),
-                    completion_tokens=usage.get("completion_tokens", 0))  # fmt: skip
+        self._count(
+            step,
+            tally,
+            requests=1,
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
         if self.cache:
             self.cache.put(key, {"text": text, "usage": usage, "spec": asdict(self.spec) | {"api_key_env": None}})
         return text
@@ -205,8 +210,12 @@ class LLM:
         torch.manual_seed(self.spec.seed)
         sample = self.spec.temperature > 0
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=self.spec.max_tokens, do_sample=sample,
-                                 temperature=self.spec.temperature if sample else None)  # fmt: skip
+            out = model.generate(
+                **ids,
+                max_new_tokens=self.spec.max_tokens,
+                do_sample=sample,
+                temperature=self.spec.temperature if sample else None,
+            )
         new = out[0, ids["input_ids"].shape[1] :]
         usage = {"prompt_tokens": int(ids["input_ids"].shape[1]), "completion_tokens": int(new.shape[0])}
         return tok.decode(new, skip_special_tokens=True), usage

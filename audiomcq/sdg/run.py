@@ -39,8 +39,15 @@ from audiomcq.sdg.resume import Reuse, item_key
 from audiomcq.sdg.steps import PROMPT_VERSION, Draft, Reject, run_steps
 
 log = logging.getLogger(__name__)
-PAPER_SOURCES = {"SpeechCraft": 39.9, "CompA-R": 34.5, "AudioCaps": 15.8, "TACOS": 5.8, "LP-MusicCaps": 2.7,
-                 "Clotho": 0.7, "MusicCaps": 0.5}  # fmt: skip
+PAPER_SOURCES = {
+    "SpeechCraft": 39.9,
+    "CompA-R": 34.5,
+    "AudioCaps": 15.8,
+    "TACOS": 5.8,
+    "LP-MusicCaps": 2.7,
+    "Clotho": 0.7,
+    "MusicCaps": 0.5,
+}
 PAPER_TYPES = {"speech": 47.0, "sound": 39.1, "music": 8.1, "temporal": 5.8}
 
 
@@ -61,9 +68,16 @@ class GenConfig:
 def identity(llm: LLMSpec, config: GenConfig) -> dict[str, Any]:
     """What a generated row depends on beyond its item: the LLM and its sampling, the prompts, the retries, the
     template seed and the shard (the chunk size only through the chunks' digests)."""
-    settings = {"backend": llm.backend, "model": llm.model or None, "temperature": llm.temperature,
-                "max_tokens": llm.max_tokens, "seed": llm.seed, "prompts": PROMPT_VERSION, "tries": config.tries,
-                "template_seed": config.seed}  # fmt: skip
+    settings = {
+        "backend": llm.backend,
+        "model": llm.model or None,
+        "temperature": llm.temperature,
+        "max_tokens": llm.max_tokens,
+        "seed": llm.seed,
+        "prompts": PROMPT_VERSION,
+        "tries": config.tries,
+        "template_seed": config.seed,
+    }
     return {"stage": "generate", "settings": settings, "shard": list(config.shard)}
 
 
@@ -78,9 +92,13 @@ def source_items(sources: dict[str, str | Path]) -> Iterator[Any]:
         from audiomcq.data.io import read_records
 
         for r in read_records(Path(root) / "train.jsonl" if Path(root).is_dir() else root):
-            yield SourceItem(source="synthetic", id=r.id, audio_path=r.audio_path or "",
-                             caption=r.extra.get("caption"),
-                             meta={"family": r.extra.get("family"), "question_type": r.question_type})  # fmt: skip
+            yield SourceItem(
+                source="synthetic",
+                id=r.id,
+                audio_path=r.audio_path or "",
+                caption=r.extra.get("caption"),
+                meta={"family": r.extra.get("family"), "question_type": r.question_type},
+            )
 
 
 def generate_dataset(
@@ -130,8 +148,9 @@ def generate_dataset(
     return summary
 
 
-def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenConfig,
-                reuse: Reuse | None) -> list[dict[str, Any]]:  # fmt: skip
+def _chunk_rows(
+    chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenConfig, reuse: Reuse | None
+) -> list[dict[str, Any]]:
     """One row per item of the chunk (a sample or a reject, with the item's key and the requests it cost); with
     ``reuse``, an item answered before is taken as it was."""
     from audiomcq.sdg.sources import Rejected
@@ -149,8 +168,16 @@ def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenC
             else:
                 draft = run_steps(functools.partial(client.chat, tally=tally), item, config.tries)
         except Reject as rej:
-            return {"kind": "reject", "item": keys[item.id], "id": item.id, "source": item.source, "step": rej.step,
-                    "reason": rej.reason, "attempts": rej.attempts, "accounting": tally}  # fmt: skip
+            return {
+                "kind": "reject",
+                "item": keys[item.id],
+                "id": item.id,
+                "source": item.source,
+                "step": rej.step,
+                "reason": rej.reason,
+                "attempts": rej.attempts,
+                "accounting": tally,
+            }
         return {"kind": "sample", "item": keys[item.id], **_record(item, draft, llm), "accounting": tally}
 
     todo = [x for x in items if x.id not in taken]
@@ -160,24 +187,33 @@ def _chunk_rows(chunk: list[Any], client: LLM | None, llm: LLMSpec, config: GenC
         log.info("generate: %d of %d items answered before, reused", len(taken), len(items))
     return [
         {"kind": "reject", "id": None, "source": x.source, "step": "input", "reason": f"{x.location}: {x.reason}"}
-        if isinstance(x, Rejected) else done[x.id]
+        if isinstance(x, Rejected)
+        else done[x.id]
         for x in chunk
-    ]  # fmt: skip
+    ]
 
 
 def _record(item: Any, draft: Draft, llm: LLMSpec) -> dict[str, Any]:
     m = draft.mcq
     return {
-        "id": item.id, "source_dataset": item.source, "audio_path": item.audio_path, "question": m["question"],
-        "choices": m["choices"], "answer": m["answer"], "question_type": m["question_type"],
-        "structured_cot": draft.structured_cot, "simple_cot": draft.simple_cot, "grades": draft.grades,
+        "id": item.id,
+        "source_dataset": item.source,
+        "audio_path": item.audio_path,
+        "question": m["question"],
+        "choices": m["choices"],
+        "answer": m["answer"],
+        "question_type": m["question_type"],
+        "structured_cot": draft.structured_cot,
+        "simple_cot": draft.simple_cot,
+        "grades": draft.grades,
         "caption": draft.fields["caption"],
         "generation": {"backend": llm.backend, "model": llm.model or None, "prompts": PROMPT_VERSION},
-    }  # fmt: skip
+    }
 
 
-def _merge(out: Path, parts: list[Path], llm: LLMSpec, benchmarks: dict[str, str | Path],
-           config: GenConfig) -> dict[str, Any]:  # fmt: skip
+def _merge(
+    out: Path, parts: list[Path], llm: LLMSpec, benchmarks: dict[str, str | Path], config: GenConfig
+) -> dict[str, Any]:
     from audiomcq.data.record import MCQRecord, validate
 
     decon = Decontaminator.from_benchmarks(benchmarks)
@@ -200,14 +236,26 @@ def _merge(out: Path, parts: list[Path], llm: LLMSpec, benchmarks: dict[str, str
                     problems = [] if key in seen else validate(MCQRecord.from_dict(row))
                     hit = None if key in seen or problems else decon.check(row)
                     if key in seen:
-                        row = {"id": row["id"], "source": row["source_dataset"], "step": "dedup",
-                               "reason": f"near_duplicate: same question and options as {seen[key]}"}  # fmt: skip
+                        row = {
+                            "id": row["id"],
+                            "source": row["source_dataset"],
+                            "step": "dedup",
+                            "reason": f"near_duplicate: same question and options as {seen[key]}",
+                        }
                     elif problems:
-                        row = {"id": row["id"], "source": row["source_dataset"], "step": "validate",
-                               "reason": "invalid: " + "; ".join(p.message for p in problems)}  # fmt: skip
+                        row = {
+                            "id": row["id"],
+                            "source": row["source_dataset"],
+                            "step": "validate",
+                            "reason": "invalid: " + "; ".join(p.message for p in problems),
+                        }
                     elif hit:
-                        row = {"id": row["id"], "source": row["source_dataset"], "step": "decontaminate",
-                               "reason": f"contaminated: {hit}"}  # fmt: skip
+                        row = {
+                            "id": row["id"],
+                            "source": row["source_dataset"],
+                            "step": "decontaminate",
+                            "reason": f"contaminated: {hit}",
+                        }
                     else:
                         seen[key] = row["id"]
                         samples.write(json_line(row) + "\n")
@@ -218,15 +266,21 @@ def _merge(out: Path, parts: list[Path], llm: LLMSpec, benchmarks: dict[str, str
                 reasons[f"{row['step']}: {row['reason'].split(':')[0]}"] += 1
     total = sum(sources.values())
     summary = {
-        "samples": total, "rejects": sum(reasons.values()), "reject_reasons": dict(sorted(reasons.items())),
-        "by_source": {s: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_SOURCES.get(s)}
-                      for s, n in sorted(sources.items())},
-        "by_type": {t: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_TYPES.get(t)}
-                    for t, n in sorted(types.items())},
+        "samples": total,
+        "rejects": sum(reasons.values()),
+        "reject_reasons": dict(sorted(reasons.items())),
+        "by_source": {
+            s: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_SOURCES.get(s)}
+            for s, n in sorted(sources.items())
+        },
+        "by_type": {
+            t: {"count": n, "share": 100.0 * n / total, "paper_share": PAPER_TYPES.get(t)}
+            for t, n in sorted(types.items())
+        },
         "llm": {"backend": llm.backend, "model": llm.model or None, "prompts": PROMPT_VERSION},
         "accounting": {step: dict(c) for step, c in sorted(accounting.items())},
         "shard": list(config.shard),
-    }  # fmt: skip
+    }
     write_json(out / "summary.json", summary)
     decon.write_report(out)
     log.info("generate: %d samples, %d rejects -> %s", total, summary["rejects"], out)

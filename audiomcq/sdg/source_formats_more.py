@@ -82,9 +82,11 @@ class SpeechCraft(Adapter):
 
     def _labels(self, labels: Any) -> dict[str, str]:
         """``"age:Elderly\\tgender:male\\t..."`` (or an already structured dict) -> {"age": "Elderly", ...}."""
-        pairs = labels.items() if isinstance(labels, dict) else (
-            part.partition(":")[::2] for part in str(labels or "").split("\t") if ":" in part
-        )  # fmt: skip
+        pairs = (
+            labels.items()
+            if isinstance(labels, dict)
+            else (part.partition(":")[::2] for part in str(labels or "").split("\t") if ":" in part)
+        )
         out = {}
         for key, value in pairs:
             name = _text(key).lower()
@@ -144,8 +146,10 @@ class CompAR(Adapter):
     def parse(self, path: Path, rel: str, split: str | None) -> Iterator[Record]:
         data = load_json(path, rel, self.name)
         if not isinstance(data, list):
-            raise AudioMCQError(f"{self.name}: {rel} should be a JSON array of {{{self.AUDIO}, {self.QUESTION}, "
-                                f"{self.ANSWER}}} objects, not a {type(data).__name__}")  # fmt: skip
+            raise AudioMCQError(
+                f"{self.name}: {rel} should be a JSON array of {{{self.AUDIO}, {self.QUESTION}, "
+                f"{self.ANSWER}}} objects, not a {type(data).__name__}"
+            )
         for number, entry in enumerate(data, start=1):
             if not isinstance(entry, dict):
                 yield self.reject(rel, number, f"entry is a {type(entry).__name__}, not an object")

@@ -118,8 +118,13 @@ def validate(step: str, obj: Any, allowed: tuple[str, ...] = TYPES) -> None:
             raise ValueError(f"question_type must be one of {list(allowed)} for this source")
 
 
-def ask_json(chat: Callable[[str, list[dict[str, str]]], str], step: str, fields: dict[str, Any], tries: int,
-             allowed: tuple[str, ...] = TYPES) -> dict[str, Any]:  # fmt: skip
+def ask_json(
+    chat: Callable[[str, list[dict[str, str]]], str],
+    step: str,
+    fields: dict[str, Any],
+    tries: int,
+    allowed: tuple[str, ...] = TYPES,
+) -> dict[str, Any]:
     """Render ``step``'s prompt, ask, validate; retry with the error; raise Reject after ``tries``."""
     system, user = prompt(step)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user.format(**fields)}]
@@ -135,9 +140,11 @@ def ask_json(chat: Callable[[str, list[dict[str, str]]], str], step: str, fields
             return obj
         except ValueError as err:  # json.JSONDecodeError is a ValueError
             error = str(err)
-            messages = [*messages, {"role": "assistant", "content": reply},
-                        {"role": "user", "content": f"That reply is invalid: {error}. Reply again with the JSON "
-                                                    "object only."}]  # fmt: skip
+            messages = [
+                *messages,
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": f"That reply is invalid: {error}. Reply again with the JSON object only."},
+            ]
     raise Reject(step, f"invalid_output: {error}", tries)
 
 
@@ -167,8 +174,13 @@ def run_steps(chat: Callable[[str, list[dict[str, str]]], str], item: Any, tries
     question = item.question or formation_questions()[kind_of(item.source)]
     allowed = SOURCE_TYPES.get(item.source, ("sound", "music", "speech"))
     hint = "Options must be timestamps such as 21.2s." if allowed == ("temporal",) else ""
-    fields = {"source": item.source, "question": question, "caption": caption,
-              "allowed_types": ", ".join(allowed), "type_hint": hint}  # fmt: skip
+    fields = {
+        "source": item.source,
+        "question": question,
+        "caption": caption,
+        "allowed_types": ", ".join(allowed),
+        "type_hint": hint,
+    }
     mcq = ask_json(chat, "mcq", fields, tries, allowed)
     mcq = {**mcq, "choices": [c.strip() for c in mcq["choices"]], "answer": mcq["answer"].strip()}
     shown = {**fields, **mcq, "choices": json.dumps(mcq["choices"], ensure_ascii=False)}

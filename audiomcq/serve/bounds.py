@@ -55,8 +55,10 @@ def parse_json(body: bytes, loads: Callable[[bytes], Any] = orjson.loads) -> Any
     exceed ``MAX_JSON_SEPARATORS`` (blocking: run it through ``offload``)."""
     separators = sum(body.count(mark) for mark in (b",", b":", b"[", b"{"))
     if separators > MAX_JSON_SEPARATORS:
-        raise NotJSON(f"the body has {separators} JSON separators (commas, colons, brackets), more than the "
-                      f"{MAX_JSON_SEPARATORS} any request needs")  # fmt: skip
+        raise NotJSON(
+            f"the body has {separators} JSON separators (commas, colons, brackets), more than the "
+            f"{MAX_JSON_SEPARATORS} any request needs"
+        )
     try:
         return loads(body)
     except (ValueError, RecursionError) as err:  # orjson's and json's errors are ValueErrors; RecursionError: nesting
@@ -106,19 +108,23 @@ class _Reader:
         if self.complete:  # the body is in: later reads only wait for a disconnect, with no deadline
             return await self.receive()
         if self.declared is not None and self.declared > self.limit:
-            raise self.refuse(413, f"the request body has {self.declared} bytes, more than the limit of "
-                                   f"{self.limit} (--max-body-bytes)")  # fmt: skip
+            raise self.refuse(
+                413,
+                f"the request body has {self.declared} bytes, more than the limit of {self.limit} (--max-body-bytes)",
+            )
         try:
             async with asyncio.timeout_at(self.deadline):
                 message = await self.receive()
         except TimeoutError:
-            raise self.refuse(408, f"the request body did not arrive within {self.timeout_s:g} s "
-                                   "(--body-timeout-s)") from None  # fmt: skip
+            raise self.refuse(
+                408, f"the request body did not arrive within {self.timeout_s:g} s (--body-timeout-s)"
+            ) from None
         if message["type"] == "http.request":
             self.read += len(message.get("body", b""))
             if self.read > self.limit:
-                raise self.refuse(413, f"the request body is larger than the limit of {self.limit} bytes "
-                                       "(--max-body-bytes)")  # fmt: skip
+                raise self.refuse(
+                    413, f"the request body is larger than the limit of {self.limit} bytes (--max-body-bytes)"
+                )
             self.complete = not message.get("more_body", False)
         return message
 

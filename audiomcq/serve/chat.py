@@ -40,10 +40,27 @@ PROMPT_RE = re.compile(
     re.DOTALL,
 )
 HONOURED = {
-    "model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens", "max_completion_tokens",
-    "stop", "seed", "n", "logprobs", "top_logprobs", "frequency_penalty", "presence_penalty", "logit_bias", "user",
-    "safety_identifier", "top_k", "repetition_penalty",
-}  # fmt: skip
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+    "safety_identifier",
+    "top_k",
+    "repetition_penalty",
+}
 # Options this server cannot honour: the values that ask for nothing, and why anything else is refused.
 REFUSED: dict[str, tuple[tuple[Any, ...], str]] = {
     "tools": ((None, []), "tool calling is not supported"),
@@ -149,8 +166,10 @@ def _logit_bias(body: dict, vocab: int) -> tuple[tuple[int, float], ...]:
     for key, value in bias.items():
         token = int(key) if isinstance(key, str) and key.isdigit() else None
         if token is None or token >= vocab or isinstance(value, bool) or not isinstance(value, int | float):
-            raise RequestError(f"'logit_bias' has an invalid entry {key!r}: {value!r} (token ids 0 to {vocab - 1})",
-                               param="logit_bias")  # fmt: skip
+            raise RequestError(
+                f"'logit_bias' has an invalid entry {key!r}: {value!r} (token ids 0 to {vocab - 1})",
+                param="logit_bias",
+            )
         if not -100 <= value <= 100:
             raise RequestError(f"'logit_bias' values must be from -100 to 100, not {value!r}", param="logit_bias")
         out.append((token, float(value)))
@@ -204,17 +223,20 @@ def _text_of(where: str, content: Any, allow_audio: bool, audio: list[tuple[str,
         elif kind == "input_audio" and allow_audio:
             data = part.get("input_audio")
             if not isinstance(data, dict) or not isinstance(data.get("data"), str) or set(part) != {"type", kind}:
-                raise RequestError(f"{where}: an input_audio part needs 'input_audio': {{'data', 'format'}}",
-                                   param="messages")  # fmt: skip
+                raise RequestError(
+                    f"{where}: an input_audio part needs 'input_audio': {{'data', 'format'}}", param="messages"
+                )
             if data.get("format") not in AUDIO_FORMATS:
-                raise RequestError(f"{where}: input_audio.format must be one of {list(AUDIO_FORMATS)}",
-                                   param="messages")  # fmt: skip
+                raise RequestError(
+                    f"{where}: input_audio.format must be one of {list(AUDIO_FORMATS)}", param="messages"
+                )
             audio.append((data["data"], data["format"]))
             blocks.append({"type": "audio", "audio": f"clip {len(audio)}"})
         else:
             what = kind if isinstance(kind, str) else type(part).__name__
-            raise RequestError(f"{where}: content part {what!r} is not supported (text and input_audio are)",
-                               param="messages")  # fmt: skip
+            raise RequestError(
+                f"{where}: content part {what!r} is not supported (text and input_audio are)", param="messages"
+            )
     return blocks
 
 
@@ -227,12 +249,15 @@ def read_messages(messages: Any) -> tuple[list[dict[str, Any]], list[tuple[str, 
     for i, message in enumerate(messages):
         where, role = f"messages[{i}]", message.get("role")
         if role not in ("system", "developer", "user", "assistant"):
-            raise RequestError(f"{where}: role {role!r} is not supported (system, developer, user, assistant are)",
-                               param="messages")  # fmt: skip
+            raise RequestError(
+                f"{where}: role {role!r} is not supported (system, developer, user, assistant are)", param="messages"
+            )
         extra = sorted(set(message) - {"role", "content"} - ({"refusal"} if role == "assistant" else set()))
         if extra or (role == "assistant" and message.get("refusal") is not None):
-            raise RequestError(f"{where}: {extra or ['refusal']} not supported (tool calls, names and refusals "
-                               "cannot be replayed)", param="messages")  # fmt: skip
+            raise RequestError(
+                f"{where}: {extra or ['refusal']} not supported (tool calls, names and refusals cannot be replayed)",
+                param="messages",
+            )
         if role in ("system", "developer"):
             if i != 0:
                 raise RequestError(f"{where}: a {role} message must come first", param="messages")
@@ -240,8 +265,9 @@ def read_messages(messages: Any) -> tuple[list[dict[str, Any]], list[tuple[str, 
         else:
             out.append({"role": role, "content": _text_of(where, message.get("content"), role == "user", audio)})
     if out[-1]["role"] != "user":
-        raise RequestError("the last message must be the user's: the reply continues the conversation",
-                           param="messages")  # fmt: skip
+        raise RequestError(
+            "the last message must be the user's: the reply continues the conversation", param="messages"
+        )
     if len(audio) > MAX_AUDIO:
         raise RequestError(f"{len(audio)} input_audio parts; at most {MAX_AUDIO} per request", param="messages")
     if out[0]["role"] != "system":
@@ -255,8 +281,10 @@ def check_texts(messages: Sequence[dict[str, Any]], config: ServeConfig, forbidd
     system = messages[0]["content"][0]["text"]
     total = sum(map(len, texts)) + (0 if system == SYSTEM_PROMPT else len(system))
     if total > config.max_chat_chars:
-        raise RequestError(f"the messages have {total} characters of text, more than the limit of "
-                           f"{config.max_chat_chars}", param="messages")  # fmt: skip
+        raise RequestError(
+            f"the messages have {total} characters of text, more than the limit of {config.max_chat_chars}",
+            param="messages",
+        )
     for text in [system, *texts]:
         try:
             text.encode("utf-8")
@@ -278,8 +306,12 @@ def parse_chat(body: Any, name: str, config: ServeConfig, defaults: dict[str, An
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
     if body.get("model") != name:
-        raise RequestError(f"the model {body.get('model')!r} does not exist (this server has {name!r})", 404,
-                           "not_found_error", "model")  # fmt: skip
+        raise RequestError(
+            f"the model {body.get('model')!r} does not exist (this server has {name!r})",
+            404,
+            "not_found_error",
+            "model",
+        )
     _refusals(body)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -290,11 +322,13 @@ def parse_chat(body: Any, name: str, config: ServeConfig, defaults: dict[str, An
         if not stream:
             raise RequestError("'stream_options' is only allowed with 'stream': true", param="stream_options")
         if not isinstance(options, dict) or set(options) - {"include_usage", "include_obfuscation"}:
-            raise RequestError("'stream_options' takes 'include_usage' (and 'include_obfuscation': false)",
-                               param="stream_options")  # fmt: skip
+            raise RequestError(
+                "'stream_options' takes 'include_usage' (and 'include_obfuscation': false)", param="stream_options"
+            )
         if options.get("include_obfuscation"):
-            raise RequestError("'stream_options.include_obfuscation' is not supported: chunks are not padded",
-                               param="stream_options")  # fmt: skip
+            raise RequestError(
+                "'stream_options.include_obfuscation' is not supported: chunks are not padded", param="stream_options"
+            )
         include_usage = bool(options.get("include_usage"))
     messages, audio = read_messages(body.get("messages"))
     params = gen_params(body, config, defaults, vocab)

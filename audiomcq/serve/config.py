@@ -53,18 +53,36 @@ class ServeConfig:
     keep_alive_s: float = 65.0
 
     def __post_init__(self) -> None:
-        positive = ("max_batch_size", "max_new_tokens", "max_instances", "max_audio_bytes", "max_audio_seconds",
-                    "max_choices", "max_question_chars", "max_choice_chars", "url_timeout_s", "max_completion_tokens",
-                    "max_n", "max_chat_chars", "max_request_audio_seconds", "max_body_bytes", "body_timeout_s",
-                    "header_timeout_s", "max_header_bytes", "keep_alive_s")  # fmt: skip
+        positive = (
+            "max_batch_size",
+            "max_new_tokens",
+            "max_instances",
+            "max_audio_bytes",
+            "max_audio_seconds",
+            "max_choices",
+            "max_question_chars",
+            "max_choice_chars",
+            "url_timeout_s",
+            "max_completion_tokens",
+            "max_n",
+            "max_chat_chars",
+            "max_request_audio_seconds",
+            "max_body_bytes",
+            "body_timeout_s",
+            "header_timeout_s",
+            "max_header_bytes",
+            "keep_alive_s",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AudioMCQError(f"serve: {name} must be positive, not {getattr(self, name)}")
         if not self.host.strip():
             raise AudioMCQError("serve: host must be an address to listen on, such as 0.0.0.0 or 127.0.0.1")
         if self.max_request_audio_seconds < MIN_AUDIO_SECONDS:
-            raise AudioMCQError(f"serve: max_request_audio_seconds must be at least {MIN_AUDIO_SECONDS:g} (the "
-                                f"shortest clip), not {self.max_request_audio_seconds:g}")  # fmt: skip
+            raise AudioMCQError(
+                f"serve: max_request_audio_seconds must be at least {MIN_AUDIO_SECONDS:g} (the "
+                f"shortest clip), not {self.max_request_audio_seconds:g}"
+            )
         if self.max_wait_ms < 0:
             raise AudioMCQError(f"serve: max_wait_ms must be >= 0, not {self.max_wait_ms}")
         if self.dtype not in DTYPES:

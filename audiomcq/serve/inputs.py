@@ -100,9 +100,11 @@ def decode_base64(where: str, text: Any, config: ServeConfig) -> bytes:
 
 
 def _over_budget(where: str, config: ServeConfig) -> InvalidInput:
-    return InvalidInput(f"{where}: the request's clips last more than {config.max_request_audio_seconds:g} s "
-                        "together, the limit per request (--max-request-audio-seconds); send fewer or shorter clips "
-                        "per request")  # fmt: skip
+    return InvalidInput(
+        f"{where}: the request's clips last more than {config.max_request_audio_seconds:g} s "
+        "together, the limit per request (--max-request-audio-seconds); send fewer or shorter clips "
+        "per request"
+    )
 
 
 def decode_audio(
@@ -125,8 +127,10 @@ def decode_audio(
     if not 1 <= channels <= MAX_CHANNELS:
         raise InvalidInput(f"{where}: {channels} audio channels; 1 to {MAX_CHANNELS} are accepted")
     if info.frames / rate > config.max_audio_seconds:
-        raise InvalidInput(f"{where}: the audio lasts {info.frames / rate:.1f} s, more than the limit of "
-                           f"{config.max_audio_seconds:g} s")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: the audio lasts {info.frames / rate:.1f} s, more than the limit of "
+            f"{config.max_audio_seconds:g} s"
+        )
     if budget is not None and info.frames / rate > budget:
         raise _over_budget(where, config)
     try:
@@ -137,16 +141,19 @@ def decode_audio(
     if len(wave) == 0:
         raise InvalidInput(f"{where}: the audio has no samples")
     if seconds > config.max_audio_seconds:  # an MP3 header may only estimate its length
-        raise InvalidInput(f"{where}: the audio lasts {seconds:.1f} s, more than the limit of "
-                           f"{config.max_audio_seconds:g} s")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: the audio lasts {seconds:.1f} s, more than the limit of {config.max_audio_seconds:g} s"
+        )
     if budget is not None and seconds > budget:
         raise _over_budget(where, config)
     if not np.isfinite(wave).all():
         raise InvalidInput(f"{where}: the audio has NaN or infinite samples")
     mono = to_model_rate(wave, rate)
     if len(mono) < MIN_SAMPLES:  # checked after resampling: a few samples at 192 kHz round to none at 16 kHz
-        raise InvalidInput(f"{where}: the audio lasts {seconds:.4f} s, shorter than the minimum of "
-                           f"{MIN_AUDIO_SECONDS:g} s ({len(mono)} of {MIN_SAMPLES} samples at 16 kHz)")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: the audio lasts {seconds:.4f} s, shorter than the minimum of "
+            f"{MIN_AUDIO_SECONDS:g} s ({len(mono)} of {MIN_SAMPLES} samples at 16 kHz)"
+        )
     return mono, seconds
 
 
@@ -162,8 +169,9 @@ def check_url(where: str, url: Any, config: ServeConfig) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidInput(f"{where}: 'audio_url' must be a non-empty string")
     if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
-        raise InvalidInput(f"{where}: 'audio_url' must be ASCII without spaces or control characters (percent-encode "
-                           "them)")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: 'audio_url' must be ASCII without spaces or control characters (percent-encode them)"
+        )
     try:
         parsed = urllib.parse.urlsplit(url)
         plain = parsed.scheme in ("s3", "http", "https") and parsed.hostname and "@" not in parsed.netloc
@@ -171,15 +179,19 @@ def check_url(where: str, url: Any, config: ServeConfig) -> str:
     except ValueError:  # a bad port or IPv6 host
         raise InvalidInput(f"{where}: 'audio_url' is not a valid URL") from None
     if not plain or dot_segments(parsed.path):
-        raise InvalidInput(f"{where}: 'audio_url' must be a plain s3://, http:// or https:// URL without "
-                           "credentials or . / .. segments")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: 'audio_url' must be a plain s3://, http:// or https:// URL without "
+            "credentials or . / .. segments"
+        )
     if parsed.scheme == "s3" and any(c in url for c in ";?#"):
         raise InvalidInput(
             f"{where}: an s3:// 'audio_url' takes no ;, ? or # parts (they would not be part of the key)"
         )
     if not allowed:
-        raise InvalidInput(f"{where}: 'audio_url' is not under an allowed prefix (the operator allows "
-                           f"{list(config.allow_url_prefixes) or 'none'})")  # fmt: skip
+        raise InvalidInput(
+            f"{where}: 'audio_url' is not under an allowed prefix (the operator allows "
+            f"{list(config.allow_url_prefixes) or 'none'})"
+        )
     return url
 
 

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 def _status(code: int, reason: str, message: str) -> bytes:
     """A complete response that closes the connection, written straight to the socket (no request to answer)."""
     body = json.dumps({"error": message}).encode()
-    head = (f"HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n")  # fmt: skip
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 

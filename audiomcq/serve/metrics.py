@@ -150,8 +150,9 @@ class MetricsMiddleware:
                 ERRORS.labels(route=route, kind=error_kind(code)).inc()
             if exchange.disconnected:
                 stage = "after sending its body" if exchange.body_in else "while sending its body"
-                log.info("client went away %s: %s %s after %.2f s", stage, scope.get("method"), scope.get("path"),
-                         seconds)  # fmt: skip
+                log.info(
+                    "client went away %s: %s %s after %.2f s", stage, scope.get("method"), scope.get("path"), seconds
+                )
 
 
 def error_kind(code: int) -> str:

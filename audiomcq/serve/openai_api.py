@@ -70,8 +70,9 @@ def decode_request(chat: ChatRequest, model: AudioMCQModel) -> ChatRequest:
         wave, seconds = decode_audio("message", raw, config, config.max_request_audio_seconds - chat.seconds)
         sniffed = SNIFFED.get(sf.info(io.BytesIO(raw)).format)
         if sniffed != fmt:
-            raise RequestError(f"input_audio.format is {fmt!r} but the data is {sniffed or 'another format'}",
-                               param="messages")  # fmt: skip
+            raise RequestError(
+                f"input_audio.format is {fmt!r} but the data is {sniffed or 'another format'}", param="messages"
+            )
         chat.waves.append(wave)
         chat.seconds += seconds
     found = mcq_of(chat.messages)
@@ -123,16 +124,23 @@ def completion(chat: ChatRequest, name: str, result: JobResult) -> dict[str, Any
 
 def _usage(result: JobResult) -> CompletionUsage:
     completion_tokens = sum(len(s.token_ids) for s in result.samples)
-    return CompletionUsage(prompt_tokens=result.prompt_tokens, completion_tokens=completion_tokens,
-                           total_tokens=result.prompt_tokens + completion_tokens)  # fmt: skip
+    return CompletionUsage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=result.prompt_tokens + completion_tokens,
+    )
 
 
 async def _stream(
     chat: ChatRequest, name: str, first: Delta, queue: asyncio.Queue, task: asyncio.Task, job: Job
 ) -> AsyncIterator[bytes]:
     """Server-sent events for a running job: a role chunk per choice, content chunks, finish chunks, usage."""
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": name}  # fmt: skip
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": name,
+    }
     if chat.include_usage:
         head["usage"] = None
 
@@ -142,14 +150,23 @@ async def _stream(
     finished: dict[int, Delta] = {}
     try:
         for i in range(chat.params.n):
-            yield event([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
-                          "logprobs": None}])  # fmt: skip
+            yield event(
+                [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None, "logprobs": None}]
+            )
         delta: Delta | None = first
         while delta is not None:
             if delta.text or delta.logprobs:
                 probs = _logprobs(delta.logprobs, chat.params.top_logprobs) if chat.params.logprobs else None
-                yield event([{"index": delta.sample, "delta": {"content": delta.text}, "finish_reason": None,
-                              "logprobs": probs}])  # fmt: skip
+                yield event(
+                    [
+                        {
+                            "index": delta.sample,
+                            "delta": {"content": delta.text},
+                            "finish_reason": None,
+                            "logprobs": probs,
+                        }
+                    ]
+                )
             if delta.finish_reason is not None:
                 finished[delta.sample] = delta
             delta = None if len(finished) == chat.params.n else await queue.get()
@@ -166,8 +183,14 @@ async def _stream(
     except asyncio.CancelledError:
         raise
     except Exception as err:  # noqa: BLE001 - the stream has started: say in the stream itself that it failed
-        body = {"error": {"message": f"generation failed: {type(err).__name__}", "type": "server_error",
-                          "param": None, "code": None}}  # fmt: skip
+        body = {
+            "error": {
+                "message": f"generation failed: {type(err).__name__}",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         yield f"data: {json.dumps(body)}\n\n".encode()
     finally:
         job.cancelled.set()  # a client that went away stops its rows at the next step
@@ -180,8 +203,13 @@ def _not_found(request: Request) -> JSONResponse:
         err = RequestError(f"{request.method} is not allowed on {path} (use {allowed})", 405)
         return error(err)
     offered = ", ".join(f"{m} {p}" for p, m in ROUTES.items())
-    return error(RequestError(f"Invalid URL ({request.method} {path}); this server offers {offered} and GET "
-                              f"{PREFIX}/models/{{model}}", 404, "invalid_request_error"))  # fmt: skip
+    return error(
+        RequestError(
+            f"Invalid URL ({request.method} {path}); this server offers {offered} and GET {PREFIX}/models/{{model}}",
+            404,
+            "invalid_request_error",
+        )
+    )
 
 
 def openai_router(model: AudioMCQModel) -> APIRouter:
@@ -198,8 +226,14 @@ def openai_router(model: AudioMCQModel) -> APIRouter:
     @router.get(f"{PREFIX}/models/{{model_id:path}}")
     async def retrieve_model(model_id: str) -> JSONResponse:
         if model_id != model.name:
-            return error(RequestError(f"The model {model_id!r} does not exist (this server has {model.name!r})",
-                                      404, "invalid_request_error", "model"))  # fmt: skip
+            return error(
+                RequestError(
+                    f"The model {model_id!r} does not exist (this server has {model.name!r})",
+                    404,
+                    "invalid_request_error",
+                    "model",
+                )
+            )
         return JSONResponse(card())
 
     @router.post(f"{PREFIX}/chat/completions")

@@ -67,8 +67,9 @@ def prompt_scores(
         chunk = flat[start : start + rows]
         waves = [w for *_, ws in chunk for w in ws]
         audio: dict[str, Any] = {"audio": waves, "sampling_rate": SR} if waves else {}
-        batch = processor(text=[p + t for _, p, t, _ in chunk], padding=True, padding_side="left",
-                          return_tensors="pt", **audio).to(model.device)  # fmt: skip
+        batch = processor(
+            text=[p + t for _, p, t, _ in chunk], padding=True, padding_side="left", return_tensors="pt", **audio
+        ).to(model.device)
         with torch.inference_mode():
             hidden = model.model(**batch, use_cache=False)[0]
             for row, (i, _, target, _) in enumerate(chunk):

@@ -295,9 +295,12 @@ def _decode(model: Any, tok: Any, pre: Prefill, jobs: Sequence[Job]) -> list[lis
         pos = (next_pos + step - 1)[:, None]
         with torch.inference_mode():
             hidden = model.model(
-                input_ids=chosen[:, None], attention_mask=mask, position_ids=_positions(model, pos), cache=cache,
+                input_ids=chosen[:, None],
+                attention_mask=mask,
+                position_ids=_positions(model, pos),
+                cache=cache,
                 use_cache=True,
-            ).last_hidden_state  # fmt: skip
+            ).last_hidden_state
             logits = model.lm_head(hidden[:, -1]).float()
     out: list[list[Sample]] = [[] for _ in jobs]
     for row, (k, _) in enumerate(owner):

@@ -127,8 +127,9 @@ def encode(
 ) -> Response:
     """The HTTP response for a result: binary or JSON as the request asked, a CloudEvent when it was one (runs on
     the pool)."""
-    content, encoded = dataplane.encode(model_name=model_name, response=result, headers=headers,
-                                        req_attributes=attributes)  # fmt: skip
+    content, encoded = dataplane.encode(
+        model_name=model_name, response=result, headers=headers, req_attributes=attributes
+    )
     response_headers = {**extra, **encoded}
     response_headers.pop("content-length", None)
     label = response_headers.pop("content-type", None)
@@ -157,7 +158,8 @@ def v2_router(dataplane: Any, config: ServeConfig) -> APIRouter:
 
     @router.post("/v2/models/{model_name}/infer")
     async def infer(model_name: str, request: Request) -> Response:
-        return await infer_off_loop(dataplane, model_name, request,
-                                    lambda body, headers: (decode(body, headers, model_name, config), {}))  # fmt: skip
+        return await infer_off_loop(
+            dataplane, model_name, request, lambda body, headers: (decode(body, headers, model_name, config), {})
+        )
 
     return router

@@ -91,8 +91,10 @@ class FiniteGuard(TrainerCallback):
         grads = [p.grad for p in (model.parameters() if model is not None else ()) if p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads]).sum()):
             step = state.global_step + 1
-            raise NonFiniteError(f"non-finite gradient at step {step}; no checkpoint of it is kept (check that "
-                                 "step's inputs: audio with NaN/inf samples; or a too high lr)")  # fmt: skip
+            raise NonFiniteError(
+                f"non-finite gradient at step {step}; no checkpoint of it is kept (check that "
+                "step's inputs: audio with NaN/inf samples; or a too high lr)"
+            )
 
 
 class NonFiniteError(AudioMCQError):
@@ -124,8 +126,10 @@ class ResumeWeightsMixin:
         if not torch.isfinite(loss.detach()).all():
             ids = getattr(getattr(self, "data_collator", None), "last_ids", None)
             where = f" (records {ids})" if ids else ""
-            raise NonFiniteError(f"non-finite loss {loss.item()} at step {self.state.global_step + 1}{where}; "  # type: ignore[attr-defined]
-                                 "training stopped before the update")  # fmt: skip
+            raise NonFiniteError(
+                f"non-finite loss {loss.item()} at step {self.state.global_step + 1}{where}; "  # type: ignore[attr-defined]
+                "training stopped before the update"
+            )
         return loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
@@ -252,8 +256,14 @@ def within_length(
     if skipped and is_main():
         report = Path(out_dir) / "skipped.jsonl"
         write_jsonl(report, skipped)
-        log.warning("%s: skipped %d of %d records (over %d tokens or unreadable audio); ids in %s", stage,
-                    len(skipped), len(records), max_length, report)  # fmt: skip
+        log.warning(
+            "%s: skipped %d of %d records (over %d tokens or unreadable audio); ids in %s",
+            stage,
+            len(skipped),
+            len(records),
+            max_length,
+            report,
+        )
     return kept
 
 
@@ -350,8 +360,10 @@ def train_and_save(
             # transformers' DeepSpeed resume needs the engine's state; it would fail deep inside train() instead
             from audiomcq.errors import AudioMCQError
 
-            raise AudioMCQError(f"{resume}: a weights-only checkpoint (save_only_model), which DeepSpeed cannot "
-                                "resume; set trainer_args.save_only_model=false for runs that must")  # fmt: skip
+            raise AudioMCQError(
+                f"{resume}: a weights-only checkpoint (save_only_model), which DeepSpeed cannot "
+                "resume; set trainer_args.save_only_model=false for runs that must"
+            )
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(final_dir or Path(out_dir) / "final")
     try:

@@ -18,9 +18,19 @@ from audiomcq.fingerprint import NAME, file_digest, model_digest, plain
 from audiomcq.jsonio import atomic_writer
 
 # Keys (short or trainer_args) that never change what is learned.
-NEUTRAL = {"logging_steps", "save_steps", "save_strategy", "save_total_limit", "save_only_model", "report_to",
-           "dataloader_num_workers", "disable_tqdm", "log_completions", "eval_steps",
-           "logging_first_step"}  # fmt: skip
+NEUTRAL = {
+    "logging_steps",
+    "save_steps",
+    "save_strategy",
+    "save_total_limit",
+    "save_only_model",
+    "report_to",
+    "dataloader_num_workers",
+    "disable_tqdm",
+    "log_completions",
+    "eval_steps",
+    "logging_first_step",
+}
 
 
 def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
@@ -44,16 +54,23 @@ def check(saved_dir: Path, current: dict[str, Any]) -> None:
     """Refuse to continue from ``saved_dir`` (a checkpoint or final model) made by another run; name what changed."""
     path = saved_dir / NAME
     if not path.is_file():
-        raise AudioMCQError(f"{saved_dir}: no {NAME}, so nothing proves it belongs to this run; start afresh with a "
-                            "new --out (or remove the old directory)")  # fmt: skip
+        raise AudioMCQError(
+            f"{saved_dir}: no {NAME}, so nothing proves it belongs to this run; start afresh with a "
+            "new --out (or remove the old directory)"
+        )
     saved = json.loads(path.read_text())
     changed = [part for part in ("model", "data") if saved.get(part) != current[part]]
     old, new = saved.get("settings", {}), current["settings"]
-    changed += [f"setting {k} ({old.get(k)!r} -> {new.get(k)!r})" for k in sorted(set(old) | set(new))
-                if old.get(k) != new.get(k)]  # fmt: skip
+    changed += [
+        f"setting {k} ({old.get(k)!r} -> {new.get(k)!r})"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     if changed:
-        raise AudioMCQError(f"{saved_dir} was trained with another {', '.join(changed)}; resuming would mix two "
-                            "runs. Start afresh with a new --out (or remove the old directory)")  # fmt: skip
+        raise AudioMCQError(
+            f"{saved_dir} was trained with another {', '.join(changed)}; resuming would mix two "
+            "runs. Start afresh with a new --out (or remove the old directory)"
+        )
 
 
 def write(folder: Path, current: dict[str, Any]) -> None:

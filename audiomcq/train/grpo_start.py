@@ -51,8 +51,13 @@ def choose_start(
 
     spec = parse_init(spec)
     if sft is None:
-        return {"init": spec, "path": str(base), "stage": "base", "step": 0,
-                "why": "the paradigm has no SFT stage: GRPO starts from the base model"}  # fmt: skip
+        return {
+            "init": spec,
+            "path": str(base),
+            "stage": "base",
+            "step": 0,
+            "why": "the paradigm has no SFT stage: GRPO starts from the base model",
+        }
     final = Path(sft["final"])
     run = final.parents[1]
     found = []
@@ -64,26 +69,50 @@ def choose_start(
         if c["stage"] == "sft":
             found.append(c)
     if spec == "sft@final":
-        return {"init": spec, "path": str(final), "stage": "sft", "step": sft["steps"],
-                "why": f"grpo.init {spec}: the model SFT ended with (step {sft['steps']})"}  # fmt: skip
+        return {
+            "init": spec,
+            "path": str(final),
+            "stage": "sft",
+            "step": sft["steps"],
+            "why": f"grpo.init {spec}: the model SFT ended with (step {sft['steps']})",
+        }
     if spec != "sft@best":
         step = int(spec.split("@")[1])
         match = [c for c in found if c["step"] == step]
         if not match:
             have = sorted({c["step"] for c in found})
-            raise AudioMCQError(f"grpo.init {spec}: SFT has no complete checkpoint at step {step} (complete: {have}); "
-                                "save one there (sft.trainer_args.save_steps) or pick another step")  # fmt: skip
-        return {"init": spec, "path": match[0]["path"], "stage": "sft", "step": step,
-                "why": f"grpo.init {spec}: the recipe names this step"}  # fmt: skip
+            raise AudioMCQError(
+                f"grpo.init {spec}: SFT has no complete checkpoint at step {step} (complete: {have}); "
+                "save one there (sft.trainer_args.save_steps) or pick another step"
+            )
+        return {
+            "init": spec,
+            "path": match[0]["path"],
+            "stage": "sft",
+            "step": step,
+            "why": f"grpo.init {spec}: the recipe names this step",
+        }
     if selection is None:
-        raise AudioMCQError("grpo.init sft@best needs a selection set: pass --selection (held-out records) to "
-                            "`train run`, or set grpo.init to sft@final or sft@STEP")  # fmt: skip
+        raise AudioMCQError(
+            "grpo.init sft@best needs a selection set: pass --selection (held-out records) to "
+            "`train run`, or set grpo.init to sft@final or sft@STEP"
+        )
     settings = eval_settings or {}
-    ranked = rank(found, selection, audio_root, Path(out_dir) / "grpo-init",
-                  batch_size=int(settings.get("batch_size", 64)),
-                  max_new_tokens=int(settings.get("max_new_tokens", 256)))  # fmt: skip
+    ranked = rank(
+        found,
+        selection,
+        audio_root,
+        Path(out_dir) / "grpo-init",
+        batch_size=int(settings.get("batch_size", 64)),
+        max_new_tokens=int(settings.get("max_new_tokens", 256)),
+    )
     chosen = ranked["selected"]
     log.info("GRPO starts from %s (%s)", chosen["path"], ranked["why"])
-    return {"init": spec, "path": chosen["path"], "stage": "sft", "step": chosen["step"],
-            "why": f"grpo.init {spec}: {ranked['why']} on the selection set ({ranked['rule']})",
-            "candidates": ranked["candidates"]}  # fmt: skip
+    return {
+        "init": spec,
+        "path": chosen["path"],
+        "stage": "sft",
+        "step": chosen["step"],
+        "why": f"grpo.init {spec}: {ranked['why']} on the selection set ({ranked['rule']})",
+        "candidates": ranked["candidates"],
+    }

@@ -55,8 +55,10 @@ def check_attention(name: str) -> None:
 
     available = {"flash_attention_2": is_flash_attn_2_available, "flash_attention_3": is_flash_attn_3_available}
     if name in available and not (torch.cuda.is_available() and available[name]()):
-        raise AudioMCQError(f"sft.kernels.attention={name} needs a CUDA GPU and the flash-attn package for it; "
-                            "use sdpa (or varlen with packing on a GPU)")  # fmt: skip
+        raise AudioMCQError(
+            f"sft.kernels.attention={name} needs a CUDA GPU and the flash-attn package for it; "
+            "use sdpa (or varlen with packing on a GPU)"
+        )
     if name == "varlen" and (reason := varlen.available()):
         raise AudioMCQError(f"sft.kernels.attention=varlen: {reason}; use sdpa")
 
@@ -84,8 +86,10 @@ def check_optim(optim: Any, dtype: Any) -> None:
         torch.optim.AdamW([torch.zeros(1, device=device, dtype=dtype, requires_grad=True)], fused=True)
     except (RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioMCQError(f"optim adamw_torch_fused: torch has no fused AdamW for {dtype} on {device} ({reason}); "
-                            "set sft.trainer_args.optim=adamw_torch") from None  # fmt: skip
+        raise AudioMCQError(
+            f"optim adamw_torch_fused: torch has no fused AdamW for {dtype} on {device} ({reason}); "
+            "set sft.trainer_args.optim=adamw_torch"
+        ) from None
 
 
 def full_logits_loss(trainer: Any, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
@@ -98,8 +102,9 @@ def full_logits_loss(trainer: Any, model: Any, inputs: dict[str, Any], num_items
     outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
     logits = outputs.logits[:, :-1].float()
     target = labels[:, 1:].to(logits.device)
-    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100,
-                            reduction="sum")  # fmt: skip
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum"
+    )
     count = (target != -100).sum() if num_items_in_batch is None else num_items_in_batch
     loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
     if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:

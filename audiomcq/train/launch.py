@@ -83,14 +83,29 @@ def command(launch: Launch, cli_args: Sequence[str]) -> list[str]:
     if launch.nproc_per_node < 1 or launch.nnodes < 1 or not 0 <= launch.node_rank < launch.nnodes:
         raise AudioMCQError(f"invalid launch geometry {launch}")
     if launch.launcher == "torchrun":
-        head = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.nproc_per_node}",
-                f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}",
-                f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}"]  # fmt: skip
+        head = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={launch.nproc_per_node}",
+            f"--nnodes={launch.nnodes}",
+            f"--node-rank={launch.node_rank}",
+            f"--master-addr={launch.master_addr}",
+            f"--master-port={launch.master_port}",
+        ]
     else:
-        head = [sys.executable, "-m", "accelerate.commands.launch",
-                f"--num_processes={launch.nproc_per_node * launch.nnodes}", f"--num_machines={launch.nnodes}",
-                f"--machine_rank={launch.node_rank}", f"--main_process_ip={launch.master_addr}",
-                f"--main_process_port={launch.master_port}", "--dynamo_backend=no", "--multi_gpu"]  # fmt: skip
+        head = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            f"--num_processes={launch.nproc_per_node * launch.nnodes}",
+            f"--num_machines={launch.nnodes}",
+            f"--machine_rank={launch.node_rank}",
+            f"--main_process_ip={launch.master_addr}",
+            f"--main_process_port={launch.master_port}",
+            "--dynamo_backend=no",
+            "--multi_gpu",
+        ]
     return [*head, "-m", "audiomcq.cli", *cli_args]
 
 
@@ -112,6 +127,11 @@ def relaunch(launch: Launch, cli_args: Sequence[str]) -> int:
     if not gpus:
         env["ACCELERATE_USE_CPU"] = "true"  # the trainers then join a gloo group instead of looking for CUDA
     cmd = command(launch, cli_args)
-    log.info("launching %d process(es) on node %d of %d: %s", launch.nproc_per_node, launch.node_rank,
-             launch.nnodes, " ".join(cmd))  # fmt: skip
+    log.info(
+        "launching %d process(es) on node %d of %d: %s",
+        launch.nproc_per_node,
+        launch.node_rank,
+        launch.nnodes,
+        " ".join(cmd),
+    )
     return subprocess.run(cmd, env=env, check=False).returncode

@@ -92,8 +92,10 @@ def _omni_hook(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple,
 def enable_packing(model: Any, family: str, attention: str) -> None:
     """Make ``model`` train correctly on packed batches, or refuse in one line when it cannot."""
     if attention not in PACKABLE_ATTENTION:
-        raise AudioMCQError(f"sft.kernels.packing needs an attention implementation that keeps packed samples apart "
-                            f"({', '.join(PACKABLE_ATTENTION)}), not {attention!r}")  # fmt: skip
+        raise AudioMCQError(
+            f"sft.kernels.packing needs an attention implementation that keeps packed samples apart "
+            f"({', '.join(PACKABLE_ATTENTION)}), not {attention!r}"
+        )
     if family == "qwen2_5_omni":
         thinker = model.model  # Qwen2_5OmniThinkerModel: merges the audio, then runs the text model
         if not hasattr(thinker, "get_rope_index"):

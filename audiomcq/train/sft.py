@@ -148,8 +148,15 @@ def build_sft_trainer(
     )
     kern.check_optim(config.optim, next(loaded.model.parameters()).dtype)
     eos = loaded.processor.tokenizer.eos_token
-    records = within_length(loaded.processor, list(read_records(data)), audio_root, config.max_length, out, "SFT",
-                            target=lambda r: record_target(r, eos, cot))  # fmt: skip
+    records = within_length(
+        loaded.processor,
+        list(read_records(data)),
+        audio_root,
+        config.max_length,
+        out,
+        "SFT",
+        target=lambda r: record_target(r, eos, cot),
+    )
     trainer = AudioSFTTrainer(
         model=loaded.model,
         args=config,

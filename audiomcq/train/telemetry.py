@@ -60,8 +60,9 @@ class Telemetry(TrainerCallback):
         self.since_save.append(entry)
         with (Path(args.output_dir) / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
-        log.info("%s step %d: %s", self.run, entry["step"],
-                 ", ".join(f"{k} {entry[k]:.4g}" for k in SHOWN if k in entry))  # fmt: skip
+        log.info(
+            "%s step %d: %s", self.run, entry["step"], ", ".join(f"{k} {entry[k]:.4g}" for k in SHOWN if k in entry)
+        )
         if self.gateway:
             self._push(entry)
 

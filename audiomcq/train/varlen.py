@@ -84,15 +84,18 @@ def varlen_attention(
     if positions is None or not causal or attention_mask is not None:
         if attention_mask is not None and causal:
             raise AudioMCQError("sft.kernels.attention=varlen runs packed batches only; set sft.kernels.packing=true")
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)  # fmt: skip
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     cu, longest = cumulative_lengths(positions)
     if cu.numel() == 2:  # one sample: plain causal attention
-        return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
-                                      is_causal=True, **kwargs)  # fmt: skip
+        return sdpa_attention_forward(
+            module, query, key, value, None, dropout=dropout, scaling=scaling, is_causal=True, **kwargs
+        )
     if query.shape[0] != 1 or dropout:
         raise AudioMCQError("varlen attention takes one packed row without attention dropout")
     q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # [T, heads, dim]
-    out = kernel(q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0),
-                 enable_gqa=q.shape[1] != k.shape[1])  # fmt: skip
+    out = kernel(
+        q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0), enable_gqa=q.shape[1] != k.shape[1]
+    )
     return out[None], None

@@ -105,8 +105,10 @@ def enable_audio_rollouts(trainer: Any) -> None:
     """Attach the audio to trl's vLLM rollouts and map the weight names it syncs."""
     gen = trainer.vllm_generation
     if gen.mode != "colocate":
-        raise AudioMCQError("vllm_mode=server sends token ids only (trl 1.16), so rollouts would not hear the audio; "
-                            "use vllm_mode=colocate")  # fmt: skip
+        raise AudioMCQError(
+            "vllm_mode=server sends token ids only (trl 1.16), so rollouts would not hear the audio; "
+            "use vllm_mode=colocate"
+        )
     if gen.tensor_parallel_size != 1:
         raise AudioMCQError("vllm_tensor_parallel_size > 1 gathers prompts without their audio; use 1")
     model_type = trainer.model.config.model_type

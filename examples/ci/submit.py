@@ -78,8 +78,12 @@ def connect(token_env: str) -> Any:
     credentials = ServiceAccountTokenVolumeCredentials(token_file) if token_file and not token else None
     with warnings.catch_warnings():  # the client warns about old API servers on every construction
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host, existing_token=token, credentials=credentials,
-                          namespace=os.environ.get("KFP_NAMESPACE") or "kubeflow")  # fmt: skip
+        return kfp.Client(
+            host=host,
+            existing_token=token,
+            credentials=credentials,
+            namespace=os.environ.get("KFP_NAMESPACE") or "kubeflow",
+        )
 
 
 def _by_name(name: str) -> str:
@@ -160,9 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = pipeline_id(client, name, description, namespace)
         version_ref = version_id(client, pipeline, version, args.package, description)
         experiment = client.create_experiment(args.experiment, namespace=namespace)
-        run = client.run_pipeline(experiment.experiment_id, args.run_name or version, pipeline_id=pipeline,
-                                  version_id=version_ref, params=arguments(args.param),
-                                  service_account=os.environ.get("KFP_SERVICE_ACCOUNT") or None)  # fmt: skip
+        run = client.run_pipeline(
+            experiment.experiment_id,
+            args.run_name or version,
+            pipeline_id=pipeline,
+            version_id=version_ref,
+            params=arguments(args.param),
+            service_account=os.environ.get("KFP_SERVICE_ACCOUNT") or None,
+        )
     except (ApiException, HTTPError, ValueError) as err:  # what the client raises: say where, then stop
         log.error("%s: could not start %s: %s: %s", os.environ["KFP_ENDPOINT"], version, type(err).__name__, err)
         return 3
