@@ -102,3 +102,17 @@ def whole_numbers(cls: type, values: dict) -> dict:
 
     ints = {f.name for f in dataclasses.fields(cls) if f.type in (int, "int")}
     return {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+
+
+def resolved_recipe(
+    recipe: str, overrides: list[str] | tuple[str, ...], out: Path, variant: str | None = None
+) -> dict[str, Any]:
+    """The resolved recipe, also written next to the stage's outputs (by rank 0 of a multi-process run)."""
+    from audiomcq.jsonio import write_json
+    from audiomcq.train.launch import is_main
+
+    resolved = load_recipe(recipe, list(overrides), variant)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "recipe.resolved.json", resolved)
+    return resolved

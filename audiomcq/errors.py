@@ -14,3 +14,7 @@ class RecordError(AudioMCQError):
         self.reason = reason
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
+
+
+class UsageError(AudioMCQError):
+    """A command line that cannot work as given (flags that need each other): exit 2, like argparse's own errors."""

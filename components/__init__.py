@@ -1,46 +1,18 @@
-"""KFP components: thin shims over ``audiomcq.stages`` (one import, one call each)."""
+"""KFP components, one module per pipeline (the same names as ``pipelines/`` and ``audiomcq.stages``): thin shims,
+one import and one call each."""
 
-from components.fetch import fetch_benchmark, fetch_dataset, fetch_model, resolve_dataset, resolve_model
-from components.scaleout import (
-    eval_report,
-    eval_task,
-    filter_answer,
-    filter_cells,
-    filter_label,
-    generate_merge,
-    generate_shard,
-    launch_nodes,
-    run_prefix,
-    select_checkpoint,
-    train_on_cluster,
-    train_paradigm,
-)
-from components.stages import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
+import importlib
+from typing import Any
 
-__all__ = [
-    "acf_filter",
-    "eval_report",
-    "eval_task",
-    "evaluate",
-    "fetch_benchmark",
-    "fetch_dataset",
-    "fetch_model",
-    "filter_answer",
-    "filter_cells",
-    "filter_label",
-    "generate_merge",
-    "generate_shard",
-    "launch_nodes",
-    "post_train",
-    "pretrain",
-    "promote",
-    "report",
-    "resolve_dataset",
-    "resolve_model",
-    "run_prefix",
-    "select",
-    "select_checkpoint",
-    "synth",
-    "train_on_cluster",
-    "train_paradigm",
-]
+MODULES = ("ingest", "filter", "sdg", "evaluate", "train", "post_training")
+
+
+def all_components() -> dict[str, Any]:
+    """Every component of every pipeline module, by ``module.name``."""
+    from kfp.dsl.base_component import BaseComponent
+
+    found = {}
+    for name in MODULES:
+        module = importlib.import_module(f"components.{name}")
+        found.update({f"{name}.{k}": v for k, v in vars(module).items() if isinstance(v, BaseComponent)})
+    return found

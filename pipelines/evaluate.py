@@ -6,7 +6,7 @@ compile``.
 
 from kfp import dsl
 
-from components import scaleout as ops
+from components import evaluate as ops
 from pipelines.placement import place
 
 

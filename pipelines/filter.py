@@ -5,7 +5,7 @@ Compile it with ``kfp dsl compile --py pipelines/filter.py --output filter.yaml`
 
 from kfp import dsl
 
-from components import scaleout as ops
+from components import filter as ops
 from pipelines.placement import place
 
 

@@ -12,7 +12,7 @@ cache hit downloads only what is missing or changed.
 
 from kfp import dsl
 
-from components import fetch as ops
+from components import ingest as ops
 from pipelines.placement import place
 
 

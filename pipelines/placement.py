@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from audiomcq.trainjob import CONFIG_KEYS, IMAGE_USER, gpu_pool
+from audiomcq.infra.k8s.trainjob import CONFIG_KEYS, IMAGE_USER, gpu_pool
 
 
 @dataclass(frozen=True)

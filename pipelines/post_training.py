@@ -7,7 +7,7 @@ with ``audiomcq pipeline compile``; both give the same YAML.
 
 from kfp import dsl
 
-from components import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
+from components.post_training import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
 from pipelines.placement import place
 
 

@@ -5,8 +5,8 @@ Compile it with ``kfp dsl compile --py pipelines/sdg.py --output sdg.yaml`` or `
 
 from kfp import dsl
 
-from components import scaleout as ops
-from pipelines.scaleout import fan_out
+from components import sdg as ops
+from pipelines.fan_out import fan_out
 
 
 @dsl.pipeline(name="audiomcq-sdg")

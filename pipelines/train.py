@@ -5,7 +5,7 @@ Compile it with ``kfp dsl compile --py pipelines/train.py --output train.yaml`` 
 
 from kfp import dsl
 
-from components import scaleout as ops
+from components import train as ops
 from components.images import image
 from pipelines.placement import place
 

@@ -154,7 +154,7 @@ def s3_server(tmp_path_factory):
 def point_at(server, monkeypatch):
     """Point the S3 client at ``server`` through the environment and return a client of it, with an empty ``data``
     bucket and no other."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     # Throwaway values for a throwaway local server.
     monkeypatch.setenv("AUDIOMCQ_S3_ENDPOINT", server.endpoint)
@@ -244,7 +244,8 @@ def prometheus(pushgateway, tmp_path):
 # --- a local Kubernetes API server (tests/kube_api.py) ---------------------------------------------------------------
 @pytest.fixture
 def kube_api(tmp_path, monkeypatch):
-    """A fake Kubernetes API server on 127.0.0.1; the environment points ``audiomcq.k8s`` at it (host + token file).
+    """A fake Kubernetes API server on 127.0.0.1; the environment points ``audiomcq.infra.k8s`` at it (host + token
+    file).
 
     ``kube_api.on(plural, fn)`` plays a controller, ``kube_api.objects`` / ``.get()`` / ``.add()`` give direct
     access, ``kube_api.kubeconfig(path)`` writes a kubeconfig for SDKs that load one."""

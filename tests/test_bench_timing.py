@@ -8,8 +8,8 @@ import argparse
 import pytest
 import torch
 
-from audiomcq import timing
-from audiomcq.timing import Spread, count_flops, gemm_case, interleaved, ratio
+from audiomcq.bench import measure
+from audiomcq.bench.measure import Spread, count_flops, gemm_case, interleaved, ratio
 
 
 def test_interleaved_runs_cases_side_by_side_in_alternating_order():
@@ -47,7 +47,7 @@ def test_the_gemm_case_reports_the_flops_it_runs():
 
 
 def test_repeats_below_three_are_refused():
-    from audiomcq.cli_acf import _repeats
+    from audiomcq.cli.bench import _repeats
 
     assert _repeats("3") == 3
     for bad in ("2", "1", "x"):
@@ -56,7 +56,7 @@ def test_repeats_below_three_are_refused():
 
 
 def test_bench_pipeline_reports_the_median_run_and_the_spread(monkeypatch, tmp_path):
-    import audiomcq.bench_pipeline as bench
+    import audiomcq.bench.pipeline as bench
 
     runs = iter([3.0, 1.0, 2.0])
     monkeypatch.setattr(bench, "_one_run", lambda *a, **k: _run(next(runs)))
@@ -81,7 +81,7 @@ def _spread(median: float, low: float, high: float) -> dict[str, float]:
 
 
 def test_bench_filter_prints_medians_ranges_and_flop_bounds(monkeypatch, capsys, tmp_path):
-    import audiomcq.bench_filter as bench
+    import audiomcq.bench.filter as bench
     from audiomcq.cli import main
 
     cell = {
@@ -129,12 +129,12 @@ def test_bench_filter_prints_medians_ranges_and_flop_bounds(monkeypatch, capsys,
 
 
 def test_load_average_is_a_number():
-    assert timing.load_average() >= 0.0
+    assert measure.load_average() >= 0.0
 
 
 def test_bench_never_deletes_a_directory_it_did_not_create(tmp_path):
+    from audiomcq.bench.measure import BENCH_MARK, bench_work
     from audiomcq.errors import AudioMCQError
-    from audiomcq.timing import BENCH_MARK, bench_work
 
     data = tmp_path / "dataset"
     data.mkdir()

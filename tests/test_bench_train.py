@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiomcq.bench_train import flop_parameters, sft_mfu
+from audiomcq.bench.train import flop_parameters, sft_mfu
 
 
 def test_the_3b_shape_has_qwen2_5_omni_3b_parameter_counts():
@@ -34,7 +34,7 @@ def test_mfu_is_model_flops_over_peak():
 
 def test_the_audiomcq_profile_has_real_lengths(tmp_path):
     """30 s clips (750 audio tokens), the model-card prompt, half the answers with a CoT, all within 1024 tokens."""
-    from audiomcq import bench_corpus
+    from audiomcq.bench import corpus as bench_corpus
     from audiomcq.data.io import read_records
     from audiomcq.models.batch import prompt_text
     from audiomcq.models.lengths import audio_tokens
@@ -96,7 +96,7 @@ def test_a_sweep_prints_one_table_row_per_setting(tmp_path, capsys):
 def test_a_sweep_refuses_an_attention_it_cannot_run_before_training(tmp_path, capsys):
     import torch
 
-    from audiomcq.bench_train import sweep_configs
+    from audiomcq.bench.train import sweep_configs
     from audiomcq.cli import main
 
     configs = sweep_configs(["audiomcq"], [None], ["off", "on"], ["sdpa", "eager"], ["fused"])

@@ -258,7 +258,7 @@ def test_lenient_validate_never_writes_beside_the_input(write_jsonl, tmp_path, c
 
 def test_the_filter_summary_never_prints_none_percent(capsys, tmp_path):
     """A rule with nothing to measure (no text-answerable items: no recall) reads n/a, not ``None%``."""
-    from audiomcq.cli_acf import _print
+    from audiomcq.cli.filter import _print
 
     q = {"agreement": 87.5, "weak_precision": None, "weak_recall": None}
     _print({"weak": 2, "strong": 14, "rule": "paper", "ground_truth": {"paper": q}}, tmp_path)

@@ -19,10 +19,10 @@ import pytest
 from conftest import SHARED_BENCHMARKS
 from hub_stub import FileStub, HubStub, StubRepo
 
-from audiomcq import storage
 from audiomcq.cli import main
 from audiomcq.errors import AudioMCQError
 from audiomcq.fetch import archives, fetch_benchmark, fetch_dataset, fetch_model, sources
+from audiomcq.infra import storage
 
 SECRET = "hf_test_token_value_42"
 

@@ -114,7 +114,7 @@ def test_a_named_step_a_missing_step_and_a_paradigm_without_sft(tiny_omni, synth
     summary = _run(tiny_omni, synth_corpus, pools, tmp_path / "step1", "grpo.init=sft@1")
     assert summary["grpo_init"]["path"].endswith("checkpoint-1") and "names this step" in summary["grpo_init"]["why"]
     with pytest.raises(AudioMCQError, match="no complete checkpoint at step 7"):
-        from audiomcq.stages import post_train
+        from audiomcq.train.paradigm import post_train
 
         post_train(
             tiny_omni,
@@ -146,7 +146,7 @@ def test_a_named_step_a_missing_step_and_a_paradigm_without_sft(tiny_omni, synth
 
 
 def test_sft_at_best_without_a_selection_set_is_refused_before_training(tiny_omni, synth_corpus, pools, tmp_path):
-    from audiomcq.stages import post_train
+    from audiomcq.train.paradigm import post_train
 
     with pytest.raises(AudioMCQError, match="needs a selection set"):
         post_train(tiny_omni, pools / "labelled.jsonl", synth_corpus, tmp_path, "weak_to_strong", SETS)

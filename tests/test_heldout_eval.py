@@ -15,12 +15,18 @@ from audiomcq.data.io import read_records, write_records
 from audiomcq.data.record import MCQRecord
 from audiomcq.jsonio import iter_jsonl
 from audiomcq.scoring import extract_answer, string_match
-from audiomcq.stages import evaluate_stage
+from audiomcq.stages.post_training import evaluate_stage
 
 
 def _layout(synth_corpus: Path, root: Path) -> tuple[Path, Path, list[MCQRecord]]:
     """The corpus and labels artifacts as the pipeline passes them: the held-out split labelled by its ground truth."""
     records = read_records(synth_corpus / "eval.jsonl")
+    # the stand-in engine knows an item by its text: keep one item per question and choices (spoken families repeat
+    # a text over different clips)
+    seen: set = set()
+    records = [
+        r for r in records if not ((r.question, tuple(r.choices)) in seen or seen.add((r.question, tuple(r.choices))))
+    ]
     for r in records:
         r.audio_contribution = "weak" if r.extra["text_answerable"] else "strong"
     write_records(root / "labels" / "eval" / "labelled.jsonl", records)

@@ -263,7 +263,7 @@ def test_build_output_pins_every_component(tmp_path, monkeypatch):
     restore.write_text(json.dumps({"builds": [{"imageName": f"audiomcq-{n}", "tag": t} for n, t in DEFAULTS.items()]}))
 
     def component_images() -> set[str]:
-        return {getattr(components, n).component_spec.implementation.container.image for n in components.__all__}
+        return {c.component_spec.implementation.container.image for c in components.all_components().values()}
 
     assert component_images() <= set(DEFAULTS.values())
     try:

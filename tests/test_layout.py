@@ -16,7 +16,8 @@ def test_top_level_layout():
 
 
 def test_library_never_imports_orchestration_packages():
-    """kfp never; the Kubernetes client (and the Kubeflow SDK over it) only in the cluster adapter, audiomcq.k8s."""
+    """kfp never; the Kubernetes client (and the Kubeflow SDK over it) only in the cluster adapter,
+    audiomcq.infra.k8s."""
     for path in (REPO / "audiomcq").rglob("*.py"):
         forbidden = (
             {"kfp"} if "k8s" in path.relative_to(REPO / "audiomcq").parts else {"kfp", "kubernetes", "kubeflow"}
@@ -33,7 +34,7 @@ def test_library_never_imports_orchestration_packages():
 
 def test_library_logs_instead_of_printing():
     for path in (REPO / "audiomcq").rglob("*.py"):
-        if path.parent.name == "audiomcq" and path.name.startswith("cli"):  # the CLI modules print for people
+        if path.parent.name == "cli":  # the CLI package prints for people
             continue
         assert not re.search(r"^\s*print\(", path.read_text(), re.MULTILINE), f"{path} prints"
 
@@ -48,3 +49,48 @@ def test_ci_runs_the_readme_test_command():
 def test_modules_stay_small():
     for path in (REPO / "audiomcq").rglob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines"
+
+
+def _imports(path) -> set[str]:
+    """Every module ``path`` imports, at any depth (function bodies included: components import there)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+# The layers, bottom up: the library, the KFP step bodies, the components, the pipelines; the CLI and the benches
+# sit on top. A layer may import those below it, never those above.
+LAYERS = {
+    "library": {"audiomcq.stages", "audiomcq.cli", "audiomcq.bench", "components", "pipelines"},
+    "stages": {"audiomcq.cli", "audiomcq.bench", "components", "pipelines"},
+    "components": {"audiomcq.cli", "audiomcq.bench", "pipelines"},
+    "pipelines": {"audiomcq.cli", "audiomcq.bench"},
+    "bench": {"audiomcq.cli"},
+}
+
+
+def _layer(rel) -> str | None:
+    parts = rel.parts
+    if parts[0] in ("components", "pipelines"):
+        return parts[0]
+    if parts[0] == "audiomcq":
+        return {"stages": "stages", "cli": None, "bench": "bench"}.get(parts[1], "library")
+    return None
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    checked = 0
+    for top in ("audiomcq", "components", "pipelines"):
+        for path in (REPO / top).rglob("*.py"):
+            layer = _layer(path.relative_to(REPO))
+            if layer is None:
+                continue
+            checked += 1
+            for name in _imports(path):
+                for above in LAYERS[layer]:
+                    assert not (name == above or name.startswith(above + ".")), f"{path} ({layer}) imports {name}"
+    assert checked > 150

@@ -162,7 +162,7 @@ def test_templates_are_valid():
 
 
 def test_trainjob_from_the_code_is_valid():
-    from audiomcq.trainjob import render
+    from audiomcq.infra.k8s.trainjob import render
 
     job = render("w2s-grpo", ["run", "--recipe", "weak_to_strong"])
     assert schema_problems([job]) == []
@@ -633,7 +633,7 @@ def _refs(obj, kind: str) -> list[dict]:
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_names_match_the_pipelines_and_trainjobs(overlay, monkeypatch):
-    from audiomcq.trainjob import Cluster
+    from audiomcq.infra.k8s.trainjob import Cluster
     from components.images import DEFAULTS
     from pipelines import placement
 
@@ -823,7 +823,7 @@ def exported_metric_names() -> set[str]:
     from prometheus_client.metrics import MetricWrapperBase
 
     import audiomcq.serve.metrics as serve_metrics
-    from audiomcq.metrics import metric_name
+    from audiomcq.infra.metrics import metric_name
 
     names = set()
     for metric in vars(serve_metrics).values():

@@ -39,9 +39,9 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     assert [p.read_text() for p in again] == [p.read_text() for p in paths]
 
 
-@pytest.mark.parametrize("module", ["stages.py", "scaleout.py", "fetch.py"])
+@pytest.mark.parametrize("module", ["ingest", "filter", "sdg", "evaluate", "train", "post_training"])
 def test_components_are_thin_shims(module):
-    tree = ast.parse((REPO / "components" / module).read_text())
+    tree = ast.parse((REPO / "components" / f"{module}.py").read_text())
     for fn in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
         body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
         imports = [n for n in body if isinstance(n, ast.ImportFrom)]
@@ -53,8 +53,8 @@ def test_components_are_thin_shims(module):
 @pytest.mark.slow
 def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     """The whole loop as the local KFP pipeline, its big artifacts also kept in the local S3 server."""
-    from audiomcq import storage
-    from audiomcq.bench_pipeline import bench_pipeline
+    from audiomcq.bench.pipeline import bench_pipeline
+    from audiomcq.infra import storage
 
     bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
     (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
@@ -296,7 +296,7 @@ def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
 BARE_PIPELINE = '''
 from kfp import dsl
 
-from components import run_prefix
+from components.train import run_prefix
 
 
 @dsl.pipeline(name="bare")
@@ -360,7 +360,7 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     publishes labels there equal to a single unsharded run; `audiomcq-sdg` over 2 shards publishes every sample of
     a single run. Both show their summary as Markdown."""
     from audiomcq.acf import FilterConfig, run_filter
-    from audiomcq.demo import run_pipeline_quietly
+    from audiomcq.cli.demo import run_pipeline_quietly
     from audiomcq.sdg.run import generate_dataset
     from pipelines.run import run_local
 
@@ -415,7 +415,7 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
 
 
 def storage_complete(uri):
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     return storage.is_complete(uri)
 

@@ -113,7 +113,7 @@ def test_ingest_pipeline_fills_the_store_from_the_hub_locally(s3, tmp_path, monk
     as $HF_TOKEN (as the Secret puts it there) and never appears in the run's files; each prefix holds every file
     verified, the manifest, and _COMPLETE written after everything else; the resolve step's commit is the one the
     fetch used. A second run resolves the revision again and downloads none of the model's files again."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
     from pipelines.run import run_local
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))

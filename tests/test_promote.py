@@ -28,7 +28,7 @@ from conftest import REPO
 from kube_api import play_kserve
 
 from audiomcq.errors import AudioMCQError
-from audiomcq.k8s import INFERENCE_SERVICE, Kube, KubeError
+from audiomcq.infra.k8s import INFERENCE_SERVICE, Kube, KubeError
 from audiomcq.promote import lineage
 from audiomcq.promote.decision import Criteria, decide, load_metrics
 from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
@@ -337,8 +337,8 @@ def test_better_model_goes_canary_then_takes_all_traffic_with_its_lineage(cluste
     """From S3: the first model is created at 100% directly; the better one is read against the first's recorded
     metrics, rolled out at 10%, smoke-checked on its own revision URL with real WAVs and their silent twins by a
     predictor that hears the tones, then promoted, with the smoke result in the decision and the lineage."""
-    from audiomcq import storage
     from audiomcq.cli import main
+    from audiomcq.infra import storage
 
     root, records = corpus
     run = make_run(root / "s3-src", records)
@@ -769,7 +769,7 @@ def test_the_random_tiny_model_behind_the_real_predictor_is_rolled_back(cluster,
     """`audiomcq serve` on the random tiny Omni model behind the new revision, with metrics that say 87.5%: it
     answers every question with one of the choices (the request format is the predictor's), which the old check
     took for a pass, and far fewer of them right than its evaluation promised, so the new service is deleted."""
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     run = make_run(tmp_path, corpus[1])
     model = str(run / "grpo" / "final")
@@ -809,7 +809,7 @@ def _stage_inputs(tmp_path: Path) -> tuple[str, list[str]]:
 
 def test_the_stage_decides_on_the_selected_models_own_eval_metrics(tmp_path):
     """The gate reads the evaluate step's ``audiomcq eval`` output of the selected model as it is."""
-    from audiomcq.stages_promote import promote_stage
+    from audiomcq.stages.post_training import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -827,7 +827,7 @@ def test_the_stage_decides_on_the_selected_models_own_eval_metrics(tmp_path):
 
 
 def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):
-    from audiomcq.stages_promote import promote_stage
+    from audiomcq.stages.post_training import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -837,7 +837,7 @@ def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):
 
 
 def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_path):
-    from audiomcq.stages_promote import promote_stage
+    from audiomcq.stages.post_training import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -871,7 +871,7 @@ def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_p
 def test_the_stage_passes_its_smoke_settings_to_the_check(tmp_path):
     """``smoke_*`` keys of the pipeline's serving settings reach the smoke check (a bad pair is refused there);
     a misspelt one is refused by name."""
-    from audiomcq.stages_promote import _smoke, promote_stage
+    from audiomcq.stages.post_training import _smoke, promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audiomcq.prompts import SYSTEM_PROMPT, build_messages, solution, user_prompt
-from audiomcq.rewards import accuracy_reward, format_reward
+from audiomcq.train.rewards import accuracy_reward, format_reward
 
 
 def test_system_prompt_is_the_model_card_one():

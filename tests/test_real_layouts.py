@@ -308,7 +308,7 @@ def test_serve_answers_v1_v2_openai_and_query(real, corpus, tmp_path):
     import openai
     from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     record = json.loads((corpus / "eval.jsonl").read_text().splitlines()[0])
     wav = (corpus / record["audio_path"]).read_bytes()

@@ -1,6 +1,6 @@
 """The demo's target table judges the measured numbers, not the recipe's hopes."""
 
-from audiomcq.report import checks
+from audiomcq.evaluation.report import checks
 
 
 def _metrics(strong: float) -> dict:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from audiomcq import storage
 from audiomcq.cli import main
 from audiomcq.errors import AudioMCQError
 from audiomcq.evaluation.select import select_run
+from audiomcq.infra import storage
 from audiomcq.jsonio import load_json
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiomcq.rewards import REWARDS, accuracy_reward, combined_reward, format_reward, get_reward
+from audiomcq.train.rewards import REWARDS, accuracy_reward, combined_reward, format_reward, get_reward
 
 SOL = "<answer>Dog</answer>"
 

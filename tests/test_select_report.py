@@ -196,7 +196,7 @@ def test_the_demos_tie_goes_to_the_larger_audio_contribution_at_every_entry_poin
     assert (chosen["selected"], chosen["model"]) == ("mixed_to_strong/grpo", "models/mixed_to_strong/grpo")
     assert chosen["rule"] == RULE and chosen["audio_contribution"] == 90.8 - 10.5
     assert "tied with mixed_to_strong/sft: the higher audio contribution decided (80.3 vs 46.0)" in chosen["why"]
-    from audiomcq.stages import select_stage
+    from audiomcq.stages.post_training import select_stage
 
     assert select_stage([*runs, base], str(tmp_path)) == chosen == load_json(tmp_path / "selection.json")
     assert main(["select", "--evals", *runs, base, "--out", str(tmp_path / "cli")]) == 0

@@ -75,7 +75,7 @@ def files(synth_corpus):
 @pytest.fixture(scope="module")
 def server(tiny_omni, files, tmp_path_factory):
     """``audiomcq serve`` on the tiny Omni model, with small limits and the file server's /audio/ allowed."""
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     log = tmp_path_factory.mktemp("serve") / "server.log"
     args = [*LIMITS, "--sample-rates", "16000,44100", "--allow-url-prefixes", f"{files}/audio/"]

@@ -37,7 +37,7 @@ BAD_ROUTES = [
 
 @pytest.fixture(scope="module")
 def server(tiny_omni, tmp_path_factory):
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     log = tmp_path_factory.mktemp("serve-clients") / "server.log"
     try:

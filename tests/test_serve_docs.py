@@ -26,7 +26,7 @@ def blocks() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def server(tiny_omni, tmp_path_factory):
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     log = tmp_path_factory.mktemp("serve-docs") / "server.log"
     try:

@@ -21,7 +21,7 @@ MAX_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def server(tiny_omni, tmp_path_factory):
-    from audiomcq.bench_serve import running_server
+    from audiomcq.bench.serve import running_server
 
     log = tmp_path_factory.mktemp("serve-openai") / "server.log"
     args = ["--max-wait-ms", "5", "--max-completion-tokens", str(MAX_TOKENS), "--max-n", "3"]

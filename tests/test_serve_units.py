@@ -144,7 +144,7 @@ def test_settings_come_from_the_environment_and_flags_win(monkeypatch):
 def test_s3_audio_urls_and_an_s3_model_dir(s3, tiny_omni, synth_corpus, tmp_path, monkeypatch):
     from kserve.errors import InvalidInput
 
-    from audiomcq import storage
+    from audiomcq.infra import storage
     from audiomcq.serve import ServeConfig
     from audiomcq.serve.inputs import parse_instance
     from audiomcq.serve.predictor import AudioMCQModel

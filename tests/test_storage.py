@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from audiomcq import storage
 from audiomcq.cli import main
 from audiomcq.errors import AudioMCQError
+from audiomcq.infra import storage
 
 
 def test_filter_reads_its_input_from_s3_and_publishes_its_output(s3, synth_corpus, tiny_omni, tmp_path, capsys):
@@ -67,7 +67,7 @@ def test_training_checkpoints_go_to_s3_and_a_fresh_machine_resumes_from_them(
     """SFT with ``--out s3://``: complete checkpoints and the final model are uploaded; a run restarted with an
     empty disk after the upload of checkpoint-2 (checkpoint-4 and the final model lost) resumes from S3 and ends
     bit-identical to an uninterrupted local run. The starting model itself comes from S3 too."""
-    from audiomcq.storage import cache_dir as staging_dir
+    from audiomcq.infra.storage import cache_dir as staging_dir
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     storage.publish(tiny_omni, "s3://data/models/base")
@@ -164,7 +164,7 @@ def test_filter_models_and_audio_root_can_live_in_s3(s3, synth_corpus, tiny_omni
 
 def test_fetch_dir_can_leave_checkpoints_in_s3(s3, tmp_path):
     """What the post-training step copies into its artifact: the run without its checkpoints (they stay in S3)."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     run = tmp_path / "run"
     for rel in ("summary.json", "sft/checkpoint-2/model.bin", "sft/final/model.bin", "sft/metrics.jsonl"):

@@ -11,7 +11,7 @@ from conftest import REPO
 
 from audiomcq.cli import main
 from audiomcq.errors import AudioMCQError
-from audiomcq.trainjob import Cluster, render
+from audiomcq.infra.k8s.trainjob import Cluster, render
 
 CRD = REPO.parent / "shared" / "schemas" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
 
@@ -148,7 +148,7 @@ def _controller(kube_api, outcome: str, log: str = ""):
 
 
 def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
-    from audiomcq.stages_scaleout import launch_nodes, train_on_cluster
+    from audiomcq.stages.train import launch_nodes, train_on_cluster
 
     _controller(kube_api, "Complete")
     assert launch_nodes("weak_to_strong", []) == 1 and launch_nodes("weak_to_strong", TWO_NODES) == 2
@@ -196,7 +196,7 @@ def test_a_multi_node_recipe_runs_as_a_trainjob_that_the_step_follows(kube_api):
 
 
 def test_a_failed_trainjob_fails_the_step_with_its_reason_and_log(kube_api):
-    from audiomcq.stages_scaleout import train_on_cluster
+    from audiomcq.stages.train import train_on_cluster
 
     _controller(kube_api, "Failed", log="step 12\ntorch.OutOfMemoryError: CUDA out of memory\n")
     with pytest.raises(AudioMCQError, match=r"(?s)failed: Failed=True \(JobSetFailed: node-1 OOMKilled\).*CUDA out"):
@@ -204,7 +204,7 @@ def test_a_failed_trainjob_fails_the_step_with_its_reason_and_log(kube_api):
 
 
 def test_a_multi_node_run_refuses_local_inputs_before_submitting(kube_api):
-    from audiomcq.stages_scaleout import train_on_cluster
+    from audiomcq.stages.train import train_on_cluster
 
     with pytest.raises(AudioMCQError, match=r"\['labelled'\] must be s3://"):
         train_on_cluster(
@@ -222,8 +222,8 @@ def test_each_node_fetches_s3_inputs_once_and_relaunches_on_the_local_copies(s3,
     ranks run names the local copies (so ranks never race to download the same files)."""
     import argparse
 
-    from audiomcq import storage
-    from audiomcq.cli_loop import _localize_inputs
+    from audiomcq.cli.loop import _localize_inputs
+    from audiomcq.infra import storage
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     (tmp_path / "audio").mkdir()
@@ -291,7 +291,7 @@ def test_trainjob_node_pods_pass_pod_security_restricted_with_a_read_only_root_f
     trainer's image and resources, is a valid Pod that passes "restricted" where the runtime's alone does not."""
     from test_manifests import pod_security_problems, schema_problems
 
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     job = render("secure", ["run", "--out", "s3://runs/x"], Cluster(nodes=2, gpus_per_node=4))
     jsonschema.validate(job, _schema())

@@ -82,7 +82,7 @@ def answer_all(
 ) -> None:
     """Answer, with the model ``spec`` names, the chunks of ``data`` (and the probes) that ``work`` has no valid
     part for yet."""
-    from audiomcq.metrics import push
+    from audiomcq.infra.metrics import push
 
     state = WorkDir(work, identity(spec, config), fresh=fresh)
     model = _Model(spec, name, data, config, state)

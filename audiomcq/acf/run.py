@@ -133,7 +133,7 @@ def run_filter(
 
 def _local_inputs(data: str, models: Sequence[Any], audio_root: str | Path | None, scratch: Path) -> tuple:
     """Local copies of ``s3://`` inputs: the record file streamed, models and audio synced to the cache."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     models = [
         storage.local_model(m) if isinstance(m, (str, Path)) else {**m, "path": storage.local_model(m["path"])}
@@ -156,7 +156,7 @@ def run_filter_uri(
     and audio roots are synced to the local cache, and an S3 output is written locally (parts included, so a rerun
     on the same volume resumes) and published at the end. The work directory defaults to one of this output's own
     (under the staging cache, keyed by the output), so two runs into different outputs never share parts."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     key = out if storage.is_s3(out) else str(Path(out).resolve())
     scratch = Path(work) if work else storage.cache_dir(key) / "filter"
@@ -208,7 +208,7 @@ def label_answers(
     import tempfile
     from dataclasses import replace
 
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     out = Path(out_dir)
     _, names, _, rules = _plan(models, config)

@@ -215,7 +215,7 @@ def lazy_engine(
     """The engine of a model directory (or ``s3://`` prefix), or of a model spec mapping (``EngineSpec`` keys: an
     endpoint, a prompt format), loaded on its first call."""
     from audiomcq.inference import EngineSpec
-    from audiomcq.storage import local_model
+    from audiomcq.infra.storage import local_model
 
     entry = dict(model) if isinstance(model, dict) else {"path": str(model)}
     defaults: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype}

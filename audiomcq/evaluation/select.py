@@ -64,7 +64,7 @@ def remote_checkpoints(uri: str, selection: bool = True) -> tuple[Path, list[dic
     """Local copies of an S3 run's checkpoints and final models whose upload completed (their prefix's own
     ``_COMPLETE``), with its summary and, with ``selection``, its selection set: (local run folder, as
     ``checkpoints`` returns)."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     uri = uri.rstrip("/")
     local = storage.cache_dir(uri) / "tree"  # where ``storage.local_tree`` keeps the run: paths stay relative to it
@@ -108,7 +108,7 @@ def select_run(
     fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each checkpoint on the selection set, pick one, write ``selection.json``; returns it."""
-    from audiomcq.storage import is_s3, local_tree
+    from audiomcq.infra.storage import is_s3, local_tree
 
     audio_root = local_tree(audio_root)
     if is_s3(run_dir):

@@ -4,7 +4,7 @@ Only what a stage loads is fetched: safetensors weights and their index, the con
 preprocessor, processor), the tokenizer files, chat templates, Qwen2.5-Omni's ``spk_dict.pt``, and the licence and
 model card. The result is a plain model directory (the hub's layout) plus ``fetch-manifest.json`` (repo, resolved
 commit, every file with size and digest, the card's licence fields) and the ``_COMPLETE`` marker, written last, so
-:func:`audiomcq.storage.local_model` accepts the prefix as any other model.
+:func:`audiomcq.infra.storage.local_model` accepts the prefix as any other model.
 
     audiomcq fetch model Qwen/Qwen2.5-Omni-7B@main --to s3://audiomcq/models/qwen2.5-omni-7b
 """

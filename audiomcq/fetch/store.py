@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from audiomcq import storage
 from audiomcq.errors import AudioMCQError
 from audiomcq.fetch import digests
+from audiomcq.infra import storage
 
 log = logging.getLogger(__name__)
 STATE = ".fetch-state.json"  # local targets: digests of verified files, keyed by path, with size and mtime

@@ -1,8 +1,8 @@
 """An OpenAI-compatible chat-completions endpoint as an engine (a vLLM or KServe server elsewhere).
 
 Audio travels as an ``input_audio`` content part (base64 WAV), the prompt is the spec's format (the one every stage
-uses unless the model has its own), and requests go out ``concurrency`` at a time, retried as ``audiomcq.http`` does
-(connection errors, 408/429/5xx with backoff; other 4xx fail at once with the server's message). The key is read
+uses unless the model has its own), and requests go out ``concurrency`` at a time, retried as ``audiomcq.infra.http``
+does (connection errors, 408/429/5xx with backoff; other 4xx fail at once with the server's message). The key is read
 from the environment variable the spec names and is never logged.
 
 Stop strings go out as ``stop``. OpenAI-style servers cut the stop string from the text, so it is put back when the
@@ -87,7 +87,7 @@ class OpenAIEngine:
         self.max_length: int | None = None
         self.url = spec.base_url.rstrip("/") + "/chat/completions"
         self.model = spec.served_model or spec.path
-        from audiomcq.http import json_headers
+        from audiomcq.infra.http import json_headers
 
         self.headers = json_headers(spec.api_key_env)
 
@@ -98,7 +98,7 @@ class OpenAIEngine:
             return list(pool.map(lambda body: self._one(body, sampling), bodies))
 
     def _one(self, body: dict[str, Any], sampling: Sampling) -> list[str]:
-        from audiomcq.http import post_json
+        from audiomcq.infra.http import post_json
 
         reply = post_json(self.url, body, self.headers, timeout=self.spec.timeout, retries=self.spec.retries)
         choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))

@@ -71,8 +71,8 @@ class Decision:
 
 def load_metrics(uris: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
     """Per-task metrics from one or more ``metrics.json`` files (local or ``s3://``): ``{task: metrics}``."""
+    from audiomcq.infra.storage import fetch
     from audiomcq.jsonio import load_json
-    from audiomcq.storage import fetch
 
     tasks: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="audiomcq-metrics-") as tmp:

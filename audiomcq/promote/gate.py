@@ -92,7 +92,7 @@ def run_gate(
     name, namespace = cfg.serving.name, cfg.serving.namespace
     live, baseline, sources = None, None, {"candidate": [str(u) for u in metrics_uris]}
     if not cfg.dry_run:
-        from audiomcq.k8s import INFERENCE_SERVICE, Kube
+        from audiomcq.infra.k8s import INFERENCE_SERVICE, Kube
 
         kube = kube or Kube()
         live = kube.get(INFERENCE_SERVICE, name, namespace)
@@ -197,7 +197,7 @@ def _rollout(
     doc: dict[str, Any],
     lineage_uri: str,
 ) -> Outcome:
-    from audiomcq.k8s import INFERENCE_SERVICE
+    from audiomcq.infra.k8s import INFERENCE_SERVICE
 
     name, namespace = cfg.serving.name, cfg.serving.namespace
     previous = None
@@ -278,7 +278,7 @@ def _verify(
 ) -> tuple[dict[str, Any], SmokeResult]:
     """Wait for the new revision, smoke-check it, then move all traffic to it; raises ``_StepFailed`` (or
     anything unexpected) when it must be rolled back."""
-    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+    from audiomcq.infra.k8s import INFERENCE_SERVICE, KubeError
 
     name, namespace = cfg.serving.name, cfg.serving.namespace
     try:
@@ -302,7 +302,7 @@ def _verify(
 
 def _roll_back(kube: Any, cfg: GateConfig, previous: dict[str, Any] | None) -> str:
     """Restore production (or delete what this gate created); returns what was done."""
-    from audiomcq.k8s import INFERENCE_SERVICE, KubeError
+    from audiomcq.infra.k8s import INFERENCE_SERVICE, KubeError
 
     name, namespace = cfg.serving.name, cfg.serving.namespace
     if previous is None:
@@ -339,7 +339,7 @@ def restore_patch(current: dict[str, Any], previous: dict[str, Any]) -> dict[str
 def rollout_done(obj: dict[str, Any] | None, want: int) -> bool:
     """The InferenceService has observed its spec, is Ready, and its latest revision is ready with ``want``% of
     the traffic. Raises on a failed revision (no point waiting)."""
-    from audiomcq.k8s import KubeError
+    from audiomcq.infra.k8s import KubeError
 
     if obj is None:
         raise KubeError("the InferenceService was deleted while waiting for it")
@@ -362,7 +362,7 @@ def rollout_done(obj: dict[str, Any] | None, want: int) -> bool:
 
 
 def _wait(kube: Any, cfg: GateConfig, want: int) -> dict[str, Any]:
-    from audiomcq.k8s import INFERENCE_SERVICE
+    from audiomcq.infra.k8s import INFERENCE_SERVICE
 
     name, namespace = cfg.serving.name, cfg.serving.namespace
     obj = kube.wait_for(INFERENCE_SERVICE, name, lambda o: rollout_done(o, want), namespace, cfg.timeout, cfg.poll)

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audiomcq import storage
 from audiomcq.errors import AudioMCQError
+from audiomcq.infra import storage
 
 log = logging.getLogger(__name__)
 SCHEMA = "audiomcq.lineage/v1"

@@ -5,7 +5,7 @@ protocol, the checkpoint's ``storageUri`` (``s3://…``; the storage initializer
 the service account's Secret, by name), resources (GPUs with a node selector and tolerations when asked) and an
 optional ``canaryTrafficPercent``. Canary traffic splitting needs Knative, so the deployment mode is Serverless,
 and tag routing is on so the new revision has its own URL for the smoke query. The object is serialized as the
-API server receives it (``audiomcq.k8s.serialize``) and can be validated against the CRD's ``openAPIV3Schema``
+API server receives it (``audiomcq.infra.k8s.serialize``) and can be validated against the CRD's ``openAPIV3Schema``
 (``validate``; the CRD file is not shipped in images).
 """
 
@@ -75,7 +75,7 @@ def render(
     """The InferenceService as a plain object (what ``kubectl apply`` would send)."""
     import kserve
 
-    from audiomcq.k8s import serialize
+    from audiomcq.infra.k8s import serialize
 
     if canary is not None and not 0 <= canary <= 100:
         raise AudioMCQError(f"canary traffic {canary}% must be between 0 and 100")
@@ -90,7 +90,7 @@ def render(
         runtime=serving.runtime,
         protocol_version=serving.protocol,
         storage_uri=storage_uri,
-        resources=resources,  # core types as plain dicts: only audiomcq.k8s imports the kubernetes client
+        resources=resources,  # core types as plain dicts: only audiomcq.infra.k8s imports the kubernetes client
     )
     predictor = kserve.V1beta1PredictorSpec(
         model=model,

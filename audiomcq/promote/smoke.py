@@ -124,8 +124,8 @@ def pick_set(data: str | Path, audio_root: str | Path | None, settings: SmokeSet
     The first ``size`` in sha256-of-id order are scored; their audio-dependent items are asked in silence too,
     topped up with further audio-dependent records (asked, not scored) when fewer than ``min_listening``. Refuses
     with one line when the data cannot give ``min_size`` scored or ``min_listening`` audio-dependent items."""
-    from audiomcq import storage
     from audiomcq.data.io import read_records
+    from audiomcq.infra import storage
 
     with tempfile.TemporaryDirectory(prefix="audiomcq-smoke-") as tmp:
         records = [r for r in read_records(storage.fetch(data, tmp)) if r.audio_path]
@@ -165,8 +165,8 @@ def pick_set(data: str | Path, audio_root: str | Path | None, settings: SmokeSet
 
 def _audio(record: Any, audio_root: str | Path | None, tmp: Path) -> bytes | None:
     """The record's audio file's bytes, or None when it is not there."""
-    from audiomcq import storage
     from audiomcq.data.record import resolve_audio
+    from audiomcq.infra import storage
 
     if audio_root is not None and storage.is_s3(audio_root):
         uri = f"{str(audio_root).rstrip('/')}/{record.audio_path}"
@@ -233,7 +233,7 @@ class _Failed(Exception):
 
 def _ask(endpoint: str, q: Question, wav: bytes, timeout: float, retries: int) -> str:
     """The revision's answer to ``q`` with ``wav``; raises ``_Failed`` on anything but a V1 answer naming a choice."""
-    from audiomcq.http import HTTPFailure, post_json
+    from audiomcq.infra.http import HTTPFailure, post_json
     from audiomcq.serve import request_body
 
     headers = {"Content-Type": "application/json"}

@@ -73,7 +73,7 @@ class ResponseCache:
     """Replies by request key, in a local directory or under an ``s3://`` prefix (shared by every shard and rerun)."""
 
     def __init__(self, where: str | Path) -> None:
-        from audiomcq import storage
+        from audiomcq.infra import storage
 
         self.where = str(where).rstrip("/")
         self.s3 = storage.is_s3(where)
@@ -90,7 +90,7 @@ class ResponseCache:
             return json.loads(path.read_text()) if path.is_file() else None
         from minio.error import S3Error
 
-        from audiomcq.storage import reaching
+        from audiomcq.infra.storage import reaching
 
         with reaching(self.where, "cache read"):
             try:
@@ -112,7 +112,7 @@ class ResponseCache:
             return
         import io
 
-        from audiomcq.storage import reaching
+        from audiomcq.infra.storage import reaching
 
         data = json.dumps(entry).encode()  # one PUT: an object is either all there or absent
         with reaching(self.where, "cache write"):
@@ -137,7 +137,7 @@ class LLM:
         if spec.backend == "openai":
             if not spec.base_url:
                 raise AudioMCQError("the openai LLM backend needs base_url (e.g. http://vllm:8000/v1)")
-            from audiomcq.http import json_headers
+            from audiomcq.infra.http import json_headers
 
             self.headers = json_headers(spec.api_key_env)
 
@@ -185,7 +185,7 @@ class LLM:
 
     def _call(self, messages: list[dict[str, str]]) -> tuple[str, dict[str, int]]:
         if self.spec.backend == "openai":
-            from audiomcq.http import post_json
+            from audiomcq.infra.http import post_json
 
             body = {"model": self.spec.model, "messages": messages, **self.params()}
             url = self.spec.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]

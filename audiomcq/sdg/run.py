@@ -30,8 +30,8 @@ from typing import Any
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.fingerprint import WorkDir, clean_tmp, digest
+from audiomcq.infra.metrics import push
 from audiomcq.jsonio import atomic_writer, iter_jsonl, json_line, write_json
-from audiomcq.metrics import push
 from audiomcq.progress import Progress
 from audiomcq.sdg.decontam import Decontaminator, normalise
 from audiomcq.sdg.llm import LLM, LLMSpec

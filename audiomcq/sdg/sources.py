@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from audiomcq import storage
 from audiomcq.errors import AudioMCQError
+from audiomcq.infra import storage
 from audiomcq.sdg.source_formats import Adapter, Rejected, SourceItem
 from audiomcq.sdg.source_formats_more import ADAPTERS
 

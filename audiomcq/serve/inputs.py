@@ -230,7 +230,7 @@ def fetch_url(where: str, url: Any, config: ServeConfig) -> bytes:
     deadline = time.monotonic() + config.url_timeout_s
     try:
         if url.startswith("s3://"):
-            from audiomcq import storage
+            from audiomcq.infra import storage
 
             bucket, key = storage.split(url)
             resp = storage.client().get_object(bucket, key)

@@ -54,8 +54,8 @@ class AudioMCQModel(kserve.Model):
 
     def load(self) -> bool:
         """Fetch (for ``s3://``) and load the checkpoint once; only then is the model ready."""
+        from audiomcq.infra.storage import local_model
         from audiomcq.models import load_model
-        from audiomcq.storage import local_model
 
         device = self.config.device
         if device == "auto":

@@ -278,7 +278,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Build a trainer with ``build(model, data, audio_root, local_out, **kw)`` and train it; ``model_dir`` and
     ``out_dir`` may be ``s3://`` URIs (see ``audiomcq.train.remote``)."""
-    from audiomcq.storage import local_model
+    from audiomcq.infra.storage import local_model
     from audiomcq.train.fingerprint import fingerprint
     from audiomcq.train.remote import resolve_out
 
@@ -291,7 +291,7 @@ def run_training(
 def finish_uploads(out: Path, remote: str) -> int:
     """Upload again each complete local checkpoint whose upload to ``remote`` was cut short (the store went away:
     no ``_COMPLETE`` there), so a rerun leaves no checkpoint of the run behind; returns how many."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     count = 0
     for ckpt in sorted(out.glob("checkpoint-*")):

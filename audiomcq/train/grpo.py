@@ -19,7 +19,6 @@ from trl import GRPOConfig, GRPOTrainer
 
 from audiomcq.data.io import read_records
 from audiomcq.prompts import build_messages, clean_messages, solution
-from audiomcq.rewards import get_reward
 from audiomcq.train.common import (
     ResumeWeightsMixin,
     apply_freeze,
@@ -29,6 +28,7 @@ from audiomcq.train.common import (
     run_training,
     within_length,
 )
+from audiomcq.train.rewards import get_reward
 
 log = logging.getLogger(__name__)
 AUDIO_KEYS = ("input_features", "feature_attention_mask")

@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from audiomcq import storage
+from audiomcq.infra import storage
 from audiomcq.train.common import COMPLETE, latest_complete_checkpoint
 
 log = logging.getLogger(__name__)

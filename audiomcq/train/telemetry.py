@@ -73,6 +73,6 @@ class Telemetry(TrainerCallback):
             self.since_save = []
 
     def _push(self, entry: dict[str, Any]) -> None:
-        from audiomcq.metrics import push
+        from audiomcq.infra.metrics import push
 
         push("audiomcq-train", {"run": self.run}, entry, prefix="audiomcq_train")

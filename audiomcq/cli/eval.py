@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from audiomcq.cli.args import add_budget_flags, add_dtype_flag, add_fresh_flag, pairs, parse_shard
+
 
 def add_eval_commands(sub: Any) -> None:
     """Register ``eval`` on the top-level parser."""
@@ -66,62 +68,11 @@ def add_eval_commands(sub: Any) -> None:
     r.set_defaults(func=cmd_report)
 
 
-def add_fresh_flag(parser: argparse.ArgumentParser) -> None:
-    """``--fresh``: a rerun into an old output otherwise refuses work another model or setting made."""
-    parser.add_argument(
-        "--fresh",
-        action="store_true",
-        help="discard finished work in --out that another model or "
-        "setting made (a rerun otherwise refuses it, naming what changed)",
-    )
-
-
-def add_dtype_flag(parser: argparse.ArgumentParser, scope: str = "") -> None:
-    """``--dtype``: the model weights' dtype, by default the checkpoint's own (bf16 for the real Qwen ones)."""
-    from audiomcq.models.loading import DTYPES
-
-    where = f" ({scope})" if scope else ""
-    help = f"model dtype{where}: auto = the checkpoint's own, float32 on a CPU without bf16"
-    parser.add_argument("--dtype", choices=DTYPES, default="auto", help=help)
-
-
-def add_budget_flags(parser: argparse.ArgumentParser) -> None:
-    """``--max-new-tokens``, ``--budget-margin`` and ``--max-length``, shared by filtering and evaluation."""
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="generation budget; default: from the data (the longest answer in each model's tokens "
-        "plus --budget-margin). An explicit value wins; answers it cuts are counted as truncated",
-    )
-    parser.add_argument("--budget-margin", type=int, default=16, help="tokens added to the data's longest answer")
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=None,
-        help="model context in tokens (default: the checkpoint's max positions); longer records are "
-        "skipped, counted as over_length and listed in over_length.jsonl",
-    )
-
-
-def _pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
-    """``KEY=VALUE`` flags as a mapping (``empty_ok``: an empty value is allowed, as in a label selector)."""
-    from audiomcq.errors import AudioMCQError
-
-    out = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not (path or empty_ok):
-            raise AudioMCQError(f"{what} {value!r}: expected {form}")
-        out[name] = path
-    return out
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and print the table."""
     from audiomcq.errors import AudioMCQError
     from audiomcq.evaluation import EvalConfig, get_task, run_eval
-    from audiomcq.storage import local_tree
+    from audiomcq.infra.storage import local_tree
 
     tasks: dict[str, str] = {}
     for item in filter(None, args.tasks.split(",")):
@@ -134,7 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     shared = [r for r in args.audio_root if "=" not in r or r.startswith("s3://")]
     if len(shared) > 1:
         raise AudioMCQError("give one shared --audio-root; per task use NAME=PATH")
-    named = _pairs([r for r in args.audio_root if r not in shared], "--audio-root")
+    named = pairs([r for r in args.audio_root if r not in shared], "--audio-root")
     roots = {name: named.get(name, shared[0] if shared else None) for name in tasks}
     roots = {name: local_tree(root) if root else None for name, root in roots.items()}
     for name, path in tasks.items():
@@ -143,7 +94,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if base is None:
                 raise AudioMCQError(f"task {name}: give its metadata (NAME=PATH), --data-dir or --audio-root")
             tasks[name] = str(Path(base) / get_task(name).default_file)
-    from audiomcq.cli_acf import parse_shard
 
     try:
         shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
@@ -167,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = yaml.safe_load(args.model_config.read_text())
         if not isinstance(model, dict) or "path" not in model:
             raise AudioMCQError(f"{args.model_config}: expected a YAML mapping of one model spec, with `path`")
-    summary = run_eval(model, tasks, roots, args.out, config, _pairs(args.ac_strong, "--ac-strong"), args.fresh)
+    summary = run_eval(model, tasks, roots, args.out, config, pairs(args.ac_strong, "--ac-strong"), args.fresh)
     from audiomcq.evaluation.harness import markdown
 
     print(markdown(summary), end="")
@@ -197,7 +147,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from audiomcq.evaluation import paper_report
     from audiomcq.evaluation.select import select_run
 
-    runs, data, audio_root = dict(_pairs(args.run, "--run")), args.data, args.audio_root
+    runs, data, audio_root = dict(pairs(args.run, "--run")), args.data, args.audio_root
     if args.demo:
         layout = demo_layout(args.demo)
         runs = {**layout["runs"], **runs}
@@ -212,6 +162,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         for name, run in runs.items()
     }
-    path = paper_report.write(selections, paper_report.load_evals(_pairs(args.eval, "--eval")), args.out)
+    path = paper_report.write(selections, paper_report.load_evals(pairs(args.eval, "--eval")), args.out)
     print(path.read_text(), end="")
     return 0

@@ -54,9 +54,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _sites(values: list[str]) -> dict[str, str]:
-    from audiomcq.cli_eval import _pairs
+    from audiomcq.cli.args import pairs
 
-    return _pairs(values, "--site", "NAME=URL")
+    return pairs(values, "--site", "NAME=URL")
 
 
 def _out(line: str) -> None:

@@ -8,7 +8,7 @@
 4. Peak RSS of ``audiomcq filter run`` over 10k vs 100k synthetic records (streaming: memory must not grow).
 
 On a shared machine one timing proves nothing, so every ratio is taken per repetition from cases run next to each
-other (``audiomcq.timing.interleaved``) and reported as the median with its range. Where FLOPs bound a ratio the
+other (``audiomcq.bench.measure.interleaved``) and reported as the median with its range. Where FLOPs bound a ratio the
 bench counts them (``torch.utils.flop_counter``) and reports the bound beside the measurement.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from audiomcq.bench.measure import Spread, count_flops, gemm_case, interleaved, load_average, ratio
 from audiomcq.synth.audio import SR
-from audiomcq.timing import Spread, count_flops, gemm_case, interleaved, load_average, ratio
 
 log = logging.getLogger(__name__)
 DTYPES = ("float32", "bfloat16")

@@ -12,7 +12,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from audiomcq.timing import Spread, count_flops, gemm_case, interleaved, load_average, ratio
+from audiomcq.bench.measure import Spread, count_flops, gemm_case, interleaved, load_average, ratio
 
 
 def bench_eval(work: str | Path, n: int = 64, max_new_tokens: int = 16, repeats: int = 3) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The loop's stages as path-in/path-out functions: what the CLI and the KFP components call, one call each.
+"""Step bodies of the post-training pipeline (``audiomcq-post-training``), path-in/path-out, one call per component.
 
 Layout of the artifacts (each a directory):
 - corpus:   ``pretrain/`` (pool for base and filter models) and ``loop/`` (``train.jsonl``, ``eval.jsonl``, audio)
@@ -6,6 +6,18 @@ Layout of the artifacts (each a directory):
 - labels:   ``train/`` and ``eval/`` ACF outputs (``labelled.jsonl``, ``weak.jsonl``, ``strong.jsonl``, ``stats.json``)
 - run:      one paradigm: ``data/`` (allocation), ``sft/`` and ``grpo/`` (checkpoints, ``final/``), ``summary.json``
 - metrics:  one ``audiomcq eval`` output per model (``<name>/``) and ``metrics.json`` mapping each name to its summary
+
+The last stage is the promotion gate on the checkpoint the loop selected (``promote_stage``).
+
+The gate reads the selected checkpoint's ``audiomcq eval`` output as the evaluate step wrote it
+(``<results>/<name>/metrics.json``: the held-out split scored as the ``synthetic`` task). The model served is its
+``s3://`` copy when the run published to S3 (a cluster serves from there), else its local directory, which only a
+dry run accepts. ``settings`` (a pipeline argument, keys in ``SETTINGS``)
+says where to serve and how strict to be; without ``apply: true`` the gate runs dry: it decides, renders the
+InferenceService and writes both, touching no cluster, which is what the local demo does. Applied, the new
+revision's smoke check asks questions of the held-out split the checkpoint was evaluated on (its ACF labels mark
+the audio-dependent items) and expects the held-out accuracy; ``smoke_size``, ``smoke_min_size``,
+``smoke_min_listening``, ``smoke_tolerance`` and ``smoke_confidence`` tune it (``audiomcq.promote.smoke``).
 """
 
 from __future__ import annotations
@@ -13,28 +25,39 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audiomcq.config import load_recipe
+from audiomcq.config import resolved_recipe
+from audiomcq.errors import AudioMCQError
+from audiomcq.infra.storage import publish_under, run_prefix
 from audiomcq.jsonio import load_json, write_json
-from audiomcq.storage import publish_under, run_prefix
 from audiomcq.timing import timed
+
+if TYPE_CHECKING:
+    from audiomcq.promote.render import Serving
+    from audiomcq.promote.smoke import SmokeSettings
 
 log = logging.getLogger(__name__)
 ONE_CHUNK = 1_000_000  # evaluation chunk size larger than any held-out split
-
-
-def _recipe(
-    recipe: str, overrides: list[str] | tuple[str, ...], out: Path, variant: str | None = None
-) -> dict[str, Any]:
-    """The resolved recipe, also written next to the stage's outputs (by rank 0 of a multi-process run)."""
-    from audiomcq.train.launch import is_main
-
-    resolved = load_recipe(recipe, list(overrides), variant)
-    if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "recipe.resolved.json", resolved)
-    return resolved
+SMOKE = ("size", "min_size", "min_listening", "tolerance", "confidence")  # as smoke_<key> settings
+SETTINGS = {
+    "apply",
+    "name",
+    "namespace",
+    "service_account",
+    "runtime",
+    "canary",
+    "margin",
+    "ac_strong_tolerance",
+    "floor",
+    "gpus",
+    "cpu",
+    "memory",
+    "node_selector",
+    "tolerations",
+    "timeout",
+    *(f"smoke_{key}" for key in SMOKE),
+}
 
 
 @timed
@@ -52,7 +75,7 @@ def synth_stage(
     from audiomcq.synth import generate
 
     out = Path(out_dir)
-    cfg = _recipe(recipe, overrides, out)["synth"]
+    cfg = resolved_recipe(recipe, overrides, out)["synth"]
     share = cfg["text_share"]
     pre = generate(out / "pretrain", cfg["pretrain_n"], seed=cfg["seed"] + 1000, eval_n=0, text_share=share)
     loop = generate(out / "loop", cfg["n"], seed=cfg["seed"], eval_n=cfg["eval_n"], text_share=share)
@@ -80,7 +103,7 @@ def pretrain_stage(
     from audiomcq.train.sft import train_sft
 
     out, corpus = Path(out_dir), Path(corpus_dir)
-    cfg = _recipe(recipe, overrides, out / "work")
+    cfg = resolved_recipe(recipe, overrides, out / "work")
     spec = cfg["base"] if role == "base" else cfg["filters"][int(role)]
     texts = tokenizer_texts(
         [corpus / "pretrain" / "train.jsonl", corpus / "loop" / "train.jsonl", corpus / "loop" / "eval.jsonl"]
@@ -118,7 +141,7 @@ def filter_stage(
     from audiomcq.acf import FilterConfig, run_filter
 
     out, corpus = Path(out_dir), Path(corpus_dir)
-    config = FilterConfig.from_dict(_recipe(recipe, overrides, out)["filter"])
+    config = FilterConfig.from_dict(resolved_recipe(recipe, overrides, out)["filter"])
     stats = {
         split: run_filter(corpus / "loop" / f"{split}.jsonl", filter_dirs, corpus / "loop", out / split, config)
         for split in ("train", "eval")
@@ -142,8 +165,8 @@ def post_train_stage(
     ``s3://`` ``publish`` prefix the run lives in S3 (``<publish>/<run_id>/runs/<paradigm>``: every checkpoint
     uploaded as it completes, so a preempted and retried task resumes from the last one) and is then copied into
     ``out_dir``."""
-    from audiomcq import storage
-    from audiomcq.stages_scaleout import train_in_pod
+    from audiomcq.infra import storage
+    from audiomcq.stages.train import train_in_pod
 
     labelled = Path(labels_dir) / "train" / "labelled.jsonl"
     prefix = storage.run_prefix(publish, run_id)
@@ -162,91 +185,6 @@ def post_train_stage(
     if remote:  # the artifact gets the run without its checkpoints (they stay in S3; evaluation reads the finals)
         storage.fetch_dir(remote, out_dir, skip="checkpoint-*")
     return {**load_json(Path(out_dir) / "summary.json"), "uri": remote}
-
-
-def post_train(
-    model_dir: str | Path,
-    labelled: str | Path,
-    audio_root: str | Path,
-    out_dir: str | Path,
-    recipe: str = "demo",
-    overrides: list[str] | tuple[str, ...] = (),
-    variant: str | None = None,
-    paradigm: str | None = None,
-    selection: str | Path | None = None,
-    dtype: str = "auto",
-) -> dict[str, Any]:
-    """One paradigm: allocate the labelled pool, SFT from ``model_dir``, GRPO from the SFT checkpoint the recipe's
-    ``grpo.init`` names (``audiomcq.train.grpo_start``; either stage is skipped when the paradigm gives it no
-    data). The recipe's ``sft``/``grpo`` sections go to the trainers as they are; ``paradigm`` defaults to the
-    recipe's ``allocation.paradigm``. ``selection`` (held-out records) becomes the position-balanced
-    checkpoint-selection set ``data/selection.jsonl``, checked for leakage against the training pool. ``dtype`` is
-    the models' (auto: each checkpoint's own). Under a launcher every rank computes the same allocation; rank 0
-    writes it."""
-    from audiomcq.data.allocation import allocate, check_no_leakage, position_balanced, shuffle_options
-    from audiomcq.data.io import read_records, write_records
-    from audiomcq.errors import AudioMCQError
-    from audiomcq.storage import publish
-    from audiomcq.train.grpo import train_grpo
-    from audiomcq.train.grpo_start import choose_start, parse_init
-    from audiomcq.train.launch import barrier, is_main
-    from audiomcq.train.remote import resolve_out
-    from audiomcq.train.sft import train_sft
-
-    out, remote = resolve_out(out_dir)  # s3://: records stage locally; each trainer mirrors its own checkpoints
-    resolved = _recipe(recipe, overrides, out, variant)
-    acfg = resolved["allocation"]
-    paradigm = paradigm or acfg.get("paradigm")
-    if not paradigm:
-        raise AudioMCQError(f"recipe {recipe!r} names no allocation.paradigm; pass one")
-    pool = read_records(labelled)
-    alloc = allocate(pool, paradigm, sft_size=acfg.get("sft_fraction") or acfg["sft_size"], seed=acfg["seed"])
-    summary: dict[str, Any] = {"paradigm": paradigm, "allocation": alloc.report}
-    balanced = None
-    if selection is not None:  # checked on every rank, so a leak stops all of them alike
-        held_out = read_records(selection)
-        check_no_leakage(pool, held_out)
-        balanced = position_balanced(held_out)
-        summary["selection"] = {"source": str(selection), "questions": len(held_out), "items": len(balanced)}
-    if is_main():
-        write_records(out / "data" / "sft.jsonl", shuffle_options(alloc.sft, acfg["augment"], acfg["seed"]))
-        write_records(out / "data" / "rl.jsonl", shuffle_options(alloc.rl, acfg["augment"], acfg["seed"]))
-        if balanced is not None:
-            write_records(out / "data" / "selection.jsonl", balanced)
-    barrier()  # the other ranks read what rank 0 wrote
-    stage = {name: f"{remote}/{name}" if remote else out / name for name in ("sft", "grpo")}
-    grpo = dict(resolved["grpo"])
-    init = parse_init(grpo.pop("init", None))
-    if init == "sft@best" and alloc.sft and alloc.rl and balanced is None:  # refused before hours of SFT, not after
-        raise AudioMCQError(
-            "grpo.init sft@best needs a selection set: pass --selection (held-out records), or set "
-            "grpo.init to sft@final or sft@STEP"
-        )
-    if alloc.sft:
-        summary["sft"] = train_sft(
-            model_dir, out / "data" / "sft.jsonl", audio_root, stage["sft"], dtype=dtype, **resolved["sft"]
-        )
-    barrier()  # GRPO starts from the SFT model rank 0 saved
-    if alloc.rl:
-        if is_main():  # rank 0 chooses (sft@best evaluates checkpoints); the other ranks read its choice
-            selection_set = out / "data" / "selection.jsonl" if balanced is not None else None
-            write_json(
-                out / "grpo-init.json",
-                choose_start(
-                    init, str(model_dir), summary.get("sft"), selection_set, audio_root, out, resolved.get("eval")
-                ),
-            )
-        barrier()
-        start = load_json(out / "grpo-init.json")
-        summary["grpo_init"] = start
-        summary["grpo"] = train_grpo(
-            start["path"], out / "data" / "rl.jsonl", audio_root, stage["grpo"], dtype=dtype, **grpo
-        )
-    if is_main():
-        write_json(out / "summary.json", summary)
-        if remote:
-            publish(out, remote)
-    return summary
 
 
 def run_models(run_dir: str, prefix: str = "") -> dict[str, str]:
@@ -271,7 +209,7 @@ def evaluate_stage(
     from audiomcq.evaluation.select import SELECTION_TASK, checkpoint_of
 
     out = Path(out_dir)
-    cfg = _recipe(recipe, overrides, out)["eval"]
+    cfg = resolved_recipe(recipe, overrides, out)["eval"]
     data = {SELECTION_TASK: Path(labels_dir) / "eval" / "labelled.jsonl"}
     audio_root: dict[str, str | Path | None] = {SELECTION_TASK: Path(corpus_dir) / "loop"}
     # the whole split in one chunk, so one engine call batches it (each silence length shared across the split)
@@ -318,3 +256,113 @@ def evaluate_named(
                 if group in scored:
                     flat[f"{model.replace('/', '-')}-{mode}-{group}"] = scored[group]["accuracy"]
     return flat
+
+
+def _published_model(name: str, publish: str) -> tuple[str, str | None]:
+    """Where the S3 copy of model ``name`` (``base`` or ``<paradigm>/<stage>``) and its run live."""
+    prefix = publish.rstrip("/")
+    if name == "base":
+        return f"{prefix}/models/base", None
+    paradigm, _, stage = name.partition("/")
+    return f"{prefix}/runs/{paradigm}/{stage}/final", f"{prefix}/runs/{paradigm}"
+
+
+def _serving(settings: dict[str, Any]) -> Serving:
+    """Where and how to serve, from the settings; ``node_selector`` and ``tolerations`` (``KEY[=VALUE]:Effect``)
+    let ``gpus > 0`` land on a tainted GPU pool."""
+    from audiomcq.promote.render import Serving, parse_toleration
+
+    keys = ("name", "namespace", "service_account", "runtime", "gpus", "cpu", "memory")
+    selector, tolerations = settings.get("node_selector") or {}, settings.get("tolerations") or []
+    if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):
+        raise AudioMCQError(f"promotion setting node_selector {selector!r}: expected a mapping of label to string")
+    if not isinstance(tolerations, list) or not all(isinstance(t, str) for t in tolerations):
+        raise AudioMCQError(f"promotion setting tolerations {tolerations!r}: expected a list of KEY[=VALUE]:EFFECT")
+    return Serving(
+        **{k: settings[k] for k in keys if k in settings},
+        node_selector=dict(selector),
+        tolerations=tuple(parse_toleration(t) for t in tolerations),
+    )
+
+
+def _smoke(settings: dict[str, Any]) -> SmokeSettings:
+    """The smoke check's settings (``smoke_<key>``); the rest keep ``SmokeSettings``' defaults."""
+    from audiomcq.promote.smoke import SmokeSettings
+
+    given = {key: settings[f"smoke_{key}"] for key in SMOKE if settings.get(f"smoke_{key}") is not None}
+    for key in ("size", "min_size", "min_listening"):
+        if key in given:
+            given[key] = int(given[key])
+    for key in ("tolerance", "confidence"):
+        if key in given:
+            given[key] = float(given[key])
+    return SmokeSettings(**given)
+
+
+@timed
+def promote_stage(
+    selection_dir: str,
+    results_dirs: list[str],
+    corpus_dir: str,
+    labels_dir: str,
+    out_dir: str,
+    settings: dict[str, Any],
+    publish: str = "",
+    markdown_path: str = "",
+    run_id: str = "",
+) -> dict[str, Any]:
+    """Run the gate on the selected checkpoint; writes ``decision.json`` and ``inferenceservice.yaml`` to
+    ``out_dir`` and the decision as Markdown. Returns ``{action, promote, model}``; a rollback raises (the step
+    fails with its reason, after the files are written)."""
+    from audiomcq.evaluation.select import SELECTION_TASK
+    from audiomcq.evaluation.views import decision_markdown
+    from audiomcq.infra import storage
+    from audiomcq.promote.decision import Criteria, write_decision
+    from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
+    from audiomcq.promote.render import to_yaml
+
+    unknown = set(settings) - SETTINGS
+    if unknown:
+        raise AudioMCQError(f"unknown promotion setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+    out = Path(out_dir)
+    selection = load_json(Path(selection_dir) / "selection.json")
+    name = selection["selected"]
+    candidate = next((m for d in results_dirs if (m := Path(d) / name / "metrics.json").is_file()), None)
+    if candidate is None:
+        raise AudioMCQError(f"{selection_dir}: the selected model {name!r} has no evaluation among {results_dirs}")
+    prefix = storage.run_prefix(publish, run_id)  # where the pipeline run published its models and runs
+    model, run = _published_model(name, prefix) if prefix else (selection["model"], None)
+    if settings.get("apply", False) and not storage.is_s3(model):
+        raise AudioMCQError(
+            f"promotion setting apply: true needs the pipeline's publish=s3://… prefix: without"
+            f" it the storageUri is {model!r}, a path in this pod that no cluster can serve"
+        )
+    serving = _serving(settings)
+    floor = settings.get("floor")
+    criteria = Criteria(
+        margin=float(settings.get("margin", 0.0)),
+        ac_strong_tolerance=float(settings.get("ac_strong_tolerance", 0.0)),
+        floors={SELECTION_TASK: float(floor)} if floor is not None else {},
+    )
+    cfg = GateConfig(
+        serving=serving,
+        canary=int(settings.get("canary", 10)),
+        timeout=float(settings.get("timeout", 900.0)),
+        smoke_data=str(Path(labels_dir) / "eval" / "labelled.jsonl"),
+        smoke_audio_root=str(Path(corpus_dir) / "loop"),
+        smoke=_smoke(settings),
+        dry_run=not settings.get("apply", False),
+    )
+    failure = None
+    try:
+        outcome = run_gate(model, [str(candidate)], criteria, cfg, run_uri=run)
+    except RolledBack as err:
+        outcome, failure = err.outcome, err
+    write_decision(outcome.decision, out / "decision.json")
+    (out / "inferenceservice.yaml").write_text(to_yaml(outcome.objects) if outcome.objects else "")
+    if markdown_path:
+        decision_markdown(name, model, outcome, markdown_path)
+    log.info("promotion of %s (%s): %s: %s", name, model, outcome.action, outcome.message)
+    if failure is not None:
+        raise failure
+    return {"action": outcome.action, "promote": outcome.decision.promote, "model": model}

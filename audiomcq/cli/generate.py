@@ -51,8 +51,7 @@ def add_generate_commands(sub: Any) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generate and print the summary counts."""
-    from audiomcq.cli_acf import parse_shard
-    from audiomcq.cli_eval import _pairs
+    from audiomcq.cli.args import pairs, parse_shard
     from audiomcq.errors import AudioMCQError
     from audiomcq.sdg.llm import LLMSpec
     from audiomcq.sdg.run import GenConfig, generate_dataset
@@ -75,11 +74,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise AudioMCQError(str(err)) from None
     config = GenConfig(args.tries, args.chunk_size, shard)
     s = generate_dataset(
-        _pairs(args.source, "--source"),
+        pairs(args.source, "--source"),
         args.out,
         llm,
         config,
-        _pairs(args.benchmark, "--benchmark"),
+        pairs(args.benchmark, "--benchmark"),
         args.cache,
         args.fresh,
     )

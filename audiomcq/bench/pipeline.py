@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audiomcq.timing import Spread, load_average
+from audiomcq.bench.measure import Spread, load_average
 
 
 def bench_pipeline(

@@ -113,7 +113,7 @@ def _floors(values: list[str]) -> dict[str, float]:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Run the gate and print what it decided and did."""
-    from audiomcq.cli_eval import _pairs
+    from audiomcq.cli.args import pairs
     from audiomcq.promote.decision import Criteria, write_decision
     from audiomcq.promote.gate import GateConfig, RolledBack, run_gate
     from audiomcq.promote.render import Serving, parse_toleration, to_yaml
@@ -121,10 +121,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     namespace = args.namespace
     if namespace is None:
-        from audiomcq.k8s import default_namespace
+        from audiomcq.infra.k8s import default_namespace
 
         namespace = default_namespace()
-    selector = _pairs(args.node_selector, "--node-selector", "KEY=VALUE", empty_ok=True)
+    selector = pairs(args.node_selector, "--node-selector", "KEY=VALUE", empty_ok=True)
     serving = Serving(
         name=args.name,
         namespace=namespace,

@@ -1,5 +1,5 @@
-"""CLI of audio-contribution filtering (``audiomcq filter run|merge|benchmark``) and the benchmarks (``audiomcq bench
-filter|train``)."""
+"""``audiomcq bench filter|eval|train|serve|pipeline``: speed and memory targets, each ratio the median of
+repeats with its range."""
 
 from __future__ import annotations
 
@@ -7,74 +7,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from audiomcq.cli_eval import add_budget_flags, add_dtype_flag
-from audiomcq.timing import bench_work
+from audiomcq.bench.measure import Spread, bench_work
 
 
-def add_filter_commands(sub: Any) -> None:
-    """Register ``filter run`` and ``filter merge``."""
-    p = sub.add_parser(
-        "filter", help="audio-contribution filtering: K models answer without the audio, vote weak/strong"
-    )
-    fsub = p.add_subparsers(dest="filter_command", required=True)
-    r = fsub.add_parser("run", help="label a record file (resumable: rerun the same command after an interruption)")
-    r.add_argument("--data", required=True, help="records to label: JSONL, JSON list or Parquet; a path or s3:// URI")
-    r.add_argument("--audio-root", help="root of relative audio paths, or an s3:// prefix (synced to a local cache)")
-    models = r.add_mutually_exclusive_group(required=True)
-    models.add_argument("--models", nargs="+", help="filter model directories or s3:// prefixes (transformers)")
-    models.add_argument(
-        "--models-config",
-        type=Path,
-        help="YAML list of model specs (path, backend, name, dtype, "
-        "prompt, system, max_length, …; see docs/filtering.md)",
-    )
-    r.add_argument(
-        "--probes", nargs="+", default=["silence:30"], help="first = the paper's probe (default silence:30)"
-    )
-    r.add_argument("--min-correct", type=int, default=2, help="weak if at least this many models are right (2 of 3)")
-    r.add_argument("--rule", default="paper", help="which rule variant sets the labels (default: the paper's)")
-    r.add_argument("--samples", type=int, default=1, help="answers per model and probe (> 1 needs --temperature)")
-    r.add_argument("--temperature", type=float, default=0.0)
-    add_budget_flags(r)
-    r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
-    r.add_argument("--batch-size", type=int, default=64)
-    add_dtype_flag(r, "with --models")
-    r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
-    r.add_argument("--out", required=True, help="output directory, or an s3:// prefix (published when done)")
-    r.add_argument(
-        "--work",
-        type=Path,
-        help="scratch directory for S3 inputs and outputs (default: one of this "
-        "output's own under the staging cache, AUDIOMCQ_STAGING)",
-    )
-    r.add_argument(
-        "--fresh",
-        action="store_true",
-        help="discard finished parts that another model or setting "
-        "made (a rerun otherwise refuses them, naming what changed)",
-    )
-    r.set_defaults(func=cmd_filter_run)
-    m = fsub.add_parser("merge", help="merge shard outputs (in shard order) into one labelled set and its stats")
-    m.add_argument("shards", nargs="+", type=Path, help="the shard output directories, shard 0 first")
-    m.add_argument("--out", required=True, type=Path)
-    m.set_defaults(func=cmd_filter_merge)
-
-    k = fsub.add_parser("benchmark", help="a benchmark's AC-strong subset and zero-audio-contribution report")
-    k.add_argument("--benchmark", required=True, choices=["mmau", "mmar", "mmsu"])
-    k.add_argument("--data", required=True, type=Path, help="the benchmark's metadata file")
-    k.add_argument("--audio-root", type=Path, help="the benchmark's audio (for the with-audio control)")
-    kmodels = k.add_mutually_exclusive_group(required=True)
-    kmodels.add_argument("--models", nargs="+", help="filter model directories")
-    kmodels.add_argument("--models-config", type=Path, help="YAML list of model specs (see docs/filtering.md)")
-    k.add_argument("--probes", nargs="+", default=["silence:30"])
-    k.add_argument("--min-correct", type=int, default=2)
-    k.add_argument("--batch-size", type=int, default=64)
-    add_budget_flags(k)
-    k.add_argument("--out", required=True, type=Path)
-    k.set_defaults(func=cmd_filter_benchmark)
-
+def add_bench_commands(sub: Any) -> None:
+    """Register ``bench`` and its benchmarks."""
     b = sub.add_parser("bench", help="speed and memory benchmarks, measured side by side in one run")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     bf = bsub.add_parser("filter", help="batched vs per-sample, shared vs recomputed silence vs text-only, RSS")
@@ -139,107 +76,8 @@ def add_filter_commands(sub: Any) -> None:
     bs.set_defaults(func=cmd_bench_serve)
 
 
-def model_entries(models: list[str] | None, config: Path | None, dtype: str = "auto") -> list[Any]:
-    """The filter models: directories from ``--models``, or the spec list of ``--models-config``."""
-    from audiomcq.errors import AudioMCQError
-
-    if models:
-        return [{"path": m, "dtype": dtype} for m in models]
-    assert config is not None
-    entries = yaml.safe_load(config.read_text())
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, (dict, str)) for e in entries):
-        raise AudioMCQError(f"{config}: expected a YAML list of model specs (mappings with at least `path`)")
-    return entries
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``i/N`` -> (i, N)."""
-    index, sep, count = text.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
-        raise argparse.ArgumentTypeError(f"--shard must look like i/N with 0 <= i < N, not {text!r}")
-    return int(index), int(count)
-
-
-def cmd_filter_run(args: argparse.Namespace) -> int:
-    """Run ACF and print the label counts and, with ground truth, each rule's agreement."""
-    from audiomcq.acf import FilterConfig
-    from audiomcq.acf.run import run_filter_uri
-
-    models = model_entries(args.models, args.models_config, args.dtype)
-    config = FilterConfig(
-        probes=tuple(args.probes),
-        min_correct=args.min_correct,
-        label_rule=args.rule,
-        samples=args.samples,
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        chunk_size=args.chunk_size,
-        batch_size=args.batch_size,
-        shard=parse_shard(args.shard),
-        budget_margin=args.budget_margin,
-        max_length=args.max_length,
-    )
-    _print(run_filter_uri(args.data, models, args.audio_root, args.out, config, args.work, args.fresh), args.out)
-    return 0
-
-
-def cmd_filter_benchmark(args: argparse.Namespace) -> int:
-    """Filter a benchmark and print its zero-audio-contribution table."""
-    from audiomcq.acf import FilterConfig
-    from audiomcq.acf.benchmark import filter_benchmark, zero_ac_markdown
-
-    config = FilterConfig(
-        probes=tuple(args.probes),
-        min_correct=args.min_correct,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        budget_margin=args.budget_margin,
-        max_length=args.max_length,
-    )
-    models = model_entries(args.models, args.models_config)
-    report = filter_benchmark(args.benchmark, args.data, models, args.audio_root, args.out, config)
-    print(zero_ac_markdown(report))
-    return 0
-
-
-def cmd_filter_merge(args: argparse.Namespace) -> int:
-    """Merge shards."""
-    from audiomcq.acf.run import merge_shards
-
-    _print(merge_shards(args.shards, args.out), args.out)
-    return 0
-
-
-def _print(stats: dict[str, Any], out: Path) -> None:
-    print(f"filter: {stats['weak']} weak / {stats['strong']} strong ({stats['rule']}) -> {out}")
-    for key, what in (
-        ("audio_corrupt", "with audio no model can hear (labelled in silence only)"),
-        ("audio_trimmed", "with audio longer than 30 s (heard cut to the first 30 s)"),
-    ):
-        if stats.get(key):
-            print(f"  {stats[key]} records {what}")
-    if stats.get("over_length"):
-        print(f"  {stats['over_length']} records too long for a model's context: unlabelled, see over_length.jsonl")
-    for model, n in (stats.get("truncated") or {}).items():
-        if n:
-            budget = (stats.get("budgets") or {}).get(model, {}).get("max_new_tokens")
-            print(f"  {model}: {n} answers hit the generation budget ({budget} tokens) and were cut")
-    for rule, q in (stats.get("ground_truth") or {}).items():
-        shares = (("agreement", "agreement"), ("weak precision", "weak_precision"), ("recall", "weak_recall"))
-        print(f"  {rule}: " + ", ".join(f"{label} {_percent(q[key])}" for label, key in shares))
-
-
-def _percent(value: float | None) -> str:
-    """A share for a summary line: ``12.5%``, or ``n/a`` where nothing was measured (never ``None%``)."""
-    from audiomcq.formats import pct
-
-    return "n/a" if value is None else f"{pct(value)}%"
-
-
 def _s(cell: dict[str, float], unit: str = "x", digits: int = 2, of: str = "runs") -> str:
     """A stored ``Spread`` as ``median (min-max, runs)``."""
-    from audiomcq.timing import Spread
-
     return Spread.from_dict(cell).show(unit, digits, of)
 
 
@@ -266,7 +104,7 @@ def _load(r: dict[str, Any]) -> str:
 
 def cmd_bench_filter(args: argparse.Namespace) -> int:
     """Print the filter benchmark against its targets: medians of interleaved repetitions, with their range."""
-    from audiomcq.bench_filter import bench_filter
+    from audiomcq.bench.filter import bench_filter
 
     bench_work(args.work)  # a fresh run, not a resume of the last one
     _threads(args.threads)
@@ -326,7 +164,7 @@ def cmd_bench_filter(args: argparse.Namespace) -> int:
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """Print the training benchmark: medians over the timed steps, with their range; a sweep as one table."""
-    from audiomcq.bench_train import bench_sweep, bench_train, report_lines, sweep_configs, sweep_table
+    from audiomcq.bench.train import bench_sweep, bench_train, sweep_configs
 
     switches = sweep_configs(["-"], args.batch or [None], args.packing, args.attention, args.loss)
     bench_work(args.work)  # a fresh run, not a resume of the last one
@@ -353,7 +191,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 def cmd_bench_eval(args: argparse.Namespace) -> int:
     """Print the evaluation benchmark against its target: medians of interleaved repetitions, with their range."""
-    from audiomcq.bench_eval import bench_eval
+    from audiomcq.bench.eval import bench_eval
 
     _threads(args.threads)
     r = bench_eval(args.work, args.items, repeats=args.repeats)
@@ -375,7 +213,7 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     """Print the pipeline overhead against its target: the median over repeated runs, with its range."""
-    from audiomcq.bench_pipeline import bench_pipeline
+    from audiomcq.bench.pipeline import bench_pipeline
 
     bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_pipeline(args.work, args.recipe, repeats=args.repeats)
@@ -393,7 +231,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """Print the serving benchmark."""
-    from audiomcq.bench_serve import bench_serve
+    from audiomcq.bench.serve import bench_serve
 
     bench_work(args.work)  # a fresh run, not a resume of the last one
     r = bench_serve(args.work, args.clients, args.seconds, args.max_batch_size, args.max_wait_ms)
@@ -406,3 +244,71 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
         f"mean batch {r['mean_batch']:.1f}"
     )
     return 0
+
+
+def _ms(spread: dict[str, float]) -> dict[str, float]:
+    return {k: v * 1000 if k in ("median", "min", "max") else v for k, v in spread.items()}
+
+
+def _switches(kernels: dict[str, Any]) -> str:
+    return f"packing {'on' if kernels['packing'] else 'off'}, {kernels['attention']}, {kernels['loss']} loss"
+
+
+def report_lines(r: dict[str, Any]) -> list[str]:
+    """``bench_train``'s result as the lines ``audiomcq bench train`` prints."""
+    from audiomcq.bench.corpus import MAX_LENGTH
+
+    out = [f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}"]
+    for profile, runs in r["profiles"].items():
+        c, s, g = r["corpora"][profile], runs["sft"], runs.get("grpo")
+        t = c["tokens"]
+        out.append(
+            f"{profile} profile: {t['samples']} samples of {t['mean']:.0f} tokens ({t['min']}-{t['max']}; "
+            f"{t['skipped']} over {MAX_LENGTH} skipped), {c['labels']:.0f} labelled, "
+            f"{c['clip_seconds']:.1f} s clips"
+        )
+        mfu = ""
+        if s["mfu"] is not None:
+            pct = {k: v * 100 if k in ("median", "min", "max") else v for k, v in s["mfu_steps"].items()}
+            mfu = f", MFU {Spread.from_dict(pct).show('%', 1, 'steps')} of {s['peak_tflops']:.0f} TFLOP/s"
+        ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
+        out.append(
+            f"  SFT  (batch {s['batch']}, {_switches(s['kernels'])}{ckpt}): "
+            f"{Spread.from_dict(_ms(s['step_seconds'])).show(' ms/step', 0, 'steps')}, "
+            f"{Spread.from_dict(s['tokens_per_second_steps']).show(' tokens/s', 0, 'steps')}{mfu}, "
+            f"{s['memory_kind']} {s['memory_mib']:.0f} MiB"
+        )
+        if g is not None:
+            rate = Spread.from_dict(g["rollout_tokens_per_second_steps"]).show(" rollout tokens/s", 0, "steps")
+            out.append(
+                f"  GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
+                f"{Spread.from_dict(_ms(g['step_seconds'])).show(' ms/step', 0, 'steps')}, {rate}"
+            )
+    return out
+
+
+def sweep_table(r: dict[str, Any]) -> list[str]:
+    """``bench_sweep``'s result as one markdown table (medians over each run's timed steps, ms/step with range)."""
+    rows = r["rows"]
+    kind = rows[0]["memory_kind"]
+    out = [
+        (
+            f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}; "
+            f"SFT {rows[0]['steps']} steps per row, medians over all but the first"
+        ),
+        *(
+            f"{p}: {c['tokens']['mean']:.0f} tokens per sample, {c['labels']:.0f} labelled"
+            for p, c in r["corpora"].items()
+        ),
+        f"| profile | batch | packing | attention | loss | ms/step | tokens/s | MFU | {kind} (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        k, ms = s["kernels"], _ms(s["step_seconds"])
+        mfu = f"{s['mfu_steps']['median'] * 100:.1f}%" if s["mfu_steps"] else "n/a"
+        out.append(
+            f"| {s['profile']} | {s['batch']} | {'on' if k['packing'] else 'off'} | {k['attention']} | "
+            f"{k['loss']} | {ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f}) | "
+            f"{s['tokens_per_second_steps']['median']:,.0f} | {mfu} | {s['memory_mib']:,.0f} |"
+        )
+    return out

@@ -2,7 +2,7 @@
 
 ``--size tiny`` (default) runs on the CPU in seconds; ``--size 3b`` builds a random-initialised model of
 Qwen2.5-Omni-3B's thinker shape and is meant for a GPU (bf16, gradient checkpointing, vLLM rollouts when vLLM is
-installed). ``--profile`` picks the samples' lengths (``audiomcq.bench_corpus``: ``synthetic``, the demo's short
+installed). ``--profile`` picks the samples' lengths (``audiomcq.bench.corpus``: ``synthetic``, the demo's short
 samples; ``audiomcq``, real AudioMCQ shapes with 30 s clips and CoT answers). SFT tokens are the non-padding input
 tokens the trainer counted; GRPO rollout tokens are the completion tokens sampled per step (mean completion length x
 completions per step). Every figure is a median over the timed steps (the first, a warm-up, is skipped) with its
@@ -30,7 +30,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from audiomcq.timing import Spread
+from audiomcq.bench.measure import Spread
 
 # Dense bf16 peak TFLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
@@ -138,7 +138,7 @@ def prepare(work: Path, size: str, profiles: list[str]) -> dict[str, Any]:
     """The profiles' corpora and one random model of ``size`` whose tokenizer knows all their texts."""
     import torch
 
-    from audiomcq import bench_corpus
+    from audiomcq.bench import corpus as bench_corpus
     from audiomcq.models.tiny import OMNI_3B, TinySpec, build_tiny, save_tiny
 
     corpora = {p: bench_corpus.write_profile(p, work / "corpus" / p) for p in profiles}
@@ -194,7 +194,7 @@ def sft_run(
     peak: float | None = None,
 ) -> dict[str, Any]:
     """Train SFT for ``steps`` on ``profile``'s records; step times, throughput, MFU and peak memory."""
-    from audiomcq.bench_corpus import MAX_LENGTH
+    from audiomcq.bench.corpus import MAX_LENGTH
     from audiomcq.train.kernels import resolve
     from audiomcq.train.sft import train_sft
 
@@ -374,71 +374,3 @@ def sweep_configs(
     if not configs:
         raise AudioMCQError("no valid combination of --packing/--attention/--loss (varlen needs --packing on)")
     return configs
-
-
-def _ms(spread: dict[str, float]) -> dict[str, float]:
-    return {k: v * 1000 if k in ("median", "min", "max") else v for k, v in spread.items()}
-
-
-def _switches(kernels: dict[str, Any]) -> str:
-    return f"packing {'on' if kernels['packing'] else 'off'}, {kernels['attention']}, {kernels['loss']} loss"
-
-
-def report_lines(r: dict[str, Any]) -> list[str]:
-    """``bench_train``'s result as the lines ``audiomcq bench train`` prints."""
-    from audiomcq.bench_corpus import MAX_LENGTH
-
-    out = [f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}"]
-    for profile, runs in r["profiles"].items():
-        c, s, g = r["corpora"][profile], runs["sft"], runs.get("grpo")
-        t = c["tokens"]
-        out.append(
-            f"{profile} profile: {t['samples']} samples of {t['mean']:.0f} tokens ({t['min']}-{t['max']}; "
-            f"{t['skipped']} over {MAX_LENGTH} skipped), {c['labels']:.0f} labelled, "
-            f"{c['clip_seconds']:.1f} s clips"
-        )
-        mfu = ""
-        if s["mfu"] is not None:
-            pct = {k: v * 100 if k in ("median", "min", "max") else v for k, v in s["mfu_steps"].items()}
-            mfu = f", MFU {Spread.from_dict(pct).show('%', 1, 'steps')} of {s['peak_tflops']:.0f} TFLOP/s"
-        ckpt = ", gradient checkpointing" if s["gradient_checkpointing"] else ""
-        out.append(
-            f"  SFT  (batch {s['batch']}, {_switches(s['kernels'])}{ckpt}): "
-            f"{Spread.from_dict(_ms(s['step_seconds'])).show(' ms/step', 0, 'steps')}, "
-            f"{Spread.from_dict(s['tokens_per_second_steps']).show(' tokens/s', 0, 'steps')}{mfu}, "
-            f"{s['memory_kind']} {s['memory_mib']:.0f} MiB"
-        )
-        if g is not None:
-            rate = Spread.from_dict(g["rollout_tokens_per_second_steps"]).show(" rollout tokens/s", 0, "steps")
-            out.append(
-                f"  GRPO ({g['completions_per_step']} completions/step, {g['rollouts']} rollouts): "
-                f"{Spread.from_dict(_ms(g['step_seconds'])).show(' ms/step', 0, 'steps')}, {rate}"
-            )
-    return out
-
-
-def sweep_table(r: dict[str, Any]) -> list[str]:
-    """``bench_sweep``'s result as one markdown table (medians over each run's timed steps, ms/step with range)."""
-    rows = r["rows"]
-    kind = rows[0]["memory_kind"]
-    out = [
-        (
-            f"model: {r['size']} ({r['params']['total'] / 1e6:.1f}M parameters) on {r['device']}; "
-            f"SFT {rows[0]['steps']} steps per row, medians over all but the first"
-        ),
-        *(
-            f"{p}: {c['tokens']['mean']:.0f} tokens per sample, {c['labels']:.0f} labelled"
-            for p, c in r["corpora"].items()
-        ),
-        f"| profile | batch | packing | attention | loss | ms/step | tokens/s | MFU | {kind} (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in rows:
-        k, ms = s["kernels"], _ms(s["step_seconds"])
-        mfu = f"{s['mfu_steps']['median'] * 100:.1f}%" if s["mfu_steps"] else "n/a"
-        out.append(
-            f"| {s['profile']} | {s['batch']} | {'on' if k['packing'] else 'off'} | {k['attention']} | "
-            f"{k['loss']} | {ms['median']:.0f} ({ms['min']:.0f}-{ms['max']:.0f}) | "
-            f"{s['tokens_per_second_steps']['median']:,.0f} | {mfu} | {s['memory_mib']:,.0f} |"
-        )
-    return out

@@ -1,77 +1,27 @@
-"""``audiomcq``: the one entry point for users, images and pipeline components.
-
-Every subcommand reads and writes files, prints a one-line summary at the end, and exits non-zero with one clear
-line (no traceback) on bad input. Heavy imports happen inside the command that needs them.
-"""
+"""``audiomcq score``, ``audiomcq data validate|convert|allocate|balance`` and ``audiomcq prompt``: the data
+commands."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audiomcq import __version__
-from audiomcq.cli_loop import add_loop_commands
-from audiomcq.cli_promote import add_promote_commands
+from audiomcq.cli.args import count, positive, size
 from audiomcq.errors import AudioMCQError
-from audiomcq.fetch.cli import add_fetch_commands
 
 log = logging.getLogger("audiomcq")
 BENCHMARK_NAMES = ("mmau", "mmar", "mmsu", "dcase2025")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run the subcommand, turn user errors into one line on stderr."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch themselves (train)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.log_level != "error":  # progress of long commands shows at the default level, not the rest of INFO
-        logging.getLogger("audiomcq.progress").setLevel(logging.INFO)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except AudioMCQError as exc:
-        print(f"audiomcq: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # unreadable input or unwritable output: the message names the path
-        print(f"audiomcq: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
-    except RecursionError:
-        print("audiomcq: error: input nested too deeply to parse", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("audiomcq: interrupted", file=sys.stderr)
-        return 130
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full command tree (also used to render --help in docs and tests)."""
-    parser = argparse.ArgumentParser(
-        prog="audiomcq",
-        description=(
-            "Audio-contribution-aware post-training of audio LLMs (AudioMCQ): data, filtering, training, "
-            "evaluation and serving, from a laptop to a Kubernetes cluster."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"audiomcq {__version__}")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    sub = parser.add_subparsers(title="stages", metavar="<command>")
+def add_data_commands(sub: Any) -> None:
+    """Register ``score``, ``data`` and ``prompt``."""
     _add_score(sub)
     _add_data(sub)
     _add_prompt(sub)
-    add_loop_commands(sub)
-    add_promote_commands(sub)
-    add_fetch_commands(sub)
-    return parser
 
 
-# --- score -----------------------------------------------------------------------------------------------------------
 def _add_score(sub: Any) -> None:
     p = sub.add_parser(
         "score",
@@ -135,7 +85,6 @@ def _row(label: str, cell: dict[str, Any]) -> str:
     return f"  {label[:40]:<40} {cell['accuracy']:6.2f}%  {cell['correct']:>5}/{cell['count']:<5}"
 
 
-# --- data ------------------------------------------------------------------------------------------------------------
 def _add_data(sub: Any) -> None:
     p = sub.add_parser("data", help="validate, convert, allocate and balance MCQ data")
     dsub = p.add_subparsers(title="data commands", metavar="<data-command>", required=True)
@@ -191,10 +140,10 @@ def _add_data(sub: Any) -> None:
     )
     a.add_argument("--input", required=True, type=Path, help="records labelled weak/strong")
     a.add_argument("--paradigm", required=True, choices=_paradigms())
-    a.add_argument("--sft-size", type=_size, help="count, or fraction of all records (default: |weak|)")
-    a.add_argument("--rl-size", type=_count, help="cap on the GRPO pool")
+    a.add_argument("--sft-size", type=size, help="count, or fraction of all records (default: |weak|)")
+    a.add_argument("--rl-size", type=count, help="cap on the GRPO pool")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--augment", type=_positive, default=1, help="copies per question with shuffled options (paper: 4)")
+    a.add_argument("--augment", type=positive, default=1, help="copies per question with shuffled options (paper: 4)")
     a.add_argument(
         "--eval",
         nargs=2,
@@ -224,30 +173,6 @@ def _paradigms() -> tuple[str, ...]:
     from audiomcq.data.allocation import PARADIGMS
 
     return PARADIGMS
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _size(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a count or fraction: {text!r}") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -366,7 +291,6 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- prompt ----------------------------------------------------------------------------------------------------------
 def _add_prompt(sub: Any) -> None:
     p = sub.add_parser(
         "prompt",
@@ -390,7 +314,3 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     else:
         print(f"system: {SYSTEM_PROMPT}\nuser: {user_prompt(args.question, args.choices)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ connection, send V1 ``:predict`` requests (one held-out question with its real W
 result counts requests and failures and gives latency percentiles, throughput and the mean batch the
 micro-batcher formed (read back from the server's own ``/metrics``).
 
-``bench_shared_pass`` (``python -m audiomcq.bench_serve --clip-seconds 30``) compares one audio pass per question
+``bench_shared_pass`` (``python -m audiomcq.bench.serve --clip-seconds 30``) compares one audio pass per question
 (``--shared-pass true``, the default) with scoring every choice by its own forward over the audio
 (``--shared-pass false``): two servers on one model of hidden size 512, long clips, the same questions, load phases
 alternating between them so that other work on the machine hits both alike; each figure is the median of the
@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from audiomcq.bench.measure import bench_work
 from audiomcq.errors import AudioMCQError
-from audiomcq.timing import bench_work
 
 
 def free_port() -> int:
@@ -295,11 +295,11 @@ def format_shared_pass(r: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m audiomcq.bench_serve``: the shared-pass comparison, printed as a table."""
+    """``python -m audiomcq.bench.serve``: the shared-pass comparison, printed as a table."""
     import argparse
     import logging
 
-    parser = argparse.ArgumentParser(prog="python -m audiomcq.bench_serve", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m audiomcq.bench.serve", description=main.__doc__)
     parser.add_argument("--work", type=Path, default=Path("out/bench-serve-shared"))
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--choices", type=int, default=4)

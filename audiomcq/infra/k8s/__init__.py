@@ -3,7 +3,7 @@
 Everything else hands it plain dicts (manifests as ``kubectl`` sees them) and gets plain dicts back.
 """
 
-from audiomcq.k8s.client import (
+from audiomcq.infra.k8s.client import (
     CLUSTER_TRAINING_RUNTIME,
     INFERENCE_SERVICE,
     TRAIN_JOB,

@@ -8,16 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from audiomcq.errors import UsageError
+
 log = logging.getLogger("audiomcq")
 
 
 def add_loop_commands(sub: Any) -> None:
-    """Register the loop's subcommands on the top-level parser."""
-    from audiomcq.cli_acf import add_filter_commands
-    from audiomcq.cli_eval import add_eval_commands
-    from audiomcq.cli_sdg import add_generate_commands
-
-    add_filter_commands(sub)
+    """Register the loop's commands: synth, export-vllm, train, select, serve, query, pipeline and demo."""
     p = sub.add_parser("synth", help="generate the synthetic audio MCQ corpus (WAVs + AudioMCQ JSONL + ground truth)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--n", type=int, default=2000, help="training items")
@@ -31,7 +28,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_export_vllm)
 
-    from audiomcq.cli_eval import add_dtype_flag
+    from audiomcq.cli.args import add_dtype_flag
 
     p = sub.add_parser("train", help="post-train a model: sft, grpo, or run (a whole paradigm: allocate, SFT, GRPO)")
     p.add_argument("method", choices=["sft", "grpo", "run"], help="run: --data is the ACF-labelled pool")
@@ -61,10 +58,7 @@ def add_loop_commands(sub: Any) -> None:
     scale.add_argument("--namespace", default="audiomcq", help="--emit-trainjob: namespace")
     p.set_defaults(func=cmd_train)
 
-    add_eval_commands(sub)
-    add_generate_commands(sub)
-
-    from audiomcq.cli_eval import add_fresh_flag
+    from audiomcq.cli.args import add_fresh_flag
 
     p = sub.add_parser("select", help="pick the best checkpoint: of a run (--run) or from evaluation outputs")
     what = p.add_mutually_exclusive_group(required=True)
@@ -151,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if geometry.distributed and not launch.inside_launch():
         return launch.relaunch(geometry, args.argv)
     if args.method == "run":
-        from audiomcq.stages import post_train
+        from audiomcq.train.paradigm import post_train
 
         r = post_train(
             args.model,
@@ -198,14 +192,13 @@ def cmd_select(args: argparse.Namespace) -> int:
         from audiomcq.evaluation.select import select_run
 
         if args.audio_root is None:
-            print("audiomcq: error: --run needs --audio-root (the selection set's audio)")
-            return 2
+            raise UsageError("--run needs --audio-root (the selection set's audio)")
         r = select_run(
             args.run, args.audio_root, args.out, args.data, max_new_tokens=args.max_new_tokens, fresh=args.fresh
         )
         print(f"select: {r['why']} -> {r['selected']['path']}")
         return 0
-    from audiomcq.stages import select_stage
+    from audiomcq.stages.post_training import select_stage
 
     s = select_stage([str(e) for e in args.evals], str(args.out))
     print(f"select: {s['why']} -> {s['model']}")
@@ -248,10 +241,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         for path in compile_all(args.out, manifests=args.manifests):
             print(f"compiled {path}")
         return 0
-    from audiomcq.cli_eval import _pairs
+    from audiomcq.cli.args import pairs
 
     name = args.pipeline or args.name
-    params = {k: _json_or_text(v) for k, v in _pairs(args.param, "--param", "KEY=JSON").items()}
+    params = {k: _json_or_text(v) for k, v in pairs(args.param, "--param", "KEY=JSON").items()}
     if args.action == "submit":
         from pipelines.run import submit
 
@@ -259,8 +252,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         print(f"submitted: run {run_id}")
         return 0
     if not args.local:
-        print("audiomcq: error: `pipeline run` is local only (--local); use `pipeline submit` for a KFP cluster")
-        return 2
+        raise UsageError("`pipeline run` is local only (--local); use `pipeline submit` for a KFP cluster")
     run_dir = run_local(args.out, args.recipe, args.overrides or None, pipeline=name, **params)
     print(f"pipeline: finished -> {run_dir}")
     return 0
@@ -268,7 +260,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded-default demo."""
-    from audiomcq.demo import run_demo
+    from audiomcq.cli.demo import run_demo
     from audiomcq.synth.audio import espeak_available
 
     if not espeak_available():
@@ -298,7 +290,7 @@ def _json_or_text(value: str) -> Any:
 def _localize_inputs(args: argparse.Namespace) -> None:
     """Fetch ``s3://`` inputs once per node, before any relaunch, and point the command (and the relaunched one)
     at the local copies: the ranks then share one copy instead of racing to download it."""
-    from audiomcq import storage
+    from audiomcq.infra import storage
 
     def file(uri: str) -> Path:
         return storage.fetch(uri, storage.cache_dir(uri))
@@ -338,7 +330,7 @@ def _emit_trainjob(args: argparse.Namespace) -> int:
     """Write the TrainJob for this ``train`` command (its own arguments, minus the launch flags)."""
     import yaml
 
-    from audiomcq.trainjob import Cluster, render
+    from audiomcq.infra.k8s.trainjob import Cluster, render
 
     argv, kept, skip = args.argv[args.argv.index("train") + 1 :], [], False
     for token in argv:

@@ -1,4 +1,5 @@
-"""The post-training loop's components. Logic lives in ``audiomcq.stages``; each body is one import and one call."""
+"""Components of ``audiomcq-post-training``: thin shims over ``audiomcq.stages.post_training`` (one import, one call
+each)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
@@ -8,8 +9,8 @@ from components.images import image
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def synth(recipe: str, overrides: list, publish: str, run_id: str, corpus: Output[Dataset]):
-    """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (audiomcq.stages.synth_stage)."""
-    from audiomcq.stages import synth_stage
+    """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (synth_stage)."""
+    from audiomcq.stages.post_training import synth_stage
 
     corpus.metadata["uri"] = synth_stage(corpus.path, recipe, overrides, publish, run_id)["uri"]
 
@@ -18,8 +19,8 @@ def synth(recipe: str, overrides: list, publish: str, run_id: str, corpus: Outpu
 def pretrain(
     recipe: str, overrides: list, publish: str, run_id: str, role: str, corpus: Input[Dataset], model: Output[Model]
 ):
-    """Build and pre-train the base model or filter model ``role`` (audiomcq.stages.pretrain_stage)."""
-    from audiomcq.stages import pretrain_stage
+    """Build and pre-train the base model or filter model ``role`` (pretrain_stage)."""
+    from audiomcq.stages.post_training import pretrain_stage
 
     model.metadata["uri"] = pretrain_stage(corpus.path, model.path, role, recipe, overrides, publish, run_id)["uri"]
 
@@ -34,8 +35,8 @@ def acf_filter(
     filter_models: Input[list[Model]],
     labels: Output[Dataset],
 ):
-    """Audio-contribution filtering with the filter models in silence (audiomcq.stages.filter_stage)."""
-    from audiomcq.stages import filter_stage
+    """Audio-contribution filtering with the filter models in silence (filter_stage)."""
+    from audiomcq.stages.post_training import filter_stage
 
     labels.metadata["uri"] = filter_stage(
         corpus.path, [m.path for m in filter_models], labels.path, recipe, overrides, publish, run_id
@@ -54,8 +55,8 @@ def post_train(
     labels: Input[Dataset],
     run: Output[Model],
 ):
-    """One paradigm: allocation, SFT from the base, GRPO from the SFT model (audiomcq.stages.post_train_stage)."""
-    from audiomcq.stages import post_train_stage
+    """One paradigm: allocation, SFT from the base, GRPO from the SFT model (post_train_stage)."""
+    from audiomcq.stages.post_training import post_train_stage
 
     run.metadata["uri"] = post_train_stage(
         base.path, corpus.path, labels.path, paradigm, run.path, recipe, overrides, publish, run_id
@@ -73,8 +74,8 @@ def evaluate(
     results: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Held-out accuracy with audio and in silence of a model or a run's checkpoints (audiomcq.stages)."""
-    from audiomcq.stages import evaluate_named
+    """Held-out accuracy with audio and in silence of a model or a run's checkpoints (evaluate_named)."""
+    from audiomcq.stages.post_training import evaluate_named
 
     for key, value in evaluate_named(
         name, models.path, corpus.path, labels.path, results.path, recipe, overrides
@@ -84,8 +85,8 @@ def evaluate(
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def select(results: Input[list[Dataset]], base_results: Input[Dataset], selection: Output[Dataset]) -> str:
-    """Pick the best checkpoint on the selection metric (audiomcq.stages.select_stage)."""
-    from audiomcq.stages import select_stage
+    """Pick the best checkpoint on the selection metric (select_stage)."""
+    from audiomcq.stages.post_training import select_stage
 
     return select_stage([r.path for r in results] + [base_results.path], selection.path)["model"]
 
@@ -101,8 +102,8 @@ def report(
     markdown: Output[Markdown],
     html: Output[HTML],
 ):
-    """The demo's results table, report and plot (audiomcq.report.write_report)."""
-    from audiomcq.report import write_report
+    """The demo's results table, report and plot (audiomcq.evaluation.report.write_report)."""
+    from audiomcq.evaluation.report import write_report
 
     write_report(
         labels.path,
@@ -128,8 +129,8 @@ def promote(
     decision: Output[Dataset],
     summary: Output[Markdown],
 ) -> str:
-    """The promotion gate on the selected checkpoint (audiomcq.stages_promote.promote_stage); dry unless applied."""
-    from audiomcq.stages_promote import promote_stage
+    """The promotion gate on the selected checkpoint (promote_stage); dry unless applied."""
+    from audiomcq.stages.post_training import promote_stage
 
     return promote_stage(
         selection.path,

@@ -1,0 +1,1 @@
+"""``audiomcq bench``: speed and memory targets measured side by side, each ratio the median of repeats."""

@@ -1,0 +1,1 @@
+"""Infrastructure adapters: S3 storage, HTTP fetches, Pushgateway metrics and the Kubernetes API."""

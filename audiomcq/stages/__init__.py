@@ -1,0 +1,1 @@
+"""KFP step bodies, one module per pipeline: path-in/path-out functions, each called by one component."""
