@@ -1,4 +1,4 @@
-# The two set-up commands: `make test` (and, once the embedded default lands, `make demo`).
+# The two set-up commands: `make test` and `make demo`.
 # Each creates .venv on first use and reinstalls when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv

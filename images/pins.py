@@ -30,7 +30,7 @@ REPO = HERE.parent
 SHARED = HERE / "constraints.txt"
 INFER = HERE / "infer" / "constraints.txt"
 IMAGE_ONLY = {"deepspeed": "0.19.8"}  # train image (ZeRO-2/3 configs ship in the package)
-VLLM = "0.30.0"  # the release that co-installs with transformers 5.24 and torch 2.13 (reference/ml-stack.md §5)
+VLLM = "0.30.0"  # the release that co-installs with transformers 5.24 and torch 2.13
 # vLLM 0.30 needs these at other versions than the dev venv: mistral-common (a vLLM dependency) caps numpy < 2.4
 # on Python <= 3.12, and vLLM caps fastapi < 0.137.
 INFER_OVERRIDES = {"numpy": "2.3.5", "fastapi": "0.136.3"}

@@ -2,7 +2,7 @@
 # The GPU checks, in one short run on a lent GPU machine (see README "GPU checks"): the gpu-marked tests (vLLM
 # engine, GRPO with vLLM rollouts carrying audio, torch's varlen attention against padded sdpa), then the SFT
 # throughput sweep and SFT MFU plus GRPO rollout tokens/s on a random-initialised Qwen2.5-Omni-3B-shaped thinker.
-# Needs a GPU image's packages (torch CUDA, vllm per docs/ml-stack pins).
+# Needs a GPU image's packages (torch CUDA, and vllm at the version images/pins.py pins).
 #
 # The sweep (docs/training.md "Throughput switches") trains SFT alone, SWEEP_STEPS steps per row, for every
 # profile x batch x packing x attention x loss combination below on one random 3B model, and prints one table

@@ -143,7 +143,7 @@ def tiny_qwen2_audio(synth_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """One SeaweedFS server (a real object store) for the session; each test gets it emptied (``s3``)."""
-    from s3_server import SeaweedS3
+    from fakes.s3_server import SeaweedS3
 
     root = tmp_path_factory.mktemp("seaweedfs")
     server = SeaweedS3(root / "data", root / "weed.log")
@@ -186,7 +186,7 @@ def s3(s3_server, monkeypatch):
 def s3_own(tmp_path_factory, monkeypatch):
     """A SeaweedFS server of the test's own, which it may stop and start again, and a client of it, as ``s3``:
     (server, client)."""
-    from s3_server import SeaweedS3
+    from fakes.s3_server import SeaweedS3
 
     root = tmp_path_factory.mktemp("seaweedfs-own")
     server = SeaweedS3(root / "data", root / "weed.log")
@@ -241,7 +241,7 @@ def prometheus(pushgateway, tmp_path):
     proc.wait()
 
 
-# --- a local Kubernetes API server (tests/kube_api.py) ---------------------------------------------------------------
+# --- a local Kubernetes API server (tests/fakes/kube_api.py) ---------------------------------------------------------
 @pytest.fixture
 def kube_api(tmp_path, monkeypatch):
     """A fake Kubernetes API server on 127.0.0.1; the environment points ``audiomcq.infra.k8s`` at it (host + token
@@ -249,7 +249,7 @@ def kube_api(tmp_path, monkeypatch):
 
     ``kube_api.on(plural, fn)`` plays a controller, ``kube_api.objects`` / ``.get()`` / ``.add()`` give direct
     access, ``kube_api.kubeconfig(path)`` writes a kubeconfig for SDKs that load one."""
-    from kube_api import KubeAPIServer
+    from fakes.kube_api import KubeAPIServer
 
     server = KubeAPIServer(token="throwaway-test-token").start()
     token_file = tmp_path / "kube-token"

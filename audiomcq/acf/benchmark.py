@@ -18,7 +18,7 @@ from audiomcq.data.io import RecordReader, write_records
 from audiomcq.formats import pct
 from audiomcq.jsonio import write_json
 
-# Paper (paper-notes §4): mean silent accuracy of the evaluated LALMs, and the AC-strong share of each benchmark.
+# Paper: mean silent accuracy of the evaluated LALMs, and the AC-strong share of each benchmark.
 PAPER_SILENT = {"mmau": 49.8, "mmar": 36.6, "mmsu": 37.8}
 PAPER_STRONG = {"mmau": 46.1, "mmar": 67.1}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from audiomcq.data.record import MCQRecord
 
-# Paper: 54.8% weak / 45.2% strong overall; TACOS 73.3% strong; CompA-R 75.5% weak (paper-notes §2).
+# Paper: 54.8% weak / 45.2% strong overall; TACOS 73.3% strong; CompA-R 75.5% weak.
 PAPER = {"overall_weak": 54.8, "sources": {"TACOS": ("strong", 73.3), "CompA-R": ("weak", 75.5)}}
 
 

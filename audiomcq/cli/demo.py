@@ -101,16 +101,17 @@ def run_pipeline_quietly(
         for raw in proc.stdout:
             log_fh.write(raw)
             line = _ANSI.sub("", raw).strip()
-            if m := _STARTED.search(line):
+            # parallel tasks log from several threads, so one line may hold more than one task's message
+            for m in _STARTED.finditer(line):
                 begun[m.group(1)] = time.monotonic()
-            elif m := _FINISHED.search(line):
+            for m in _FINISHED.finditer(line):
                 task, status = m.groups()
                 done += 1
-                took = duration(time.monotonic() - begun.pop(m.group(1), start))
+                took = duration(time.monotonic() - begun.pop(task, start))
                 failed = failed or (task if status != "SUCCESS" else None)
                 elapsed = duration(time.monotonic() - start)
                 say(f"  [{done:2d}] {task:<44} {status.lower():<8} {took:>10}   ({elapsed} in all)")
-            elif m := _RUN_DIR.match(line):
+            if m := _RUN_DIR.match(line):
                 run_dir = Path(m.group(1))
     if proc.returncode != 0 or run_dir is None:
         what = f"task {failed!r} failed" if failed else f"the pipeline exited with status {proc.returncode}"

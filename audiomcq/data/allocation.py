@@ -4,7 +4,7 @@ the train/eval leakage guard.
 Everything is deterministic and independent of input order: a record's fate depends only on ``(seed, id)``
 through a SHA-256 rank, so the same split comes out of a shuffled file, a re-run or a sharded job.
 
-Paradigms (paper-notes §5): every SFT stage has the same fixed size (313,177 = |weak| in the paper), and the
+Paradigms: every SFT stage has the same fixed size (313,177 = |weak| in the paper), and the
 GRPO pool is disjoint from it.
 
 | paradigm | SFT | GRPO pool |

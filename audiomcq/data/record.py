@@ -17,7 +17,7 @@ from typing import Any
 AC_KEY = "audio-contribution"
 AC_VALUES = ("weak", "strong")
 # Canonical JSON keys, in the order they are written. The release's names for the type and CoT fields are
-# unconfirmed (paper-notes §3); these are ours, and anything else in a file is preserved as an extra field.
+# unconfirmed; these are ours, and anything else in a file is preserved as an extra field.
 REQUIRED_KEYS = ("id", "question", "choices", "answer")
 OPTIONAL_KEYS = ("source_dataset", "audio_path", "question_type", AC_KEY, "structured_cot", "simple_cot")
 _ATTR = {AC_KEY: "audio_contribution"}

@@ -2,7 +2,7 @@
 
 One code path renders every prompt (``audiomcq.prompts`` through the processor's chat template) and attaches the
 waveform, so SFT, filtering, evaluation and serving feed a model identically. ``AudioSFTCollator`` exists because
-trl's collators drop audio: with them SFT trains audio-blind (ml-stack §3).
+trl's collators drop audio: with them SFT trains audio-blind.
 """
 
 from __future__ import annotations

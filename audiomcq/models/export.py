@@ -2,7 +2,7 @@
 
 vLLM registers Qwen2.5-Omni only under the full model's architectures and reads ``thinker_config`` from the full
 config; a thinker saved by transformers (``Qwen2_5OmniThinkerForConditionalGeneration``, keys ``audio_tower.*``,
-``model.layers.*``, ``lm_head.*``, ``visual.*``) has no registry entry (ml-stack §5). The export writes a full
+``model.layers.*``, ``lm_head.*``, ``visual.*``) has no registry entry. The export writes a full
 ``Qwen2_5OmniConfig`` around the thinker's config (audio output off, so no talker weights are needed) and prefixes
 every weight with ``thinker.``, which vLLM's own name mapper then strips. Weights are copied bit for bit.
 """

@@ -70,7 +70,7 @@ class OmniAudioProcessor(Qwen2_5OmniProcessor):
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of a tiny model; the defaults are the calibrated sweet spot on a 2-core CPU (calibration §7)."""
+    """Sizes of a tiny model; the defaults are the calibrated sweet spot on a 2-core CPU."""
 
     hidden: int = 128
     layers: int = 2

@@ -3,7 +3,7 @@
 Every record carries its ground truth: ``text_answerable`` says whether the question can be answered from its text
 alone *by construction* (a fixed answer, or the answer leaked in the wording), and ``family`` names the template.
 So audio-contribution filtering can be scored against truth. All families have four options, because two-option
-families double the chance-level false-weak rate of the silence filter (calibration §3).
+families double the chance-level false-weak rate of the silence filter.
 
 Audio-dependent: pitch, kind (sound), contour (music), onset (temporal), word (speech; needs espeak-ng).
 Text-answerable: tuning (music), animal (sound, leaked), srate (sound), length (temporal),

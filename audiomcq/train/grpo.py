@@ -1,7 +1,7 @@
 """GRPO on MCQ records with trl's GRPOTrainer, extended so the audio reaches *every* forward.
 
 trl 1.16 passes the processor's audio features to generation, but its log-probability forwards (policy, old and
-reference) carry image inputs only, so stock GRPO trains audio-blind (ml-stack §4). ``AudioGRPOTrainer`` keeps
+reference) carry image inputs only, so stock GRPO trains audio-blind. ``AudioGRPOTrainer`` keeps
 the audio features that the processor produced for the prompts, carries them through trl's batch shuffling and
 splitting, and injects them into each log-probability forward chunk. Rewards are the paper's (``rewards.py``).
 """

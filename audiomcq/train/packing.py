@@ -27,7 +27,7 @@ from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger(__name__)
 # Attention implementations that honour restarting position ids without an attention mask (checked in
-# tests/test_packing.py for sdpa and eager; flash attention derives per-sample lengths from the same positions).
+# tests/train/test_packing.py for sdpa and eager; flash attention derives per-sample lengths from the same positions).
 PACKABLE_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "varlen")
 
 

@@ -1,7 +1,7 @@
 """GRPO rollouts through vLLM (trl's colocate mode) with the audio attached, for both families.
 
 trl 1.16 hands vLLM token ids plus *images* only, starts vLLM from ``model.name_or_path`` and pushes weights under
-their in-memory names (ml-stack §4–5). For audio LLMs that gives audio-blind rollouts, a thinker directory vLLM has
+their in-memory names. For audio LLMs that gives audio-blind rollouts, a thinker directory vLLM has
 no registry entry for, and names vLLM's ``load_weights`` does not know. Three small fixes:
 
 1. the policy is exported once in the layout vLLM loads (``models.export``) and vLLM starts from that copy;

@@ -1,6 +1,6 @@
 """Bounded serving, in-process: the body limit and read deadline (ASGI middleware), clients that hang up counted as
 disconnects and their requests cancelled, round-robin batches, the per-request audio budget, V2 element checks
-before decoding, and the listening and read settings. ``tests/test_serve_bounds.py`` runs a real server."""
+before decoding, and the listening and read settings. ``tests/serve/test_serve_bounds.py`` runs a real server."""
 
 from __future__ import annotations
 

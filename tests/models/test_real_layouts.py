@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import kill_at_first_checkpoint
-from real_checkpoints import OMNI, QWEN2_AUDIO, SHARED_CHECKPOINTS, build
+from fakes.real_checkpoints import OMNI, QWEN2_AUDIO, SHARED_CHECKPOINTS, build
 
 from audiomcq.cli import main
 from audiomcq.jsonio import load_json
@@ -115,7 +115,7 @@ def sft_final(real, corpus, tmp_path_factory) -> Path:
 
 
 def test_the_layout_is_the_hubs(real):
-    from real_checkpoints import hub_key_patterns
+    from fakes.real_checkpoints import hub_key_patterns
 
     config = json.loads((real / "config.json").read_text())
     source = SHARED_CHECKPOINTS / real.name

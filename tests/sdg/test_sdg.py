@@ -1,4 +1,4 @@
-"""Dataset generation against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/openai_stub.py) and with
+"""Dataset generation against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/fakes/openai_stub.py) and with
 the template backend; decontamination against the real MMAU-test-mini metadata."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from audiomcq.jsonio import iter_json_items, load_json
 from audiomcq.sdg.llm import LLMSpec
 from audiomcq.sdg.run import GenConfig, generate_dataset
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_stub import Stub
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from fakes.openai_stub import Stub
 
 MARKERS = ["", "[bad-json]", "[wrong-schema]", "[slow]", "[429]", "[always-429]", "[low-grade]", ""]
 
@@ -240,7 +240,7 @@ def test_the_seven_sources_go_through_the_whole_generation(stub, tmp_path):
 
     from audiomcq.sdg.sources import Rejected, read_source
 
-    fixtures = Path(__file__).resolve().parent / "fixtures" / "sources"
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
     names = ["Clotho", "AudioCaps", "MusicCaps", "LP-MusicCaps", "SpeechCraft", "TACOS", "CompA-R"]
     sources = {name: fixtures / name for name in names}
     rows = [x for name in names for x in read_source(name, fixtures / name)]

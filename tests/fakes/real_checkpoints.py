@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-SHARED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "shared" / "checkpoints"
+SHARED_CHECKPOINTS = Path(__file__).resolve().parents[3] / "shared" / "checkpoints"
 OMNI, QWEN2_AUDIO = "Qwen2.5-Omni-7B", "Qwen2-Audio-7B-Instruct"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 

@@ -1,7 +1,7 @@
 """Bounded serving against a real ``audiomcq serve`` on 127.0.0.1 with short timeouts: ``--host``, request bodies
 limited in size (413 before parsing, memory flat) and in time (408), a 40 MiB binary V2 body decoded while health
 probes are answered, clients that hang up counted as disconnects (not server errors) without a traceback, and
-headers bounded. Every client loop is bounded in count and time; ``tests/test_serve_bounds_units.py`` has the
+headers bounded. Every client loop is bounded in count and time; ``tests/serve/test_serve_bounds_units.py`` has the
 in-process parts."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from audiomcq.errors import AudioMCQError
 from audiomcq.sdg.sources import SOURCES, Rejected, SourceItem, get_source, read_source
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 
 
 def read(name: str, root: Path | str | None = None, splits=None) -> tuple[list[SourceItem], list[Rejected]]:

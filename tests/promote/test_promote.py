@@ -1,4 +1,4 @@
-"""Promotion gate, lineage and the cluster adapter, against a local Kubernetes API server (tests/kube_api.py).
+"""Promotion gate, lineage and the cluster adapter, against a local Kubernetes API server (tests/fakes/kube_api.py).
 
 The metrics are real: ``audiomcq eval``'s own harness (``run_eval``: prediction files, official scoring, AC-strong
 subset, silent control) runs over eight real WAV questions with a scripted engine that answers the chosen items
@@ -25,7 +25,7 @@ import pytest
 import soundfile as sf
 import yaml
 from conftest import REPO
-from kube_api import play_kserve
+from fakes.kube_api import play_kserve
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.infra.k8s import INFERENCE_SERVICE, Kube, KubeError

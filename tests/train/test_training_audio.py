@@ -1,4 +1,4 @@
-"""The audio must reach the training forward passes: trl alone trains audio-blind (ml-stack §3-4).
+"""The audio must reach the training forward passes: trl alone trains audio-blind.
 
 Each test counts, with a forward pre-hook on the model, the loss forwards that carry ``input_features``.
 The GRPO test also runs stock trl on the same data to show the check can fail.

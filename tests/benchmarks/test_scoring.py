@@ -12,7 +12,7 @@ MAN = ["Man", "Woman", "Child", "Robot"]
 @pytest.mark.parametrize(
     ("prediction", "answer", "choices", "expected"),
     [
-        # The behaviour recorded by running the official function (paper-notes §9.1).
+        # The behaviour recorded by running the official function.
         ("man.", "Man", MAN, True),
         ("<answer>Man</answer>", "Man", MAN, True),
         ("The answer is Man", "Man", MAN, True),

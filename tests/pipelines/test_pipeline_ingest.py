@@ -9,7 +9,7 @@ import io
 import json
 
 import pytest
-from hub_stub import HubStub, StubRepo
+from fakes.hub_stub import HubStub, StubRepo
 
 pytest.importorskip("kfp")
 

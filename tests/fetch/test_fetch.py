@@ -1,5 +1,5 @@
 """``audiomcq fetch``: models, the AudioMCQ dataset and benchmarks, against local stand-ins of the hub, of the
-download sites (tests/hub_stub.py) and of S3 (the ``s3`` fixture): verification, refetch of corrupted files,
+download sites (tests/fakes/hub_stub.py) and of S3 (the ``s3`` fixture): verification, refetch of corrupted files,
 resume after a kill, the completion marker last, manifests, gated repos and tokens."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 from conftest import SHARED_BENCHMARKS
-from hub_stub import FileStub, HubStub, StubRepo
+from fakes.hub_stub import FileStub, HubStub, StubRepo
 
 from audiomcq.cli import main
 from audiomcq.errors import AudioMCQError
@@ -216,7 +216,7 @@ def test_gated_repo_and_token_give_one_clear_line_and_the_token_is_never_shown(h
 
 
 def test_a_fetched_prefix_loads_through_local_model(s3, hub, tmp_path, monkeypatch):
-    from real_checkpoints import QWEN2_AUDIO, build
+    from fakes.real_checkpoints import QWEN2_AUDIO, build
 
     from audiomcq.models.loading import load_model
 

@@ -16,8 +16,8 @@ from audiomcq.jsonio import iter_json_items, load_json
 from audiomcq.sdg.llm import LLMSpec
 from audiomcq.sdg.run import GenConfig, generate_dataset
 
-sys.path.insert(0, os.path.dirname(__file__))
-from openai_stub import Stub
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from fakes.openai_stub import Stub
 
 
 def _captions(path, captions: dict[str, str]):

@@ -404,7 +404,10 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     sdg_dir = run_pipeline_quietly(tmp_path / "root", tmp_path / "sdg.log", args, "audiomcq-sdg", say=lines.append)
     assert sdg_dir.is_dir() and sdg_dir.name.startswith("audiomcq-sdg-")
     finished = [line for line in lines if line.startswith("  [")]
-    assert len(finished) == 3 and all(" success " in line for line in finished), lines  # 2 shards, then the merge
+    # 2 shards, then the merge; kfp.local runs the shards in parallel threads and now and then drops one of their
+    # "finished" log lines, so one shard line may be missing (the merge's needs both shards done)
+    assert 2 <= len(finished) <= 3 and all(" success " in line for line in finished), lines
+    assert "generate-shard" in finished[0] and "generate-merge" in finished[-1], lines
     assert "Streamed logs" in (tmp_path / "sdg.log").read_text()  # the executors' output is kept, not shown
     single = generate_dataset({"synthetic": synth_corpus / "train.jsonl"}, tmp_path / "sdg-single")
     merged = json.loads(s3.get_object("data", "out/sdg/summary.json").read())

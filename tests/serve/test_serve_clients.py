@@ -22,7 +22,7 @@ import yaml
 from conftest import free_port, wait_ready
 
 pytest.importorskip("kserve")
-RULES = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "alerts.yaml"
+RULES = Path(__file__).resolve().parents[2] / "manifests" / "base" / "monitoring" / "alerts.yaml"
 BAD_ROUTES = [
     ("POST", "/v2/models/audiomcq/versions/1/infer"),
     ("GET", "/v2/models/audiomcq/versions/1"),

@@ -1,6 +1,7 @@
 """Generation budgets from the data, per-model prompt formats and the context check, in filtering and evaluation.
 
-The model that knows every answer is a real OpenAI-compatible server on 127.0.0.1 (``tests/openai_stub.py``'s server,
+The model that knows every answer is a real OpenAI-compatible server on 127.0.0.1 (the server of
+``tests/fakes/openai_stub.py``,
 answering multiple-choice questions the way a chat model does): one token per character, cut at ``max_tokens``
 (``finish_reason: length``) or at a stop string (dropped from the text, as OpenAI servers do).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from openai_stub import Stub
+from fakes.openai_stub import Stub
 
 from audiomcq.acf import FilterConfig, run_filter
 from audiomcq.cli import main
