@@ -4,7 +4,7 @@ one import and one call each."""
 import importlib
 from typing import Any
 
-MODULES = ("ingest", "filter", "sdg", "evaluate", "train", "post_training")
+MODULES = ("ingest", "filter", "sdg", "evaluate", "train", "demo")
 
 
 def all_components() -> dict[str, Any]:

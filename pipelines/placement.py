@@ -57,6 +57,9 @@ STAGES: dict[str, Stage] = {
     "select": Stage(cpu="1", memory="2Gi"),
     "report": Stage(cpu="1", memory="2Gi"),
     "promote": Stage(cpu="1", memory="2Gi", cache=False, timeout_s=3600),  # reads and changes live cluster state
+    # the demo pipeline: tiny models, sized for CPU nodes (training is never cached: a rerun trains again)
+    "demo_train": Stage(cpu="2", memory="8Gi", cache=False, timeout_s=4 * 3600),
+    "demo_infer": Stage(cpu="2", memory="8Gi", timeout_s=2 * 3600),
     # the ingest pipeline: a hub revision resolved to its commit now (never cached: a branch moves), then the fetch
     # at that commit, cached on it; a download that breaks is retried and resumes
     "resolve": Stage(cpu="1", memory="1Gi", retries=2, cache=False, timeout_s=900, hub=True),

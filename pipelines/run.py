@@ -17,15 +17,15 @@ from typing import Any
 from kfp import compiler, dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from pipelines.demo import audiomcq_demo
 from pipelines.evaluate import audiomcq_evaluate
 from pipelines.filter import audiomcq_filter
 from pipelines.ingest import audiomcq_ingest
-from pipelines.post_training import audiomcq_post_training
 from pipelines.sdg import audiomcq_sdg
 from pipelines.train import audiomcq_train
 
 PIPELINES: dict[str, Any] = {
-    "audiomcq-post-training": audiomcq_post_training,
+    "audiomcq-demo": audiomcq_demo,
     "audiomcq-filter": audiomcq_filter,
     "audiomcq-sdg": audiomcq_sdg,
     "audiomcq-evaluate": audiomcq_evaluate,
@@ -87,11 +87,11 @@ def run_local(
     root: str | Path,
     recipe: str | None = None,
     overrides: list[str] | None = None,
-    pipeline: str = "audiomcq-post-training",
+    pipeline: str = "audiomcq-demo",
     **params: object,
 ) -> Path:
     """Run a pipeline with kfp.local's SubprocessRunner; returns the run's directory. ``recipe`` (default ``demo``
-    for ``audiomcq-post-training``) and ``overrides`` are passed when given; other parameters go in ``params``."""
+    for ``audiomcq-demo``) and ``overrides`` are passed when given; other parameters go in ``params``."""
     from kfp import local
 
     # Independent tasks run side by side here (two at a time); one math thread each keeps them from fighting over
@@ -101,7 +101,7 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.glob(f"{pipeline}-*"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    if pipeline == "audiomcq-post-training":
+    if pipeline == "audiomcq-demo":
         recipe = recipe or "demo"
     if recipe is not None:
         params["recipe"] = recipe

@@ -22,7 +22,7 @@ from audiomcq.bench.measure import Spread, load_average
 def bench_pipeline(
     work: str | Path, recipe: str = "demo", overrides: list[str] | None = None, repeats: int = 1, **params: object
 ) -> dict[str, Any]:
-    """Run ``audiomcq-post-training`` locally ``repeats`` times with stage timings on (``params``: more pipeline
+    """Run ``audiomcq-demo`` locally ``repeats`` times with stage timings on (``params``: more pipeline
     arguments, e.g. ``publish``); returns the medians of wall, busy and overhead seconds, and every run's own."""
     work = Path(work)
     load = load_average()

@@ -26,7 +26,7 @@ def add_bench_commands(sub: Any) -> None:
         "machine's other load from stalling the second thread at every parallel op",
     )
     bf.set_defaults(func=cmd_bench_filter)
-    bp = bsub.add_parser("pipeline", help="orchestration overhead of a local audiomcq-post-training run")
+    bp = bsub.add_parser("pipeline", help="orchestration overhead of a local audiomcq-demo run")
     bp.add_argument("--work", type=Path, default=Path("out/bench-pipeline"))
     bp.add_argument("--recipe", default="demo")
     bp.add_argument("--repeats", type=_repeats, default=3, help="whole runs to take the median over (>= 3)")

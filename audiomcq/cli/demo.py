@@ -82,7 +82,7 @@ def run_pipeline_quietly(
     root: Path,
     log_path: Path,
     args: list[str],
-    name: str = "audiomcq-post-training",
+    name: str = "audiomcq-demo",
     say: Callable[[str], Any] = log.info,
 ) -> Path:
     """Run a pipeline locally in a child process, its output kept in ``log_path``; ``say`` one line per task as it

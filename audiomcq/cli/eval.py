@@ -129,7 +129,7 @@ def demo_layout(demo: Path) -> dict[str, Any]:
     from audiomcq.errors import AudioMCQError
     from audiomcq.jsonio import load_json
 
-    roots = sorted((demo / "pipeline-root").glob("audiomcq-post-training-*"), key=lambda p: p.stat().st_mtime)
+    roots = sorted((demo / "pipeline-root").glob("audiomcq-demo-*"), key=lambda p: p.stat().st_mtime)
     if not roots:
         raise AudioMCQError(f"{demo}: no demo pipeline run under pipeline-root/ (run `make demo` first)")
     root = roots[-1]

@@ -91,7 +91,7 @@ def add_loop_commands(sub: Any) -> None:
     p = sub.add_parser("pipeline", help="compile the KFP pipelines, or run one locally with kfp.local")
     p.add_argument("action", choices=["compile", "run", "submit"])
     p.add_argument("pipeline", nargs="?", help="run/submit: which pipeline (or --name)")
-    p.add_argument("--name", default="audiomcq-post-training", help="run/submit: which pipeline")
+    p.add_argument("--name", default="audiomcq-demo", help="run/submit: which pipeline")
     p.add_argument("--param", action="append", default=[], metavar="KEY=JSON", help="run/submit: a pipeline argument")
     p.add_argument("--experiment", default="audiomcq", help="submit: KFP experiment")
     p.add_argument("--run-name", help="submit: run name")
@@ -100,7 +100,7 @@ def add_loop_commands(sub: Any) -> None:
     p.add_argument("--local", action="store_true", help="run: execute with kfp.local (the only runner here)")
     p.add_argument("--manifests", action="store_true", help="compile: also the Pipeline/PipelineVersion CRs")
     p.add_argument("--images", type=Path, help="compile/submit: pin images from `skaffold build --file-output` JSON")
-    p.add_argument("--recipe", help="run: the recipe parameter (audiomcq-post-training: default demo)")
+    p.add_argument("--recipe", help="run: the recipe parameter (audiomcq-demo: default demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_pipeline)
 
@@ -198,7 +198,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         )
         print(f"select: {r['why']} -> {r['selected']['path']}")
         return 0
-    from audiomcq.stages.post_training import select_stage
+    from audiomcq.stages.demo import select_stage
 
     s = select_stage([str(e) for e in args.evals], str(args.out))
     print(f"select: {s['why']} -> {s['model']}")

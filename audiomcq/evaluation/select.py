@@ -11,7 +11,7 @@ a tie-break reads ranks below those with one; numbers within 1e-9 points of each
 ``synthetic`` task, with audio only) and picks one, recording why. The selection set is the run's
 ``data/selection.jsonl`` (position-balanced held-out questions, MMAU-test-mini-4k style, written by ``train run
 --selection``) unless another is given. The per-checkpoint accuracies are also the run's accuracy-vs-step curves.
-``select --evals`` and the post-training pipeline pick among models already evaluated on the held-out split
+``select --evals`` and the demo pipeline pick among models already evaluated on the held-out split
 (``select_evaluated``), with audio and in silence.
 
 A run in S3 (``s3://…``) counts only the checkpoints and final models whose own upload completed: each such prefix

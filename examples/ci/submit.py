@@ -1,6 +1,6 @@
 """Upload a compiled pipeline to Kubeflow Pipelines as a version named by its content, run it, and wait for the end.
 
-    python examples/ci/submit.py dist/audiomcq-post-training.yaml --experiment audiomcq-ci --run-name ci-1a2b3c \
+    python examples/ci/submit.py dist/audiomcq-demo.yaml --experiment audiomcq-ci --run-name ci-1a2b3c \
         --timeout 18000 --param recipe=demo --param publish=s3://audiomcq/ci
 
 A CI job calls this after ``audiomcq pipeline compile --images build.json`` (``examples/ci/submit.sh`` does both).

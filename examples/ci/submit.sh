@@ -4,7 +4,7 @@
 # the run's outcome (examples/ci/submit.py). Extra arguments go to submit.py, e.g. --param recipe=demo.
 #
 #   BUILD_JSON   `skaffold build --file-output` of this commit's images       (default build.json)
-#   PIPELINE     which pipeline to run                                         (default audiomcq-post-training)
+#   PIPELINE     which pipeline to run                                         (default audiomcq-demo)
 #   EXPERIMENT   the KFP experiment                                            (default audiomcq-ci)
 #   RUN_NAME     the run's name                                                (default: the version's name)
 #   RUN_TIMEOUT  seconds to wait before the run is terminated and the job fails (default 18000)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 out="${OUT_DIR:-dist}"
-pipeline="${PIPELINE:-audiomcq-post-training}"
+pipeline="${PIPELINE:-audiomcq-demo}"
 audiomcq pipeline compile --images "${BUILD_JSON:-build.json}" --out "$out" --manifests
 args=("$out/$pipeline.yaml" --experiment "${EXPERIMENT:-audiomcq-ci}" --timeout "${RUN_TIMEOUT:-18000}")
 if [[ -n "${RUN_NAME:-}" ]]; then

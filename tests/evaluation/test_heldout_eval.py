@@ -1,4 +1,4 @@
-"""The post-training pipeline's held-out evaluation is the harness's ``synthetic`` task: with audio and in silence,
+"""The demo pipeline's held-out evaluation is the harness's ``synthetic`` task: with audio and in silence,
 broken down by the strong-AC subset, the synthetic ground truth and each family, with the numbers the demo's own
 evaluation gave for the same records."""
 
@@ -15,7 +15,7 @@ from audiomcq.data.io import read_records, write_records
 from audiomcq.data.record import MCQRecord
 from audiomcq.jsonio import iter_jsonl
 from audiomcq.scoring import extract_answer, string_match
-from audiomcq.stages.post_training import evaluate_stage
+from audiomcq.stages.demo import evaluate_stage
 
 
 def _layout(synth_corpus: Path, root: Path) -> tuple[Path, Path, list[MCQRecord]]:

@@ -168,7 +168,7 @@ def test_the_rule_breaks_ties_by_ac_strong_then_audio_contribution_then_the_earl
 
 
 def _evaluated(folder, rows: dict) -> str:
-    """A metrics directory as the post-training pipeline's evaluate step writes it."""
+    """A metrics directory as the demo pipeline's evaluate step writes it."""
     index = {}
     for name, (stage, step, audio, strong, silence) in rows.items():
         with_audio = {"total": {"accuracy": audio}, "ac_strong": {"accuracy": strong, "count": 107}}
@@ -196,7 +196,7 @@ def test_the_demos_tie_goes_to_the_larger_audio_contribution_at_every_entry_poin
     assert (chosen["selected"], chosen["model"]) == ("mixed_to_strong/grpo", "models/mixed_to_strong/grpo")
     assert chosen["rule"] == RULE and chosen["audio_contribution"] == 90.8 - 10.5
     assert "tied with mixed_to_strong/sft: the higher audio contribution decided (80.3 vs 46.0)" in chosen["why"]
-    from audiomcq.stages.post_training import select_stage
+    from audiomcq.stages.demo import select_stage
 
     assert select_stage([*runs, base], str(tmp_path)) == chosen == load_json(tmp_path / "selection.json")
     assert main(["select", "--evals", *runs, base, "--out", str(tmp_path / "cli")]) == 0

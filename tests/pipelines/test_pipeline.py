@@ -20,7 +20,7 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
 
     paths = compile_all(tmp_path)
     names = [
-        "audiomcq-post-training",
+        "audiomcq-demo",
         "audiomcq-filter",
         "audiomcq-sdg",
         "audiomcq-evaluate",
@@ -30,7 +30,7 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     assert [p.name for p in paths] == [f"{n}.yaml" for n in names]
     path = paths[0]
     spec = next(yaml.safe_load_all(path.read_text()))
-    assert spec["pipelineInfo"]["name"] == "audiomcq-post-training"
+    assert spec["pipelineInfo"]["name"] == "audiomcq-demo"
     tasks = spec["root"]["dag"]["tasks"]
     assert {"synth", "pretrain", "acf-filter", "evaluate", "select", "report"} <= set(tasks)
     assert "install_kfp_package" not in path.read_text() and "pip install" not in path.read_text()
@@ -39,7 +39,7 @@ def test_pipeline_compiles_to_one_yaml(tmp_path):
     assert [p.read_text() for p in again] == [p.read_text() for p in paths]
 
 
-@pytest.mark.parametrize("module", ["ingest", "filter", "sdg", "evaluate", "train", "post_training"])
+@pytest.mark.parametrize("module", ["ingest", "filter", "sdg", "evaluate", "train", "demo"])
 def test_components_are_thin_shims(module):
     tree = ast.parse((REPO / "components" / f"{module}.py").read_text())
     for fn in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
@@ -57,7 +57,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     from audiomcq.infra import storage
 
     bench = bench_pipeline(tmp_path, "smoke", publish="s3://data/loop")  # the local run, with stage timings on
-    (run_dir,) = (tmp_path / "root").glob("audiomcq-post-training-*")
+    (run_dir,) = (tmp_path / "root").glob("audiomcq-demo-*")
     assert bench["tasks"] == 14 and 0 < bench["busy_s"] <= bench["wall_s"]  # synth, 4 pretrains, filter, 3 evals, ...
     assert bench["task_compute_s"] > bench["busy_s"]  # the fan-outs really overlapped
     report = (run_dir / "report" / "markdown").read_text()
@@ -82,7 +82,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
     assert "Promotion gate" in (run_dir / "promote" / "summary").read_text()
 
 
-def _compiled(tmp_path, name="audiomcq-post-training"):
+def _compiled(tmp_path, name="audiomcq-demo"):
     from pipelines.run import compile_all
 
     (path,) = [p for p in compile_all(tmp_path) if p.name == f"{name}.yaml"]
@@ -94,21 +94,25 @@ def _compiled(tmp_path, name="audiomcq-post-training"):
     return path.read_text(), spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"], tasks, executors
 
 
-def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
+# Per pipeline: the tasks that ask for GPUs (and how many), and the tasks never cached.
+PLACEMENT = {
+    # the demo trains tiny models: every task on CPU nodes
+    "audiomcq-demo": ({}, {"post-train", "pretrain", "pretrain-2", "promote"}),
+    "audiomcq-filter": ({"filter-answer": "1"}, None),  # None: caching is checked by the pipeline's own tests
+    "audiomcq-evaluate": ({"eval-task": "1"}, None),
+}
+
+
+@pytest.mark.parametrize("pipeline", sorted(PLACEMENT))
+def test_compiled_yaml_places_every_stage(pipeline, tmp_path, monkeypatch):
     """GPU requests, the GPU pool's selector and toleration, Secrets by name only, retries for preemptible GPU
     stages only, caching per stage, timeouts and resources everywhere."""
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-never-compiled")
     monkeypatch.setenv("AUDIOMCQ_GPU_NODE_SELECTOR", "pool=h100")
-    text, spec, k8s, tasks, executors = _compiled(tmp_path)
+    text, spec, k8s, tasks, executors = _compiled(tmp_path, pipeline)
     assert "s3cr3t-value-never-compiled" not in text
-    gpu = {
-        "post-train": "8",
-        "acf-filter": "1",
-        "evaluate": "1",
-        "evaluate-2": "1",
-        "pretrain": "1",
-        "pretrain-2": "1",
-    }
+    gpu, uncached = PLACEMENT[pipeline]
+    assert set(gpu) <= set(tasks)
     for name, task in tasks.items():
         if name.startswith("for-loop"):
             continue
@@ -131,9 +135,14 @@ def test_compiled_yaml_places_every_stage(tmp_path, monkeypatch):
         else:
             assert "accelerator" not in resources and "nodeSelector" not in placement, name
             assert "retryPolicy" not in task, name  # deterministic CPU stages are not retried
-        assert task["cachingOptions"].get("enableCache", False) is (
-            name not in ("post-train", "pretrain", "pretrain-2", "promote")  # training, and the live cluster
-        ), name
+        if uncached is not None:
+            assert task["cachingOptions"].get("enableCache", False) is (name not in uncached), name
+    if pipeline == "audiomcq-demo":  # sized for the tiny models: no task asks for more than 2 CPUs and 8 GiB
+        for executor in {e for e in executors.values() if e}:
+            resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]
+            assert float(resources["resourceCpuRequest"]) <= 2 and resources["resourceMemoryRequest"].endswith(
+                ("Gi", "G", "Mi", "M")
+            ), resources
 
 
 def test_train_pipeline_branches_on_the_recipes_node_count(tmp_path):
@@ -162,7 +171,7 @@ def test_tasks_reading_s3_uris_are_never_cached(tmp_path):
 
 
 def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypatch):
-    (tmp_path / "small.yaml").write_text("train: {gpus: 1, memory: 32Gi}\n")
+    (tmp_path / "small.yaml").write_text("demo_train: {gpus: 1, memory: 32Gi}\n")  # the demo's training on a GPU
     monkeypatch.setenv("AUDIOMCQ_PLACEMENT", str(tmp_path / "small.yaml"))
     _, spec, _, _, executors = _compiled(tmp_path / "out")
     resources = spec["deploymentSpec"]["executors"][executors["post-train"]]["container"]["resources"]
@@ -260,7 +269,7 @@ def _display_names(spec: dict) -> dict[str, str]:
 @pytest.mark.parametrize(
     "name",
     [
-        "audiomcq-post-training",
+        "audiomcq-demo",
         "audiomcq-filter",
         "audiomcq-sdg",
         "audiomcq-evaluate",
@@ -275,7 +284,7 @@ def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
     assert run_form_problems(spec) == []
     assert "embedded default" not in spec["pipelineInfo"]["description"]
     expected = {
-        "audiomcq-post-training": {"pretrain base", "pretrain filter model", "evaluate base", "filter models"},
+        "audiomcq-demo": {"pretrain base", "pretrain filter model", "evaluate base", "filter models"},
         "audiomcq-filter": {"filter model × shard", "model × shard cells"},
         "audiomcq-sdg": {"generate shard", "merge shards"},
         "audiomcq-evaluate": {"evaluate benchmark task", "evaluation table"},
@@ -595,5 +604,5 @@ def test_compile_pins_the_images_skaffold_built(tmp_path):
         str(tmp_path / "build.json"),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
-    text = (tmp_path / "out" / "audiomcq-post-training.yaml").read_text()
+    text = (tmp_path / "out" / "audiomcq-demo.yaml").read_text()
     assert text.count(ref) >= 2 and "audiomcq-train:dev" not in text and "audiomcq-tools:dev" in text

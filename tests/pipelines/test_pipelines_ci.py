@@ -226,14 +226,14 @@ def test_ci_uploads_a_content_named_version_runs_it_and_waits_for_success(tmp_pa
     server = kfp_api("PENDING", "RUNNING", "RUNNING", "SUCCEEDED")
     out = submit_sh(tmp_path, server)
     assert out.returncode == 0, out.stdout + out.stderr
-    package = tmp_path / "dist" / "audiomcq-post-training.yaml"
+    package = tmp_path / "dist" / "audiomcq-demo.yaml"
     _, ref = build_json(tmp_path)
     assert ref in package.read_text()  # compiled with the digests the build produced
-    version = version_name("audiomcq-post-training", package)
-    assert re.fullmatch(r"audiomcq-post-training-[0-9a-f]{12}", version)
+    version = version_name("audiomcq-demo", package)
+    assert re.fullmatch(r"audiomcq-demo-[0-9a-f]{12}", version)
 
     (created,) = server.calls("POST", f"{API}/pipelines")
-    assert created["body"]["display_name"] == "audiomcq-post-training"
+    assert created["body"]["display_name"] == "audiomcq-demo"
     assert created["body"]["namespace"] == "audiomcq" and created["body"]["description"]
     (upload,) = server.calls("POST", f"{API}/pipelines/upload_version")
     assert upload["query"] == {
@@ -266,7 +266,7 @@ def test_ci_uploads_a_content_named_version_runs_it_and_waits_for_success(tmp_pa
     assert f"{server.url}/#/runs/details/run-1" in out.stdout
     assert "run run-1: SUCCEEDED" in out.stdout
     # The Kubernetes-native manifests name the same version: applying them after a rebuild makes a new one.
-    docs = list(yaml.safe_load_all((tmp_path / "dist" / "audiomcq-post-training.k8s.yaml").read_text()))
+    docs = list(yaml.safe_load_all((tmp_path / "dist" / "audiomcq-demo.k8s.yaml").read_text()))
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "PipelineVersion"] == [version]
 
 
@@ -293,7 +293,7 @@ def test_ci_reuses_the_version_of_the_same_build_and_fails_with_the_run(tmp_path
         check=True,
         capture_output=True,
     )
-    out = submit_py(env, compiled / "audiomcq-post-training.yaml", "--experiment", "audiomcq-ci")
+    out = submit_py(env, compiled / "audiomcq-demo.yaml", "--experiment", "audiomcq-ci")
     assert out.returncode == 0, out.stdout + out.stderr
     names = [u["query"]["name"] for u in server.calls("POST", f"{API}/pipelines/upload_version")]
     assert len(set(names)) == 2 and len(server.calls("POST", f"{API}/pipelines")) == 1

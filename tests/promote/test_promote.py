@@ -809,7 +809,7 @@ def _stage_inputs(tmp_path: Path) -> tuple[str, list[str]]:
 
 def test_the_stage_decides_on_the_selected_models_own_eval_metrics(tmp_path):
     """The gate reads the evaluate step's ``audiomcq eval`` output of the selected model as it is."""
-    from audiomcq.stages.post_training import promote_stage
+    from audiomcq.stages.demo import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -827,7 +827,7 @@ def test_the_stage_decides_on_the_selected_models_own_eval_metrics(tmp_path):
 
 
 def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):
-    from audiomcq.stages.post_training import promote_stage
+    from audiomcq.stages.demo import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -837,7 +837,7 @@ def test_the_stage_refuses_to_apply_a_local_model_path(kube_api, tmp_path):
 
 
 def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_path):
-    from audiomcq.stages.post_training import promote_stage
+    from audiomcq.stages.demo import promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()
@@ -871,7 +871,7 @@ def test_the_stage_places_gpu_serving_with_a_node_selector_and_tolerations(tmp_p
 def test_the_stage_passes_its_smoke_settings_to_the_check(tmp_path):
     """``smoke_*`` keys of the pipeline's serving settings reach the smoke check (a bad pair is refused there);
     a misspelt one is refused by name."""
-    from audiomcq.stages.post_training import _smoke, promote_stage
+    from audiomcq.stages.demo import _smoke, promote_stage
 
     selection, results = _stage_inputs(tmp_path)
     (tmp_path / "out").mkdir()

@@ -168,7 +168,7 @@ def test_a_paradigm_recipe_trains_on_cpu_with_its_flags(tiny_omni, synth_corpus,
 @pytest.mark.parametrize("paradigm", PARADIGMS)
 def test_every_paradigm_runs_end_to_end_on_the_smoke_recipe(paradigm, tiny_omni, synth_corpus, tmp_path):
     from audiomcq.data.io import read_records, write_records
-    from audiomcq.stages.post_training import post_train_stage, run_models
+    from audiomcq.stages.demo import post_train_stage, run_models
 
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "loop").symlink_to(synth_corpus)

@@ -1,4 +1,4 @@
-"""Components of ``audiomcq-post-training``: thin shims over ``audiomcq.stages.post_training`` (one import, one call
+"""Components of ``audiomcq-demo``: thin shims over ``audiomcq.stages.demo`` (one import, one call
 each)."""
 
 from kfp import dsl
@@ -10,7 +10,7 @@ from components.images import image
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def synth(recipe: str, overrides: list, publish: str, run_id: str, corpus: Output[Dataset]):
     """Synthetic audio MCQ corpus: pre-training pool, loop pool and held-out split (synth_stage)."""
-    from audiomcq.stages.post_training import synth_stage
+    from audiomcq.stages.demo import synth_stage
 
     corpus.metadata["uri"] = synth_stage(corpus.path, recipe, overrides, publish, run_id)["uri"]
 
@@ -20,7 +20,7 @@ def pretrain(
     recipe: str, overrides: list, publish: str, run_id: str, role: str, corpus: Input[Dataset], model: Output[Model]
 ):
     """Build and pre-train the base model or filter model ``role`` (pretrain_stage)."""
-    from audiomcq.stages.post_training import pretrain_stage
+    from audiomcq.stages.demo import pretrain_stage
 
     model.metadata["uri"] = pretrain_stage(corpus.path, model.path, role, recipe, overrides, publish, run_id)["uri"]
 
@@ -36,7 +36,7 @@ def acf_filter(
     labels: Output[Dataset],
 ):
     """Audio-contribution filtering with the filter models in silence (filter_stage)."""
-    from audiomcq.stages.post_training import filter_stage
+    from audiomcq.stages.demo import filter_stage
 
     labels.metadata["uri"] = filter_stage(
         corpus.path, [m.path for m in filter_models], labels.path, recipe, overrides, publish, run_id
@@ -56,7 +56,7 @@ def post_train(
     run: Output[Model],
 ):
     """One paradigm: allocation, SFT from the base, GRPO from the SFT model (post_train_stage)."""
-    from audiomcq.stages.post_training import post_train_stage
+    from audiomcq.stages.demo import post_train_stage
 
     run.metadata["uri"] = post_train_stage(
         base.path, corpus.path, labels.path, paradigm, run.path, recipe, overrides, publish, run_id
@@ -75,7 +75,7 @@ def evaluate(
     metrics: Output[Metrics],
 ):
     """Held-out accuracy with audio and in silence of a model or a run's checkpoints (evaluate_named)."""
-    from audiomcq.stages.post_training import evaluate_named
+    from audiomcq.stages.demo import evaluate_named
 
     for key, value in evaluate_named(
         name, models.path, corpus.path, labels.path, results.path, recipe, overrides
@@ -86,7 +86,7 @@ def evaluate(
 @dsl.component(base_image=image("tools"), install_kfp_package=False)
 def select(results: Input[list[Dataset]], base_results: Input[Dataset], selection: Output[Dataset]) -> str:
     """Pick the best checkpoint on the selection metric (select_stage)."""
-    from audiomcq.stages.post_training import select_stage
+    from audiomcq.stages.demo import select_stage
 
     return select_stage([r.path for r in results] + [base_results.path], selection.path)["model"]
 
@@ -130,7 +130,7 @@ def promote(
     summary: Output[Markdown],
 ) -> str:
     """The promotion gate on the selected checkpoint (promote_stage); dry unless applied."""
-    from audiomcq.stages.post_training import promote_stage
+    from audiomcq.stages.demo import promote_stage
 
     return promote_stage(
         selection.path,

@@ -1,18 +1,18 @@
-"""``audiomcq-post-training``: synth -> base + filter models -> ACF -> paradigms in parallel -> eval -> select ->
+"""``audiomcq-demo``: synth -> base + filter models -> ACF -> paradigms in parallel -> eval -> select ->
 promotion gate (and the report).
 
-Compile it with the SDK's CLI (``kfp dsl compile --py pipelines/post_training.py --output post_training.yaml``) or
+Compile it with the SDK's CLI (``kfp dsl compile --py pipelines/demo.py --output demo.yaml``) or
 with ``audiomcq pipeline compile``; both give the same YAML.
 """
 
 from kfp import dsl
 
-from components.post_training import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
+from components.demo import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
 from pipelines.placement import place
 
 
-@dsl.pipeline(name="audiomcq-post-training")
-def audiomcq_post_training(
+@dsl.pipeline(name="audiomcq-demo")
+def audiomcq_demo(
     recipe: str = "demo",
     overrides: list = [],  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
     paradigms: list = ["weak_to_strong", "mixed_to_strong"],  # noqa: B006
@@ -20,19 +20,20 @@ def audiomcq_post_training(
     publish: str = "",
     serving: dict = {"apply": False},  # noqa: B006 - one key: kfp orders multi-key dicts per process
 ) -> str:
-    """The AudioMCQ post-training loop, end to end, on one recipe.
+    """The AudioMCQ post-training loop, end to end on tiny models, on one recipe.
 
     Synthesizes the recipe's audio MCQ corpus, pre-trains a base model and K filter models, labels every question
     weak or strong in audio contribution (ACF: the filter models answer with the audio replaced by silence), then
     post-trains each paradigm (SFT, then GRPO) from the base model in parallel, evaluates every checkpoint on the
     held-out split, selects the best, writes a report and runs the promotion gate (dry unless serving.apply is
-    true). The defaults run the small built-in recipe `demo` on a cluster with the audiomcq images and a GPU pool; its
-    models and corpus stay in the run's artifacts unless publish names an S3 prefix.
+    true). It is the demo of the platform: the models are tiny ones it builds and pre-trains itself, and every task
+    is sized for CPU nodes (2 CPUs, 8 GiB; no GPU), so it runs on any cluster with the audiomcq images. Its models
+    and corpus stay in the run's artifacts unless publish names an S3 prefix. Real models train in audiomcq-train.
 
     Args:
-        recipe: Recipe name (demo, smoke, weak_to_strong, mixed_to_strong, mixed_to_mixed, all_sft, all_grpo,
-            released) or the path of a recipe YAML inside the image. It sets the corpus, the models and every
-            hyperparameter.
+        recipe: Recipe name (demo, or smoke for a check of a few minutes) or the path of a recipe YAML inside the
+            image with the same sections (synth, base, filters, filter, paradigms, sft, grpo, eval). It sets the
+            corpus, the tiny models and every hyperparameter.
         overrides: Recipe overrides, each "section.key=value", applied after the recipe. Example:
             ["base.steps=500", "sft.trainer_args.max_steps=200"]. Empty: the recipe as written.
         paradigms: Post-training paradigms to run side by side; the best checkpoint over all of them (and the base
@@ -58,23 +59,25 @@ def audiomcq_post_training(
     store = {"publish": publish, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
     corpus = place(synth(**common, **store).set_display_name("synthesize corpus"), "synth").outputs["corpus"]
     base = place(
-        pretrain(role="base", corpus=corpus, **store, **common).set_display_name("pretrain base"), "pretrain"
+        pretrain(role="base", corpus=corpus, **store, **common).set_display_name("pretrain base"), "demo_train"
     ).outputs["model"]
     # A display name is fixed when the pipeline compiles, so every iteration of a loop shows the same one; the UI
     # tells the iterations apart by their index, and each one's input (the role, the paradigm) is in its details.
     with dsl.ParallelFor(filter_roles, name="filter models") as role:
         filter_model = pretrain(role=role, corpus=corpus, **store, **common).set_display_name("pretrain filter model")
-        place(filter_model, "pretrain")
+        place(filter_model, "demo_train")
     filters = dsl.Collected(filter_model.outputs["model"])
     labels = acf_filter(corpus=corpus, filter_models=filters, **store, **common)
-    place(labels.set_display_name("label audio contribution (ACF)"), "filter")
+    place(labels.set_display_name("label audio contribution (ACF)"), "demo_infer")
     data = {"corpus": corpus, "labels": labels.outputs["labels"]}
-    base_eval = place(evaluate(name="base", models=base, **data, **common).set_display_name("evaluate base"), "eval")
+    base_eval = place(
+        evaluate(name="base", models=base, **data, **common).set_display_name("evaluate base"), "demo_infer"
+    )
     with dsl.ParallelFor(paradigms, name="paradigms") as paradigm:
         run = post_train(paradigm=paradigm, base=base, **store, **data, **common)
-        place(run.set_display_name("post-train paradigm (SFT, GRPO)"), "train")
+        place(run.set_display_name("post-train paradigm (SFT, GRPO)"), "demo_train")
         run_eval = evaluate(name=paradigm, models=run.outputs["run"], **data, **common)
-        place(run_eval.set_display_name("evaluate paradigm checkpoints"), "eval")
+        place(run_eval.set_display_name("evaluate paradigm checkpoints"), "demo_infer")
     results = dsl.Collected(run_eval.outputs["results"])
     chosen = select(results=results, base_results=base_eval.outputs["results"])
     place(chosen.set_display_name("select best checkpoint"), "select")

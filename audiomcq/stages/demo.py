@@ -1,4 +1,5 @@
-"""Step bodies of the post-training pipeline (``audiomcq-post-training``), path-in/path-out, one call per component.
+"""Step bodies of the demo pipeline (``audiomcq-demo``: the whole loop on tiny models), path-in/path-out, one call per
+component.
 
 Layout of the artifacts (each a directory):
 - corpus:   ``pretrain/`` (pool for base and filter models) and ``loop/`` (``train.jsonl``, ``eval.jsonl``, audio)
