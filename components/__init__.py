@@ -13,6 +13,6 @@ def all_components() -> dict[str, Any]:
 
     found = {}
     for name in MODULES:
-        module = importlib.import_module(f"components.{name}")
+        module = importlib.import_module(f"{__name__}.{name}")
         found.update({f"{name}.{k}": v for k, v in vars(module).items() if isinstance(v, BaseComponent)})
     return found

@@ -4,7 +4,7 @@ each)."""
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components.images import image
+from audiomcq.components.images import image
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)

@@ -6,7 +6,7 @@ sites by name. The hub token reaches the pod as ``$HF_TOKEN`` from a Secret (pip
 
 from kfp import dsl
 
-from components.images import image
+from audiomcq.components.images import image
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)

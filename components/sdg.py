@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Output
 
-from components.images import image
+from audiomcq.components.images import image
 
 
 @dsl.component(base_image=image("tools"), install_kfp_package=False)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Model, Output
 
-from components.images import image
+from audiomcq.components.images import image
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)

@@ -7,8 +7,8 @@ with ``audiomcq pipeline compile``; both give the same YAML.
 
 from kfp import dsl
 
-from components.demo import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
-from pipelines.placement import place
+from audiomcq.components.demo import acf_filter, evaluate, post_train, pretrain, promote, report, select, synth
+from audiomcq.pipelines.placement import place
 
 
 @dsl.pipeline(name="audiomcq-demo")

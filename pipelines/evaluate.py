@@ -6,8 +6,8 @@ compile``.
 
 from kfp import dsl
 
-from components import evaluate as ops
-from pipelines.placement import place
+from audiomcq.components import evaluate as ops
+from audiomcq.pipelines.placement import place
 
 
 @dsl.pipeline(name="audiomcq-evaluate")

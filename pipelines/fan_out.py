@@ -6,7 +6,7 @@ from typing import Any
 
 from kfp import dsl
 
-from pipelines.placement import place
+from audiomcq.pipelines.placement import place
 
 
 def fan_out(

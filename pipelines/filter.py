@@ -5,8 +5,8 @@ Compile it with ``kfp dsl compile --py pipelines/filter.py --output filter.yaml`
 
 from kfp import dsl
 
-from components import filter as ops
-from pipelines.placement import place
+from audiomcq.components import filter as ops
+from audiomcq.pipelines.placement import place
 
 
 @dsl.pipeline(name="audiomcq-filter")

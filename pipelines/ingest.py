@@ -12,8 +12,8 @@ cache hit downloads only what is missing or changed.
 
 from kfp import dsl
 
-from components import ingest as ops
-from pipelines.placement import place
+from audiomcq.components import ingest as ops
+from audiomcq.pipelines.placement import place
 
 
 @dsl.pipeline(name="audiomcq-ingest")

@@ -17,12 +17,12 @@ from typing import Any
 from kfp import compiler, dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines.demo import audiomcq_demo
-from pipelines.evaluate import audiomcq_evaluate
-from pipelines.filter import audiomcq_filter
-from pipelines.ingest import audiomcq_ingest
-from pipelines.sdg import audiomcq_sdg
-from pipelines.train import audiomcq_train
+from audiomcq.pipelines.demo import audiomcq_demo
+from audiomcq.pipelines.evaluate import audiomcq_evaluate
+from audiomcq.pipelines.filter import audiomcq_filter
+from audiomcq.pipelines.ingest import audiomcq_ingest
+from audiomcq.pipelines.sdg import audiomcq_sdg
+from audiomcq.pipelines.train import audiomcq_train
 
 PIPELINES: dict[str, Any] = {
     "audiomcq-demo": audiomcq_demo,

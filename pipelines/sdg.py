@@ -5,8 +5,8 @@ Compile it with ``kfp dsl compile --py pipelines/sdg.py --output sdg.yaml`` or `
 
 from kfp import dsl
 
-from components import sdg as ops
-from pipelines.fan_out import fan_out
+from audiomcq.components import sdg as ops
+from audiomcq.pipelines.fan_out import fan_out
 
 
 @dsl.pipeline(name="audiomcq-sdg")

@@ -5,9 +5,9 @@ Compile it with ``kfp dsl compile --py pipelines/train.py --output train.yaml`` 
 
 from kfp import dsl
 
-from components import train as ops
-from components.images import image
-from pipelines.placement import place
+from audiomcq.components import train as ops
+from audiomcq.components.images import image
+from audiomcq.pipelines.placement import place
 
 
 @dsl.pipeline(name="audiomcq-train")

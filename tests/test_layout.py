@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 from conftest import REPO
 
@@ -65,9 +70,9 @@ def _imports(path) -> set[str]:
 # The layers, bottom up: the library, the KFP step bodies, the components, the pipelines; the CLI and the benches
 # sit on top. A layer may import those below it, never those above.
 LAYERS = {
-    "library": {"audiomcq.stages", "audiomcq.cli", "audiomcq.bench", "components", "pipelines"},
-    "stages": {"audiomcq.cli", "audiomcq.bench", "components", "pipelines"},
-    "components": {"audiomcq.cli", "audiomcq.bench", "pipelines"},
+    "library": {"audiomcq.stages", "audiomcq.cli", "audiomcq.bench", "audiomcq.components", "audiomcq.pipelines"},
+    "stages": {"audiomcq.cli", "audiomcq.bench", "audiomcq.components", "audiomcq.pipelines"},
+    "components": {"audiomcq.cli", "audiomcq.bench", "audiomcq.pipelines"},
     "pipelines": {"audiomcq.cli", "audiomcq.bench"},
     "bench": {"audiomcq.cli"},
 }
@@ -94,3 +99,59 @@ def test_each_layer_imports_only_the_layers_below_it():
                 for above in LAYERS[layer]:
                     assert not (name == above or name.startswith(above + ".")), f"{path} ({layer}) imports {name}"
     assert checked > 150
+
+
+def test_wheel_installs_components_and_pipelines_under_audiomcq(tmp_path):
+    """The wheel holds one top-level package, audiomcq, with components/ and pipelines/ inside it, every module of
+    the tree and the package data; installed alone, its pipelines import from there."""
+    src = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    for name in ("audiomcq", "components", "pipelines"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "compiled"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("audiomcq-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"audiomcq"}
+    for top, inside in (
+        ("audiomcq", "audiomcq"),
+        ("components", "audiomcq/components"),
+        ("pipelines", "audiomcq/pipelines"),
+    ):
+        for path in (REPO / top).rglob("*.py"):
+            assert f"{inside}/{path.relative_to(REPO / top).as_posix()}" in names, f"{path} is not in the wheel"
+    assert "audiomcq/recipes/demo.yaml" in names
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import importlib.util, audiomcq.pipelines.run as r, audiomcq.components as c; "
+        "print(r.__file__); print(len(c.all_components())); "
+        "print(importlib.util.find_spec('components'), importlib.util.find_spec('pipelines'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert out[0].startswith(str(target)), out
+    assert int(out[1]) > 20
+    assert out[2] == "None None"

@@ -37,8 +37,8 @@ def bench_pipeline(
 
 def _one_run(work: Path, recipe: str, overrides: list[str] | None, **params: object) -> dict[str, Any]:
     """One local run of the pipeline, timed."""
+    from audiomcq.pipelines.run import run_local
     from audiomcq.timing import busy_seconds
-    from pipelines.run import run_local
 
     work.mkdir(parents=True, exist_ok=True)
     timings = work / "timings.jsonl"

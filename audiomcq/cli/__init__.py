@@ -18,21 +18,41 @@ log = logging.getLogger("audiomcq")
 
 
 def _commands() -> list:
-    """Every command group, in the order ``audiomcq --help`` lists them: one registrar per module of this package."""
+    """Every command, in the order ``audiomcq --help`` lists them: one registrar per module of this package."""
     from audiomcq.cli.bench import add_bench_commands
     from audiomcq.cli.data import add_data_commands
+    from audiomcq.cli.demo import add_demo_commands
     from audiomcq.cli.eval import add_eval_commands
+    from audiomcq.cli.export import add_export_commands
     from audiomcq.cli.fetch import add_fetch_commands
     from audiomcq.cli.filter import add_filter_commands
     from audiomcq.cli.generate import add_generate_commands
-    from audiomcq.cli.loop import add_loop_commands
+    from audiomcq.cli.pipeline import add_pipeline_commands
     from audiomcq.cli.promote import add_promote_commands
+    from audiomcq.cli.prompt import add_prompt_commands
+    from audiomcq.cli.query import add_query_commands
+    from audiomcq.cli.report import add_report_commands
+    from audiomcq.cli.score import add_score_commands
+    from audiomcq.cli.selection import add_select_commands
+    from audiomcq.cli.serve import add_serve_commands
+    from audiomcq.cli.synth import add_synth_commands
+    from audiomcq.cli.train import add_train_commands
 
     return [
+        add_score_commands,
         add_data_commands,
+        add_prompt_commands,
         add_filter_commands,
-        add_loop_commands,
+        add_synth_commands,
+        add_export_commands,
+        add_train_commands,
+        add_select_commands,
+        add_serve_commands,
+        add_query_commands,
+        add_pipeline_commands,
+        add_demo_commands,
         add_eval_commands,
+        add_report_commands,
         add_generate_commands,
         add_bench_commands,
         add_promote_commands,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+BENCHMARK_NAMES = ("mmau", "mmar", "mmsu", "dcase2025")  # the --benchmark choices of score and data
+
 
 def add_fresh_flag(parser: argparse.ArgumentParser) -> None:
     """``--fresh``: a rerun into an old output otherwise refuses work another model or setting made."""

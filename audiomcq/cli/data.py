@@ -1,5 +1,5 @@
-"""``audiomcq score``, ``audiomcq data validate|convert|allocate|balance`` and ``audiomcq prompt``: the data
-commands."""
+"""``audiomcq data validate|convert|allocate|balance``: MCQ records checked, converted, allocated to paradigms and
+position-balanced."""
 
 from __future__ import annotations
 
@@ -8,84 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from audiomcq.cli.args import count, positive, size
+from audiomcq.cli.args import BENCHMARK_NAMES, count, positive, size
 from audiomcq.errors import AudioMCQError
 
 log = logging.getLogger("audiomcq")
-BENCHMARK_NAMES = ("mmau", "mmar", "mmsu", "dcase2025")
 
 
 def add_data_commands(sub: Any) -> None:
-    """Register ``score``, ``data`` and ``prompt``."""
-    _add_score(sub)
-    _add_data(sub)
-    _add_prompt(sub)
-
-
-def _add_score(sub: Any) -> None:
-    p = sub.add_parser(
-        "score",
-        help="score a benchmark prediction file exactly like the official script",
-        description=(
-            "Score predictions in the benchmark's own prediction format: MMAU (key model_output, also "
-            "model_prediction), MMAR (answer_prediction, also model_prediction), MMSU (response), DCASE 2025 "
-            "(a folder of question files with answer_prediction). Per-item verdicts and totals match the official "
-            "scripts; 'strict' also counts the items they leave out (unparsed or missing predictions) as wrong. "
-            "Accuracies are percentages."
-        ),
-    )
-    p.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
-    p.add_argument("--predictions", required=True, type=Path, help="prediction file (JSON list or JSONL)")
-    p.add_argument("--output", type=Path, help="write the metrics JSON here")
-    p.add_argument(
-        "--mode",
-        choices=["letter", "text"],
-        default="letter",
-        help="MMSU only: official letter parsing (default) or MMAU-style text matching",
-    )
-    p.add_argument(
-        "--extract-answer",
-        action="store_true",
-        help="take the <answer>...</answer> contents of each prediction first (the official scripts do not)",
-    )
-    p.set_defaults(func=cmd_score)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    """Score one prediction file and print the official-style table."""
-    from audiomcq.benchmarks import get_benchmark
-    from audiomcq.jsonio import write_json
-
-    options = {"mode": args.mode} if args.benchmark == "mmsu" else {}
-    bench = get_benchmark(args.benchmark, **options)
-    result = bench.score(args.predictions, extract=args.extract_answer)
-    if args.output:
-        write_json(args.output, result)
-    print(format_score_table(result))
-    return 0
-
-
-def format_score_table(result: dict[str, Any]) -> str:
-    """A plain-text table of totals and breakdowns."""
-    total, strict = result["total"], result["strict"]
-    skipped = f"unparsed {total['unparsed']}, missing {total['missing']}"
-    lines = [
-        f"{result['benchmark']}: {result['predictions']}",
-        _row("official", total) + f"  {skipped}",
-        _row("strict (every item counted)", strict),
-    ]
-    for field, groups in result["breakdown"].items():
-        lines.append(f"  by {field}:")
-        for key, cell in groups.items():
-            lines.append("  " + _row(key, cell))
-    return "\n".join(lines)
-
-
-def _row(label: str, cell: dict[str, Any]) -> str:
-    return f"  {label[:40]:<40} {cell['accuracy']:6.2f}%  {cell['correct']:>5}/{cell['count']:<5}"
-
-
-def _add_data(sub: Any) -> None:
+    """Register ``data`` and its subcommands."""
     p = sub.add_parser("data", help="validate, convert, allocate and balance MCQ data")
     dsub = p.add_subparsers(title="data commands", metavar="<data-command>", required=True)
 
@@ -288,29 +218,4 @@ def cmd_balance(args: argparse.Namespace) -> int:
     else:
         write_jsonl(args.output, rows)
     print(f"{args.benchmark}: {len(rows)} position-balanced items -> {args.output}")
-    return 0
-
-
-def _add_prompt(sub: Any) -> None:
-    p = sub.add_parser(
-        "prompt",
-        help="print the exact prompt a model is given for a question",
-        description="Render the model-card system prompt and the R1-AQA user prompt (choices as a Python list).",
-    )
-    p.add_argument("question")
-    p.add_argument("choices", nargs="+")
-    p.add_argument("--messages", action="store_true", help="print the chat messages as JSON instead")
-    p.set_defaults(func=cmd_prompt)
-
-
-def cmd_prompt(args: argparse.Namespace) -> int:
-    """Print the prompt."""
-    import json
-
-    from audiomcq.prompts import SYSTEM_PROMPT, build_messages, user_prompt
-
-    if args.messages:
-        print(json.dumps(build_messages(args.question, args.choices, audio="<audio>"), indent=2, ensure_ascii=False))
-    else:
-        print(f"system: {SYSTEM_PROMPT}\nuser: {user_prompt(args.question, args.choices)}")
     return 0

@@ -9,6 +9,7 @@ checkpoint through KServe.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import logging
@@ -50,7 +51,7 @@ def run_demo(
     out = Path(out_dir).resolve()
     started = time.monotonic()
     if verbose:
-        from pipelines.run import run_local
+        from audiomcq.pipelines.run import run_local
 
         run_dir = run_local(out / "pipeline-root", recipe, overrides)
     else:
@@ -164,3 +165,33 @@ def _ready(url: str) -> bool:
             return bool(json.load(resp).get("ready"))
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
+
+
+def add_demo_commands(sub: Any) -> None:
+    """Register ``demo``."""
+    p = sub.add_parser("demo", help="run the whole loop locally on the embedded default and query the winner")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--recipe", default="demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--verbose", action="store_true", help="stream the pipeline tasks' logs instead of one line each")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded-default demo."""
+    from audiomcq.synth.audio import espeak_available
+
+    if not espeak_available():
+        print("note: espeak-ng is missing, so spoken questions are left out (apt-get install espeak-ng)")
+    result = run_demo(args.out, args.recipe, args.overrides, args.verbose, say=lambda line: print(line, flush=True))
+    q = result["query"]
+    print(result["report"])
+    print(
+        f"report: {result['report_path']}  plot: {result['plot_path']}  pipeline: {result['pipeline_seconds']:.0f} s"
+    )
+    print(
+        f"{result['promotion']}: {result['promotion_path']} (a dry run; the InferenceService it would apply is beside)"
+    )
+    print(f"served answer (KServe V1): {q['question']} {q['choices']}")
+    print(f"  audio {q['audio']} ({q['caption']}) -> answer {q['answer']!r}, truth {q['truth']!r}")
+    return 0

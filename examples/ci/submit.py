@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from kfp_server_api import ApiException
     from urllib3.exceptions import HTTPError
 
-    from pipelines.run import version_name
+    from audiomcq.pipelines.run import version_name
 
     args = parse_args(argv)
     info = next(yaml.safe_load_all(args.package.read_text()))["pipelineInfo"]

@@ -181,3 +181,14 @@ def test_a_malformed_shard_is_one_line(tiny_omni, synth_corpus, tmp_path, capsys
         ]
     )
     assert code == 1 and "--shard must look like i/N" in _one_line(capsys)
+
+
+def test_a_command_missing_what_it_needs_is_a_usage_error(tmp_path, capsys):
+    """Arguments that cannot work together exit 2 with one line, like argparse's own usage errors."""
+    assert main(["report", "--out", str(tmp_path / "r")]) == 2
+    assert "nothing to report: give --run, --eval or --demo" in _one_line(capsys)
+    assert main(["report", "--run", f"a={tmp_path}", "--out", str(tmp_path / "r")]) == 2
+    assert "--run needs --audio-root" in _one_line(capsys)
+    assert main(["select", "--run", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "--run needs --audio-root" in _one_line(capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()

@@ -244,8 +244,8 @@ def test_skaffold_check_rejects_planted_mistakes():
 
 
 def test_build_output_pins_every_component(tmp_path, monkeypatch):
-    import components
-    from components.images import DEFAULTS, image, load_build_output
+    from audiomcq import components
+    from audiomcq.components.images import DEFAULTS, image, load_build_output
 
     for name in DEFAULTS:  # the default references, and the variables removed again after the test
         monkeypatch.setenv(f"AUDIOMCQ_IMAGE_{name.upper()}", DEFAULTS[name])
@@ -276,7 +276,7 @@ def test_build_output_pins_every_component(tmp_path, monkeypatch):
 
 
 def test_build_output_other_mappings_and_errors(tmp_path):
-    from components.images import load_build_output
+    from audiomcq.components.images import load_build_output
 
     output = tmp_path / "build.json"
     output.write_text(json.dumps({"builds": [{"imageName": "audiomcq-serve", "tag": "r/audiomcq-serve:1@sha256:ab"}]}))

@@ -633,9 +633,9 @@ def _refs(obj, kind: str) -> list[dict]:
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_names_match_the_pipelines_and_trainjobs(overlay, monkeypatch):
+    from audiomcq.components.images import DEFAULTS
     from audiomcq.infra.k8s.trainjob import Cluster
-    from components.images import DEFAULTS
-    from pipelines import placement
+    from audiomcq.pipelines import placement
 
     for var in ("AUDIOMCQ_GPU_NODE_SELECTOR", "AUDIOMCQ_GPU_TOLERATION", "AUDIOMCQ_S3_SECRET", "AUDIOMCQ_CONFIGMAP"):
         monkeypatch.delenv(var, raising=False)

@@ -222,7 +222,7 @@ def test_each_node_fetches_s3_inputs_once_and_relaunches_on_the_local_copies(s3,
     ranks run names the local copies (so ranks never race to download the same files)."""
     import argparse
 
-    from audiomcq.cli.loop import _localize_inputs
+    from audiomcq.cli.train import _localize_inputs
     from audiomcq.infra import storage
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
@@ -289,7 +289,7 @@ def test_trainjob_node_pods_pass_pod_security_restricted_with_a_read_only_root_f
     the staging area AUDIOMCQ_STAGING names. The TrainJob holds only fields the CRD declares (strictly: one it does
     not would be pruned and do nothing); the node pod, the torch runtime's node job with the patch and the
     trainer's image and resources, is a valid Pod that passes "restricted" where the runtime's alone does not."""
-    from test_manifests import pod_security_problems, schema_problems
+    from deploy.test_manifests import pod_security_problems, schema_problems
 
     from audiomcq.infra import storage
 

@@ -16,7 +16,7 @@ pytest.importorskip("kfp")
 
 
 def test_pipeline_compiles_to_one_yaml(tmp_path):
-    from pipelines.run import compile_all
+    from audiomcq.pipelines.run import compile_all
 
     paths = compile_all(tmp_path)
     names = [
@@ -83,7 +83,7 @@ def test_local_pipeline_runs_end_to_end_on_the_smoke_recipe(tmp_path, s3):
 
 
 def _compiled(tmp_path, name="audiomcq-demo"):
-    from pipelines.run import compile_all
+    from audiomcq.pipelines.run import compile_all
 
     (path,) = [p for p in compile_all(tmp_path) if p.name == f"{name}.yaml"]
     spec, platform = yaml.safe_load_all(path.read_text())
@@ -181,7 +181,7 @@ def test_placement_overrides_come_from_a_file_at_compile_time(tmp_path, monkeypa
 def test_committed_compiled_pipelines_are_current(tmp_path, monkeypatch):
     """CI fails when `audiomcq pipeline compile --out pipelines/compiled --manifests` was not rerun after a change."""
     _clean_compile_env(monkeypatch)
-    from pipelines.run import compile_all
+    from audiomcq.pipelines.run import compile_all
 
     fresh = {p.name: p.read_text() for p in compile_all(tmp_path, manifests=True)}
     committed = {p.name: p.read_text() for p in (REPO / "pipelines" / "compiled").glob("*.yaml")}
@@ -215,7 +215,7 @@ def test_the_kfp_cli_compiles_every_pipeline_module_like_audiomcq(tmp_path, monk
     import subprocess
     import sys
 
-    from pipelines.run import MODULES
+    from audiomcq.pipelines.run import MODULES
 
     _clean_compile_env(monkeypatch)
     kfp = Path(sys.executable).parent / "kfp"
@@ -305,7 +305,7 @@ def test_compiled_pipelines_describe_every_parameter_and_name_every_task(name):
 BARE_PIPELINE = '''
 from kfp import dsl
 
-from components.train import run_prefix
+from audiomcq.components.train import run_prefix
 
 
 @dsl.pipeline(name="bare")
@@ -340,7 +340,7 @@ def test_run_form_check_rejects_planted_mistakes(tmp_path):
 
 def test_docs_list_every_parameter_of_every_pipeline():
     """docs/pipelines.md has a table per pipeline, with a row for each of its parameters and no others."""
-    from pipelines.run import PIPELINES
+    from audiomcq.pipelines.run import PIPELINES
 
     text = (REPO / "docs" / "pipelines.md").read_text()
     for name, pipeline in PIPELINES.items():
@@ -352,7 +352,7 @@ def test_docs_list_every_parameter_of_every_pipeline():
 def test_kubernetes_manifests_name_the_version_by_content():
     """A PipelineVersion is immutable, so `<name>.k8s.yaml` names it after its YAML's digest: a rebuild that changes
     the pipeline applies as a new version instead of being refused."""
-    from pipelines.run import version_name
+    from audiomcq.pipelines.run import version_name
 
     for path in sorted((REPO / "pipelines" / "compiled").glob("*.k8s.yaml")):
         name = path.name.removesuffix(".k8s.yaml")
@@ -370,8 +370,8 @@ def test_filter_and_sdg_pipelines_fan_out_locally_with_artifacts_in_s3(
     a single run. Both show their summary as Markdown."""
     from audiomcq.acf import FilterConfig, run_filter
     from audiomcq.cli.demo import run_pipeline_quietly
+    from audiomcq.pipelines.run import run_local
     from audiomcq.sdg.run import generate_dataset
-    from pipelines.run import run_local
 
     data = (synth_corpus / "eval.jsonl").read_bytes()
     s3.put_object("data", "in/eval.jsonl", __import__("io").BytesIO(data), len(data))
@@ -514,7 +514,7 @@ def test_evaluate_pipeline_runs_tasks_in_parallel_branches(tiny_omni, synth_corp
     import numpy as np
     import soundfile as sf
 
-    from pipelines.run import run_local
+    from audiomcq.pipelines.run import run_local
 
     items = json.loads(mmau_file.read_text())[:6]
     (tmp_path / "mmau.json").write_text(json.dumps(items))
@@ -539,7 +539,7 @@ def test_evaluate_pipeline_runs_tasks_in_parallel_branches(tiny_omni, synth_corp
 @pytest.mark.slow
 def test_train_pipeline_trains_a_paradigm_and_selects_a_checkpoint(tiny_omni, synth_corpus, tmp_path):
     from audiomcq.data.io import read_records, write_records
-    from pipelines.run import run_local
+    from audiomcq.pipelines.run import run_local
 
     for split in ("train", "eval"):
         records = read_records(synth_corpus / f"{split}.jsonl")

@@ -21,7 +21,7 @@ def _compiled(tmp_path):
     import yaml
     from kfp import compiler
 
-    from pipelines.run import PIPELINES, fresh
+    from audiomcq.pipelines.run import PIPELINES, fresh
 
     path = tmp_path / "audiomcq-ingest.yaml"
     compiler.Compiler().compile(fresh(PIPELINES["audiomcq-ingest"]), str(path))
@@ -114,7 +114,7 @@ def test_ingest_pipeline_fills_the_store_from_the_hub_locally(s3, tmp_path, monk
     verified, the manifest, and _COMPLETE written after everything else; the resolve step's commit is the one the
     fetch used. A second run resolves the revision again and downloads none of the model's files again."""
     from audiomcq.infra import storage
-    from pipelines.run import run_local
+    from audiomcq.pipelines.run import run_local
 
     monkeypatch.setenv("AUDIOMCQ_STAGING", str(tmp_path / "staging"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no hub cache shared with other tests' stand-in repos

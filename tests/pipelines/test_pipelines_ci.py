@@ -221,7 +221,7 @@ def submit_py(env: dict[str, str], package: Path, *args: str) -> subprocess.Comp
 
 
 def test_ci_uploads_a_content_named_version_runs_it_and_waits_for_success(tmp_path, kfp_api):
-    from pipelines.run import version_name
+    from audiomcq.pipelines.run import version_name
 
     server = kfp_api("PENDING", "RUNNING", "RUNNING", "SUCCEEDED")
     out = submit_sh(tmp_path, server)
