@@ -8,7 +8,7 @@ with the sha256 we measured and marked unverified). AudioCaps, MusicCaps and Com
 (AudioSet clips) and cannot be fetched automatically: they are listed with what to provide and where.
 
 Each source's audio goes below the audio root under the source's folder, in the layout the caption-source adapters
-(:mod:`audiomcq.sdg.source_formats`) assume: ``Clotho/<split>/<file>.wav``, ``SpeechCraft/<spk>/<chapter>/<utt>.wav``,
+(:mod:`audiomcq.sdg.sources`) assume: ``Clotho/<split>/<file>.wav``, ``SpeechCraft/<spk>/<chapter>/<utt>.wav``,
 ``LP-MusicCaps/<MagnaTagATune path>``, ``TACOS/…``.
 """
 

@@ -4,8 +4,9 @@ The paper wrote its 571k questions from the captions of seven public datasets; t
 :func:`read_source` finds a source's metadata files under a local root or an ``s3://`` prefix (from S3 it fetches
 those files only, never audio) and streams :class:`SourceItem` records in a fixed order (sorted files, file order of
 rows), with a :class:`Rejected` record, located by file and line, for every row it cannot use: one bad row neither
-stops a run nor vanishes. The formats, and what is confirmed vs assumed about each, are in
-:mod:`audiomcq.sdg.source_formats` and :mod:`audiomcq.sdg.source_formats_more`.
+stops a run nor vanishes. The shared records and readers are in
+:mod:`audiomcq.sdg.sources.formats`; each adapter's module (``sound``, ``music``, ``speech``, ``instruction``) says
+what is confirmed about its formats and what is assumed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from pathlib import Path, PurePosixPath
 
 from audiomcq.errors import AudioMCQError
 from audiomcq.infra import storage
-from audiomcq.sdg.source_formats import Adapter, Rejected, SourceItem
-from audiomcq.sdg.source_formats_more import ADAPTERS
+from audiomcq.sdg.sources.formats import Adapter, Rejected, SourceItem
+from audiomcq.sdg.sources.instruction import CompAR
+from audiomcq.sdg.sources.music import LPMusicCaps, MusicCaps
+from audiomcq.sdg.sources.sound import TACOS, AudioCaps, Clotho
+from audiomcq.sdg.sources.speech import SpeechCraft
 
 __all__ = ["SOURCES", "Adapter", "Rejected", "SourceItem", "get_source", "read_source"]
 
 log = logging.getLogger(__name__)
 
+# the seven sources the paper wrote its questions from, in the order it lists them
+ADAPTERS: tuple[type[Adapter], ...] = (Clotho, AudioCaps, MusicCaps, LPMusicCaps, SpeechCraft, TACOS, CompAR)
 SOURCES: dict[str, type[Adapter]] = {adapter.name: adapter for adapter in ADAPTERS}
 
 
