@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from audiomcq.errors import AudioMCQError
+from audiomcq.errors import AudioMCQError, UsageError
 
 
 def recipe_names() -> list[str]:
@@ -70,7 +70,7 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str] | tuple[str, ..
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise AudioMCQError(f"override {item!r} must look like section.key=value")
+            raise UsageError(f"override {item!r} must look like section.key=value")
         node: Any = out
         parts = key.split(".")
         for part in parts[:-1]:

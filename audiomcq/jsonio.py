@@ -28,6 +28,12 @@ class BadLine:
     reason: str
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Why a text is not JSON, with its column: "Unterminated string starting at column 2" (the decoder's own
+    message already ends in "at" for some errors)."""
+    return f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+
+
 def iter_jsonl(path: str | Path, lenient: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, object)`` for each non-blank line.
 
@@ -41,7 +47,7 @@ def iter_jsonl(path: str | Path, lenient: bool = False) -> Iterator[tuple[int, A
             try:
                 yield lineno, json.loads(line.strip())
             except json.JSONDecodeError as exc:
-                reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                reason = json_problem(exc)
                 if not lenient:
                     raise RecordError(str(path), lineno, reason) from None
                 yield lineno, BadLine(line.rstrip("\n"), reason)
@@ -79,7 +85,7 @@ def load_json(path: str | Path) -> Any:
         with _open_text(path) as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise RecordError(str(path), exc.lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise RecordError(str(path), exc.lineno, json_problem(exc)) from None
 
 
 def json_line(obj: Any) -> str:
@@ -109,6 +115,8 @@ def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
 def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     """Write to a temporary file beside ``path`` and rename it into place only if the block succeeds."""
     path = Path(path)
+    if path.is_dir():  # checked first: the rename's error would name the temporary file, not this path
+        raise AudioMCQError(f"{path}: is a folder, expected a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

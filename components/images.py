@@ -7,6 +7,8 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from audiomcq.errors import AudioMCQError
+
 DEFAULTS = {
     "tools": "audiomcq-tools:dev",
     "train": "audiomcq-train:dev",
@@ -33,12 +35,12 @@ def load_build_output(path: str | os.PathLike[str], environ: MutableMapping[str,
         builds = json.loads(Path(path).read_text())["builds"]
         found = {b["imageName"].rsplit("/", 1)[-1]: b["tag"] for b in builds}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(
+        raise AudioMCQError(
             f"{path}: not a skaffold build output ({{'builds': [{{'imageName', 'tag'}}]}}): {err}"
         ) from err
     pinned = {name: found[f"audiomcq-{name}"] for name in DEFAULTS if found.get(f"audiomcq-{name}")}
     if not pinned:
-        raise ValueError(f"{path}: no build of {', '.join(f'audiomcq-{n}' for n in DEFAULTS)}")
+        raise AudioMCQError(f"{path}: no build of {', '.join(f'audiomcq-{n}' for n in DEFAULTS)}")
     before = {name: image(name) for name in pinned}
     for name, ref in pinned.items():
         environ[f"AUDIOMCQ_IMAGE_{name.upper()}"] = ref

@@ -83,7 +83,7 @@ def _layer(rel) -> str | None:
     if parts[0] in ("components", "pipelines"):
         return parts[0]
     if parts[0] == "audiomcq":
-        return {"stages": "stages", "cli": None, "bench": "bench"}.get(parts[1], "library")
+        return {"stages": "stages", "cli": None, "__main__.py": None, "bench": "bench"}.get(parts[1], "library")
     return None
 
 

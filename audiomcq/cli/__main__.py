@@ -1,4 +1,4 @@
-"""``python -m audiomcq.cli``: the same entry point as the ``audiomcq`` command."""
+"""``python -m audiomcq.cli`` (also ``python -m audiomcq``): the same entry point as the ``audiomcq`` command."""
 
 import sys
 

@@ -47,21 +47,22 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def pairs(values: list[str], what: str, form: str = "NAME=PATH", empty_ok: bool = False) -> dict[str, str]:
-    """``KEY=VALUE`` flags as a mapping (``empty_ok``: an empty value is allowed, as in a label selector)."""
-    from audiomcq.errors import AudioMCQError
+    """``KEY=VALUE`` flags as a mapping (``empty_ok``: an empty value is allowed, as in a label selector); a flag
+    not in that form is a usage error."""
+    from audiomcq.errors import UsageError
 
     out = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not (path or empty_ok):
-            raise AudioMCQError(f"{what} {value!r}: expected {form}")
+            raise UsageError(f"{what} {value!r}: expected {form}")
         out[name] = path
     return out
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``i/N`` -> (i, N)."""
-    index, sep, count = text.partition("/")
+    """``i/N`` -> (i, N); a bare ``i`` means ``i/1``. An argparse type: a malformed shard is a usage error."""
+    index, sep, count = text.partition("/") if "/" in text else (text, "/", "1")
     if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
         raise argparse.ArgumentTypeError(f"--shard must look like i/N with 0 <= i < N, not {text!r}")
     return int(index), int(count)
@@ -89,3 +90,13 @@ def size(text: str) -> int | float:
             return float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a count or fraction: {text!r}") from None
+
+
+def add_shard_flag(p: argparse.ArgumentParser, verb: str = "takes") -> None:
+    """``--shard i/N``: one of N runs over the same input, each with every N-th item."""
+    p.add_argument(
+        "--shard",
+        default=(0, 1),
+        type=parse_shard,
+        help=f"i/N: this run {verb} the items at positions p with p %% N == i",
+    )

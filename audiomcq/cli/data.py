@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.cli.args import BENCHMARK_NAMES, count, positive, size
-from audiomcq.errors import AudioMCQError
+from audiomcq.errors import AudioMCQError, UsageError
 
 log = logging.getLogger("audiomcq")
 
@@ -113,7 +113,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         args.input.name + ".quarantine.jsonl"
     )
     if (args.max_length is None) != (args.model is None):
-        raise AudioMCQError("--max-length and --model go together (the model's processor counts the tokens)")
+        raise UsageError("--max-length and --model go together (the model's processor counts the tokens)")
     reader = RecordReader(
         args.input,
         strict=not args.lenient,

@@ -6,14 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from audiomcq.cli.args import add_budget_flags, add_dtype_flag, add_fresh_flag, pairs, parse_shard
+from audiomcq.cli.args import add_budget_flags, add_dtype_flag, add_fresh_flag, add_shard_flag, pairs
 
 
 def add_eval_commands(sub: Any) -> None:
     """Register ``eval``."""
     from audiomcq.evaluation.tasks import TASKS
 
-    p = sub.add_parser("eval", help="a model on benchmark tasks: official prediction files, scores, silent control")
+    p = sub.add_parser(
+        "eval", help="evaluate a model on benchmark tasks: official prediction files, scores, silent control"
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="model directory or s3:// prefix")
     which.add_argument(
@@ -46,7 +48,7 @@ def add_eval_commands(sub: Any) -> None:
     add_budget_flags(p)
     p.add_argument("--chunk-size", type=int, default=256, help="items per resumable part")
     add_dtype_flag(p)
-    p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
+    add_shard_flag(p)
     add_fresh_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -78,15 +80,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise AudioMCQError(f"task {name}: give its metadata (NAME=PATH), --data-dir or --audio-root")
             tasks[name] = str(Path(base) / get_task(name).default_file)
 
-    try:
-        shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
-    except argparse.ArgumentTypeError as err:
-        raise AudioMCQError(str(err)) from None
     config = EvalConfig(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         chunk_size=args.chunk_size,
-        shard=shard,
+        shard=args.shard,
         silent_control=not args.no_silence,
         balanced=args.balanced,
         dtype=args.dtype,

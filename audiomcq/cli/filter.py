@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from audiomcq.cli.args import add_budget_flags, add_dtype_flag, parse_shard
+from audiomcq.cli.args import add_budget_flags, add_dtype_flag, add_shard_flag
 
 
 def add_filter_commands(sub: Any) -> None:
@@ -39,7 +39,7 @@ def add_filter_commands(sub: Any) -> None:
     r.add_argument("--chunk-size", type=int, default=256, help="records per resumable part")
     r.add_argument("--batch-size", type=int, default=64)
     add_dtype_flag(r, "with --models")
-    r.add_argument("--shard", default="0/1", help="i/N: this run labels the records at positions p with p %% N == i")
+    add_shard_flag(r, "labels")
     r.add_argument("--out", required=True, help="output directory, or an s3:// prefix (published when done)")
     r.add_argument(
         "--work",
@@ -102,7 +102,7 @@ def cmd_filter_run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         chunk_size=args.chunk_size,
         batch_size=args.batch_size,
-        shard=parse_shard(args.shard),
+        shard=args.shard,
         budget_margin=args.budget_margin,
         max_length=args.max_length,
     )

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from audiomcq.cli.args import add_shard_flag
+
 
 def add_generate_commands(sub: Any) -> None:
     """Register ``generate`` on the top-level parser."""
@@ -31,7 +33,7 @@ def add_generate_commands(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--chunk-size", type=int, default=64, help="items per resumable part")
-    p.add_argument("--shard", default="0/1", help="i/N: this run takes the items at positions p with p %% N == i")
+    add_shard_flag(p)
     p.add_argument(
         "--benchmark",
         action="append",
@@ -51,8 +53,7 @@ def add_generate_commands(sub: Any) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generate and print the summary counts."""
-    from audiomcq.cli.args import pairs, parse_shard
-    from audiomcq.errors import AudioMCQError
+    from audiomcq.cli.args import pairs
     from audiomcq.sdg.llm import LLMSpec
     from audiomcq.sdg.run import GenConfig, generate_dataset
 
@@ -68,11 +69,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         args.temperature,
         args.max_tokens,
     )
-    try:
-        shard = parse_shard(args.shard if "/" in args.shard else f"{args.shard}/1")
-    except argparse.ArgumentTypeError as err:
-        raise AudioMCQError(str(err)) from None
-    config = GenConfig(args.tries, args.chunk_size, shard)
+    config = GenConfig(args.tries, args.chunk_size, args.shard)
     s = generate_dataset(
         pairs(args.source, "--source"),
         args.out,

@@ -19,7 +19,7 @@ def add_promote_commands(sub: Any) -> None:
             "Compare the candidate's `audiomcq eval` metrics with production's (--baseline, else the live "
             "InferenceService's lineage annotation); if it wins, roll it out as a canary and ask the new revision "
             "held-out questions with known answers, with their audio and in silence; if it answers about as well "
-            "as its evaluation said and better with the audio than without, give it 100%% of the traffic and "
+            "as its evaluation said and better with the audio than without, give it 100% of the traffic and "
             "record its lineage, else restore the previous model and exit 1. A rejected candidate changes "
             "nothing (exit 0)."
         ),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomcq.cli.args import BENCHMARK_NAMES
+from audiomcq.errors import UsageError
 
 
 def add_score_commands(sub: Any) -> None:
@@ -28,7 +29,6 @@ def add_score_commands(sub: Any) -> None:
     p.add_argument(
         "--mode",
         choices=["letter", "text"],
-        default="letter",
         help="MMSU only: official letter parsing (default) or MMAU-style text matching",
     )
     p.add_argument(
@@ -44,7 +44,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from audiomcq.benchmarks import get_benchmark
     from audiomcq.jsonio import write_json
 
-    options = {"mode": args.mode} if args.benchmark == "mmsu" else {}
+    if args.mode and args.benchmark != "mmsu":
+        raise UsageError(f"--mode is for mmsu only; {args.benchmark} is scored one way, as its official script does")
+    options = {"mode": args.mode or "letter"} if args.benchmark == "mmsu" else {}
     bench = get_benchmark(args.benchmark, **options)
     result = bench.score(args.predictions, extract=args.extract_answer)
     if args.output:

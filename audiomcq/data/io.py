@@ -18,7 +18,7 @@ from typing import Any
 
 from audiomcq.data.record import MCQRecord, check_clip, validate
 from audiomcq.errors import AudioMCQError, RecordError
-from audiomcq.jsonio import BadLine, atomic_writer, iter_json_items, write_jsonl
+from audiomcq.jsonio import BadLine, atomic_writer, iter_json_items, json_problem, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,9 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                yield lineno, json.loads(line.rstrip("\r\n"))  # a cut-off last line: "Unterminated string"
             except json.JSONDecodeError as exc:
-                yield lineno, BadLine(line.rstrip("\n"), f"not valid JSON ({exc.msg} at column {exc.colno})")
+                yield lineno, BadLine(line.rstrip("\n"), json_problem(exc))
 
 
 def read_records(path: str | Path, **kwargs: Any) -> list[MCQRecord]:

@@ -83,8 +83,14 @@ def identity(llm: LLMSpec, config: GenConfig) -> dict[str, Any]:
 
 def source_items(sources: dict[str, str | Path]) -> Iterator[Any]:
     """Items (and input rejects) of every source in order; ``synthetic`` reads our own corpus JSONL."""
-    from audiomcq.sdg.sources import SourceItem, read_source
+    from audiomcq.sdg.sources import SourceItem, get_source, read_source
 
+    for name in sources:
+        if name != "synthetic":
+            try:
+                get_source(name)
+            except AudioMCQError as err:
+                raise AudioMCQError(f"{err}, or synthetic (our own corpus)") from None
     for name, root in sources.items():
         if name != "synthetic":
             yield from read_source(name, root)

@@ -166,21 +166,25 @@ def test_a_zero_chunk_size_is_refused_not_an_empty_result(tiny_omni, synth_corpu
     assert not (tmp_path / "out" / "labelled.jsonl").exists()
 
 
-def test_a_malformed_shard_is_one_line(tiny_omni, synth_corpus, tmp_path, capsys):
-    code = main(
-        [
-            "eval",
-            "--model",
-            str(tiny_omni),
-            "--data",
-            str(synth_corpus / "eval.jsonl"),
-            "--out",
-            str(tmp_path / "out"),
-            "--shard",
-            "one/two",
-        ]
-    )
-    assert code == 1 and "--shard must look like i/N" in _one_line(capsys)
+def test_a_malformed_shard_is_a_usage_error(tiny_omni, synth_corpus, tmp_path, capsys):
+    """--shard is checked as the command line is parsed, the same way by every command that takes it."""
+    for command in (["eval", "--model", str(tiny_omni)], ["filter", "run", "--models", str(tiny_omni)]):
+        for shard in ("one/two", "3/2", "-1/2"):
+            with pytest.raises(SystemExit) as info:
+                main(
+                    [
+                        *command,
+                        "--data",
+                        str(synth_corpus / "eval.jsonl"),
+                        "--out",
+                        str(tmp_path / "o"),
+                        f"--shard={shard}",
+                    ]
+                )
+            err = capsys.readouterr().err  # argparse's usage, then its one error line
+            assert info.value.code == 2 and "Traceback" not in err
+            assert "--shard must look like i/N with 0 <= i < N" in err.splitlines()[-1]
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_command_missing_what_it_needs_is_a_usage_error(tmp_path, capsys):
@@ -192,3 +196,43 @@ def test_a_command_missing_what_it_needs_is_a_usage_error(tmp_path, capsys):
     assert main(["select", "--run", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
     assert "--run needs --audio-root" in _one_line(capsys)
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pipeline", "run", "bogus", "--local"], "unknown pipeline 'bogus'; the pipelines are audiomcq-demo"),
+        (["pipeline", "run", "audiomcq-filter", "--name", "audiomcq-demo", "--local"], "two pipelines named"),
+        (["pipeline", "run", "audiomcq-demo", "--local", "--param", "foo=1"], "takes no parameter(s) ['foo']"),
+        (["pipeline", "run", "audiomcq-filter", "--local", "--recipe", "demo"], "takes no parameter(s) ['recipe']"),
+        (["pipeline", "run", "audiomcq-demo", "--local", "--param", "foo"], "--param 'foo': expected KEY=JSON"),
+        (["pipeline", "compile", "audiomcq-demo"], "compiles every pipeline and takes no a pipeline name"),
+        (["pipeline", "compile", "--param", "a=1"], "takes no --param"),
+        (["pipeline", "run", "audiomcq-demo", "--local", "--images", "b.json"], "`pipeline run` takes no --images"),
+        (["pipeline", "submit", "audiomcq-demo", "--local"], "`pipeline submit` takes no --local"),
+        (["score", "--benchmark", "mmau", "--mode", "text", "--predictions", "p.json"], "--mode is for mmsu only"),
+        (["generate", "--source", "Clotho", "--out", "g"], "--source 'Clotho': expected NAME=PATH"),
+    ],
+)
+def test_arguments_that_cannot_be_honoured_are_refused_before_anything_runs(argv, message, tmp_path, capsys):
+    """Options a command would ignore or misread exit 2 with one line naming them, and write nothing."""
+    argv = [*argv, "--out", str(tmp_path / "out")] if "--out" not in argv else argv
+    assert main(argv) == 2
+    assert message in _one_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_counts_and_outputs_are_checked_where_they_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["synth", "--out", str(tmp_path / "s"), "--n", "-1"])
+    assert info.value.code == 2 and "--n: must be >= 1, got -1" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "unterminated\n')
+    assert main(["data", "validate", str(bad)]) == 1
+    assert "not valid JSON (Unterminated string starting at column 14)" in _one_line(capsys)
+    from audiomcq.errors import AudioMCQError
+    from audiomcq.jsonio import write_json
+
+    with pytest.raises(AudioMCQError, match="is a folder, expected a file to write"):  # not the temporary file
+        write_json(tmp_path, {"a": 1})
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+from audiomcq.errors import AudioMCQError
+
 sys.path.insert(0, str(REPO / "images"))
 import pins  # images/pins.py is a script beside the Dockerfiles, not a package
 
@@ -285,5 +287,5 @@ def test_build_output_other_mappings_and_errors(tmp_path):
     assert env == {"AUDIOMCQ_IMAGE_SERVE": "r/audiomcq-serve:1@sha256:ab"}
     for text in ("not json", '{"artifacts": []}', '{"builds": [{"imageName": "audiomcq-base", "tag": "x"}]}'):
         output.write_text(text)
-        with pytest.raises(ValueError, match=r"build\.json"):
+        with pytest.raises(AudioMCQError, match=r"build\.json"):
             load_build_output(output, {})

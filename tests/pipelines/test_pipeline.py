@@ -496,9 +496,14 @@ def test_submit_starts_a_run_on_a_kfp_api(tmp_path, monkeypatch):
             )
             == 0
         )
+        # --recipe and --set are the pipeline's recipe and overrides parameters on a cluster too
+        argv = ["pipeline", "submit", "audiomcq-demo", "--recipe", "smoke", "--set", "sft.steps=2"]
+        assert main(argv) == 0
     finally:
         server.shutdown()
-    (run,) = [body for method, path, _, body in seen if method == "POST" and path.startswith("/apis/v2beta1/runs")]
+    run, demo = [body for method, path, _, body in seen if method == "POST" and path.startswith("/apis/v2beta1/runs")]
+    demo_params = demo["runtime_config"]["parameters"]
+    assert demo_params["recipe"] == "smoke" and demo_params["overrides"] == ["sft.steps=2"]
     assert run.get("service_account") == "audiomcq-pipeline"  # the account the RBAC is bound to
     assert run["display_name"] == "acf-1" and run["experiment_id"] == "exp-1"
     spec = run["pipeline_spec"]
