@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"audiomcq {__version__}")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    sub = parser.add_subparsers(title="stages", metavar="<command>")
+    sub = parser.add_subparsers(title="commands", metavar="<command>")
     for add in _commands():
         add(sub)
     return parser

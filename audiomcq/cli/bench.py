@@ -13,7 +13,7 @@ from audiomcq.bench.measure import Spread, bench_work
 def add_bench_commands(sub: Any) -> None:
     """Register ``bench`` and its benchmarks."""
     b = sub.add_parser("bench", help="speed and memory benchmarks, measured side by side in one run")
-    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bsub = b.add_subparsers(dest="bench_command", title="benchmarks", metavar="<bench-command>", required=True)
     bf = bsub.add_parser("filter", help="batched vs per-sample, shared vs recomputed silence vs text-only, RSS")
     bf.add_argument("--work", type=Path, default=Path("out/bench-filter"))
     bf.add_argument("--samples", type=int, default=32)

@@ -16,7 +16,7 @@ def add_filter_commands(sub: Any) -> None:
     p = sub.add_parser(
         "filter", help="audio-contribution filtering: K models answer without the audio, vote weak/strong"
     )
-    fsub = p.add_subparsers(dest="filter_command", required=True)
+    fsub = p.add_subparsers(dest="filter_command", title="filter commands", metavar="<filter-command>", required=True)
     r = fsub.add_parser("run", help="label a record file (resumable: rerun the same command after an interruption)")
     r.add_argument("--data", required=True, help="records to label: JSONL, JSON list or Parquet; a path or s3:// URI")
     r.add_argument("--audio-root", help="root of relative audio paths, or an s3:// prefix (synced to a local cache)")

@@ -26,7 +26,12 @@ def add_pipeline_commands(sub: Any) -> None:
     p.add_argument("--images", type=Path, help="compile/submit: pin images from `skaffold build --file-output` JSON")
     p.add_argument("--recipe", help="run/submit: the recipe parameter (audiomcq-demo: default demo)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="run/submit: a recipe override"
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run/submit: a recipe override",
     )
     p.set_defaults(func=cmd_pipeline)
 
