@@ -1,20 +1,16 @@
-"""Generation budgets from the data, per-model prompt formats and the context check, in filtering and evaluation.
-
-The model that knows every answer is a real OpenAI-compatible server on 127.0.0.1 (the server of
-``tests/fakes/openai_stub.py``,
-answering multiple-choice questions the way a chat model does): one token per character, cut at ``max_tokens``
-(``finish_reason: length``) or at a stop string (dropped from the text, as OpenAI servers do).
-"""
+"""Generation budgets from the data and the context check, in filtering and evaluation: a long answer is never cut
+short by default (an explicit budget still cuts and counts it), the transformers engine stops at a stop string, and a
+record too long for a model's context is skipped and named. The server that knows every answer is ``MCQStub`` of
+acf/budget_helpers.py."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from fakes.openai_stub import Stub
+from acf.budget_helpers import LONG, SR, MCQStub, _endpoint, _records, _row
 
 from audiomcq.acf import FilterConfig, run_filter
 from audiomcq.cli import main
@@ -22,42 +18,6 @@ from audiomcq.data.io import read_records
 from audiomcq.errors import AudioMCQError
 from audiomcq.evaluation import EvalConfig, get_task, run_eval
 from audiomcq.jsonio import iter_jsonl, load_json
-from audiomcq.scoring import string_match
-
-SR = 16000
-# MMAU test-mini's longest answers run past 100 characters; 16 tokens of any tokenizer cannot hold this one.
-LONG = "A man speaks calmly while a crowd cheers in the background and a car horn sounds twice in the distance"
-CHOICES = [LONG, "A woman sings", "A dog barks", "Rain falls on a tin roof"]
-
-
-class MCQStub(Stub):
-    """Answers each question with a scripted reply (found by the question text in the prompt) and records every
-    request body. ``stop_reason`` True adds vLLM's field; False behaves like servers that do not send it."""
-
-    def __init__(self, replies: dict[str, str], stop_reason: bool = True) -> None:
-        self.replies, self.stop_reason = replies, stop_reason
-        self.bodies: list[dict] = []
-        super().__init__()
-
-    def answer(self, body: dict) -> tuple[int, dict, dict]:
-        with self.lock:
-            self.bodies.append(body)
-        user = body["messages"][-1]["content"]
-        text = next(t["text"] for t in user if t["type"] == "text")
-        reply = next(r for q, r in self.replies.items() if q in text)
-        choice: dict = {"index": 0, "finish_reason": "stop"}
-        cuts = [(reply.find(s), s) for s in body.get("stop") or [] if s in reply]
-        first = min(cuts, default=None)
-        if first is not None and first[0] + len(first[1]) <= body["max_tokens"]:
-            reply = reply[: first[0]]  # OpenAI servers drop the stop string
-            if self.stop_reason:
-                choice["stop_reason"] = first[1]
-        elif len(reply) > body["max_tokens"]:
-            reply, choice["finish_reason"] = reply[: body["max_tokens"]], "length"
-        elif self.stop_reason:
-            choice["stop_reason"] = None
-        choice["message"] = {"role": "assistant", "content": reply}
-        return 200, {"choices": [choice]}, {}
 
 
 @pytest.fixture
@@ -66,32 +26,6 @@ def knowing():
     stub = MCQStub({"What is heard?": f"<answer>{LONG}</answer>", "Which animal?": "<answer>A dog barks</answer>"})
     yield stub
     stub.close()
-
-
-def _records(tmp_path: Path, rows: list[dict]) -> Path:
-    """Records with one-second clips under ``tmp_path/audio``."""
-    (tmp_path / "audio").mkdir(exist_ok=True)
-    for row in rows:
-        sf.write(tmp_path / "audio" / f"{row['id']}.wav", np.zeros(SR, np.float32), SR)
-    path = tmp_path / "records.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _row(id: str, question: str, answer: str, choices: list[str] = CHOICES) -> dict:
-    return {
-        "id": id,
-        "question": question,
-        "choices": choices,
-        "answer": answer,
-        "audio_path": f"audio/{id}.wav",
-        "source_dataset": "test",
-        "question_type": "sound",
-    }
-
-
-def _endpoint(url: str, name: str = "knows", **keys) -> dict:
-    return {"path": "served", "backend": "openai", "base_url": url, "name": name, **keys}
 
 
 # --- (a) answers are never cut short -------------------------------------------------------------------------------
@@ -222,97 +156,6 @@ def test_generation_stops_at_a_stop_string_with_or_without_the_shared_prefix(fam
     assert [[is_truncated(o) for o in x] for x in shared.generate(reqs, Sampling(12, stop=(stop,)))] == [
         [is_truncated(o) for o in x] for x in stopped
     ]
-
-
-# --- (b) per-model prompt formats ----------------------------------------------------------------------------------
-KIMI_STYLE = {
-    "prompt": "{question}\n{options}",
-    "option": "({letter}) {choice}",
-    "option_sep": " ",
-    "system": "Answer with the option's letter.",
-    "audio_first": False,
-}
-
-
-def test_a_models_own_prompt_reaches_the_endpoint_verbatim_and_its_letter_maps_back(tmp_path, tiny_omni):
-    stub = MCQStub({"What is heard?": "(A)", "Which animal?": "The answer is C."})
-    try:
-        data = _records(tmp_path, [_row("long", "What is heard?", LONG), _row("dog", "Which animal?", "A dog barks")])
-        models = [_endpoint(stub.url, "kimi", **KIMI_STYLE), {"path": str(tiny_omni), "name": "ours"}]
-        stats = run_filter(
-            data, models, tmp_path, tmp_path / "out", FilterConfig(probes=("silence:2",), min_correct=1)
-        )
-    finally:
-        stub.close()
-    body = next(b for b in stub.bodies if "What is heard?" in b["messages"][1]["content"][0]["text"])  # concurrent
-    assert body["messages"][0] == {"role": "system", "content": "Answer with the option's letter."}
-    parts = body["messages"][1]["content"]
-    assert [p["type"] for p in parts] == ["text", "input_audio"]  # the text first, as this model was trained
-    options = f"(A) {LONG} (B) A woman sings (C) A dog barks (D) Rain falls on a tin roof"
-    assert parts[0]["text"] == f"What is heard?\n{options}"
-    assert "stop" not in body  # no <answer> tag asked for, so none to stop at
-    cells = [r.extra["acf"]["models"]["kimi"]["silence:2"] for r in read_records(tmp_path / "out" / "labelled.jsonl")]
-    assert [c["answers"] for c in cells] == [[LONG], ["A dog barks"]]
-    assert [c["correct"] for c in cells] == [[True], [True]] and stats["weak"] == 2
-    assert stats["models"]["kimi"]["silence:2"]["unparsed"] == 0
-
-
-def test_an_evaluated_endpoint_is_asked_its_own_way_from_the_cli(tmp_path):
-    stub = MCQStub({"What is heard?": "A", "Which animal?": "B"})  # the second one is wrong
-    config = tmp_path / "kimi.yaml"
-    config.write_text(json.dumps(_endpoint(stub.url, "kimi", **KIMI_STYLE)))  # YAML is a superset of JSON
-    data = _records(tmp_path, [_row("long", "What is heard?", LONG), _row("dog", "Which animal?", "A dog barks")])
-    try:
-        assert (
-            main(
-                [
-                    "eval",
-                    "--model-config",
-                    str(config),
-                    "--data",
-                    str(data),
-                    "--audio-root",
-                    str(tmp_path),
-                    "--out",
-                    str(tmp_path / "ev"),
-                    "--no-silence",
-                ]
-            )
-            == 0
-        )
-    finally:
-        stub.close()
-    rows = [row for _, row in iter_jsonl(tmp_path / "ev" / "synthetic" / "predictions-audio.jsonl")]
-    assert [(r["model_output"], r["raw_output"]) for r in rows] == [(LONG, "A"), ("A woman sings", "B")]
-    assert [string_match(r["answer"], r["model_output"], r["choices"]) for r in rows] == [True, False]
-    assert load_json(tmp_path / "ev" / "metrics.json")["model"] == "kimi"
-
-
-def test_a_bare_letter_is_still_no_answer_for_the_audiomcq_prompt():
-    from audiomcq.inference.formats import DEFAULT, PromptFormat
-
-    assert DEFAULT.answer("A", CHOICES) is None and not string_match(LONG, DEFAULT.prediction("A", CHOICES), CHOICES)
-    lettered = PromptFormat("{question}\n{choices_lines}\nAnswer with the letter.", system=None)
-    assert lettered.user_text("Q?", ["x", "y"]) == "Q?\nA. x\nB. y\nAnswer with the letter."
-    for said, meant in (
-        ("B", "A woman sings"),
-        ("(C) A dog barks", "A dog barks"),
-        ("answer: D", CHOICES[3]),
-        ("A dog barks", "A dog barks"),
-        ("The answer is A.", LONG),
-    ):
-        assert lettered.answer(said, CHOICES) == meant, said
-    assert lettered.answer("E", CHOICES) is None and lettered.answer("no idea", CHOICES) is None
-
-
-def test_a_prompt_template_that_cannot_be_rendered_is_refused_in_one_line():
-    from audiomcq.inference import EngineSpec
-
-    with pytest.raises(AudioMCQError, match=r"unknown placeholder\(s\) \['choice_list'\]"):
-        EngineSpec.from_dict({"path": "m", "prompt": "{question} {choice_list}"})
-    with pytest.raises(AudioMCQError, match="must show"):
-        EngineSpec.from_dict({"path": "m", "prompt": "{question} pick one"})
-    assert EngineSpec.from_dict({"path": "m", "system": None}).format.system is None  # an explicit null: none
 
 
 # --- (c) records too long for a model's context --------------------------------------------------------------------

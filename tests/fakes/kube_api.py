@@ -24,6 +24,8 @@ The controller hook: ``server.on("inferenceservices", fn)`` calls ``fn(event, ob
 acts after the API server answered. ``server.validators[plural]`` may hold a function returning a list of errors
 (-> 422 Invalid), e.g. a CRD schema check. ``server.objects[(plural, namespace, name)]`` (namespace None when
 cluster-scoped) gives direct access; ``server.add(plural, obj)`` seeds objects, ``server.logs[(ns, pod)]`` pod logs.
+
+kube_requests.py parses the paths and applies the selectors and patches; kserve_play.py plays KServe's controller.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from fakes.kube_requests import ApiError, Route, _patch, _selector
+
 Hook = Callable[[str, dict[str, Any]], None]
 CORE_KINDS = {
     "configmaps": "ConfigMap",
@@ -52,62 +56,6 @@ CORE_KINDS = {
     "serviceaccounts": "ServiceAccount",
 }
 NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-
-class ApiError(Exception):
-    """An error answered as a ``Status`` object."""
-
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details
-
-    def status(self) -> dict[str, Any]:
-        body = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            body["details"] = self.details
-        return body
-
-
-class Route:
-    """A parsed request path."""
-
-    def __init__(self, path: str) -> None:
-        parts = [p for p in path.split("/") if p]
-        if parts[:2] == ["api", "v1"]:
-            self.group, self.version, rest = "", "v1", parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) >= 4:
-            self.group, self.version, rest = parts[1], parts[2], parts[3:]
-        else:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-        self.namespace = None
-        if rest[:1] == ["namespaces"] and len(rest) >= 3:
-            self.namespace, rest = rest[1], rest[2:]
-        if not rest or len(rest) > 3:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-        self.plural = rest[0]
-        self.name = rest[1] if len(rest) > 1 else None
-        self.sub = rest[2] if len(rest) > 2 else None
-        self.custom = bool(self.group)
-
-    @property
-    def resource(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def not_found(self, name: str) -> ApiError:
-        details = {"name": name, "group": self.group, "kind": self.plural}
-        return ApiError(404, "NotFound", f'{self.resource} "{name}" not found', details)
 
 
 class KubeAPIServer:
@@ -370,111 +318,6 @@ class KubeAPIServer:
         return answer
 
 
-def _selector(text: str) -> Callable[[dict[str, str]], bool]:
-    """A label-selector predicate (equality- and set-based requirements, comma-separated, ANDed)."""
-    reqs = [r.strip() for r in re.split(r",(?![^(]*\))", text) if r.strip()]
-    tests: list[Callable[[dict[str, str]], bool]] = []
-    for req in reqs:
-        if m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", req):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
-        elif m := re.fullmatch(r"([\w./-]+)\s*(!=|==|=)\s*([\w./-]*)", req):
-            key, op, value = m.groups()
-            if op == "!=":
-                tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif m := re.fullmatch(r"(!?)([\w./-]+)", req):
-            neg, key = m.groups()
-            tests.append(lambda labels, k=key, n=bool(neg): (k in labels) != n)
-        else:
-            raise ApiError(400, "BadRequest", f"unable to parse requirement: {req!r}")
-    return lambda labels: all(t(labels) for t in tests)
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
-
-
-def _pointer(path: str) -> list[str]:
-    if path and not path.startswith("/"):
-        raise ApiError(422, "Invalid", f"json patch: bad path {path!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
-
-
-def _json_patch(doc: Any, ops: Any) -> Any:
-    """RFC 6902 JSON patch (add, remove, replace, test, copy, move)."""
-    if not isinstance(ops, list):
-        raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
-
-    def walk(path: str) -> tuple[Any, str]:
-        *parents, last = _pointer(path) or [""]
-        node = doc
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        return node, last
-
-    for op in ops:
-        try:
-            kind, path = op["op"], op["path"]
-            if kind in ("copy", "move"):
-                src, key = walk(op["from"])
-                value = src[int(key)] if isinstance(src, list) else src[key]
-                if kind == "move":
-                    del src[int(key) if isinstance(src, list) else key]
-                kind, op = "add", {"value": copy.deepcopy(value)}
-            parent, key = walk(path)
-            if kind == "test":
-                if (parent[int(key)] if isinstance(parent, list) else parent[key]) != op["value"]:
-                    raise ApiError(422, "Invalid", f"json patch: test failed at {path}")
-            elif kind == "remove":
-                del parent[int(key) if isinstance(parent, list) else key]
-            elif kind in ("add", "replace"):
-                if isinstance(parent, list):
-                    index = len(parent) if key == "-" else int(key)
-                    if kind == "add":
-                        parent.insert(index, op["value"])
-                    else:
-                        parent[index] = op["value"]
-                else:
-                    if kind == "replace" and key not in parent:
-                        raise KeyError(key)
-                    parent[key] = op["value"]
-            else:
-                raise ApiError(422, "Invalid", f"json patch: unknown op {kind!r}")
-        except (KeyError, IndexError, ValueError, TypeError) as err:
-            raise ApiError(422, "Invalid", f"json patch: cannot apply {op}: {err!r}") from None
-    return doc
-
-
-def _patch(live: dict[str, Any], body: Any, ctype: str) -> Any:
-    if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
-        return _merge(live, body)
-    if ctype == "application/json-patch+json":
-        return _json_patch(live, body)
-    raise ApiError(
-        415,
-        "UnsupportedMediaType",
-        "the body of the request was in an unknown format - accepted "
-        "media types include: application/json-patch+json, "
-        "application/merge-patch+json, application/strategic-merge-patch+json",
-    )
-
-
 def _handler(server: KubeAPIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -522,53 +365,3 @@ def _handler(server: KubeAPIServer) -> type[BaseHTTPRequestHandler]:
             self._serve("DELETE")
 
     return Handler
-
-
-def play_kserve(server: KubeAPIServer, url_for: Callable[[dict[str, Any]], str]) -> None:
-    """Play KServe's controller (Serverless mode) for InferenceServices: each new predictor spec becomes a revision
-    (a change of ``canaryTrafficPercent`` alone moves traffic, no new revision); with a canary share and a revision
-    already rolled out, the new one gets the share and the old one the rest, else all of it. The status is Ready,
-    with ``observedGeneration``, the revisions, traffic (the latest revision tagged ``latest`` with its own URL,
-    ``url_for(obj)``) and the service URL."""
-    revisions: dict[str, list[str]] = {}  # name -> predictor specs (without the canary share), in order
-
-    def hook(event: str, obj: dict[str, Any]) -> None:
-        if event == "DELETED":
-            revisions.pop(obj["metadata"]["name"], None)
-            return
-        name, generation = obj["metadata"]["name"], obj["metadata"]["generation"]
-        status = obj.get("status") or {}
-        if status.get("observedGeneration") == generation:
-            return
-        predictor = {k: v for k, v in obj["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
-        specs = revisions.setdefault(name, [])
-        key = json.dumps(predictor, sort_keys=True)
-        if not specs or specs[-1] != key:
-            specs.append(key)
-        revision = f"{name}-predictor-{len(specs):05d}"
-        before = (status.get("components") or {}).get("predictor") or {}
-        rolled = before.get("latestRolledoutRevision")
-        canary = obj["spec"]["predictor"].get("canaryTrafficPercent")
-        url = url_for(obj)
-        traffic = [{"revisionName": revision, "latestRevision": True, "tag": "latest", "url": url, "percent": 100}]
-        if canary is not None and rolled and rolled != revision:
-            traffic[0]["percent"] = canary
-            traffic.append({"revisionName": rolled, "latestRevision": False, "tag": "prev", "percent": 100 - canary})
-        else:
-            rolled = revision
-        ready = [{"type": t, "status": "True"} for t in ("IngressReady", "PredictorReady", "Ready")]
-        obj["status"] = {
-            "observedGeneration": generation,
-            "url": f"http://{name}.{obj['metadata'].get('namespace')}.example.com",
-            "conditions": ready,
-            "components": {
-                "predictor": {
-                    "latestCreatedRevision": revision,
-                    "latestReadyRevision": revision,
-                    "latestRolledoutRevision": rolled,
-                    "traffic": traffic,
-                }
-            },
-        }
-
-    server.on("inferenceservices", hook)

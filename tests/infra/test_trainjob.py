@@ -289,7 +289,7 @@ def test_trainjob_node_pods_pass_pod_security_restricted_with_a_read_only_root_f
     the staging area AUDIOMCQ_STAGING names. The TrainJob holds only fields the CRD declares (strictly: one it does
     not would be pruned and do nothing); the node pod, the torch runtime's node job with the patch and the
     trainer's image and resources, is a valid Pod that passes "restricted" where the runtime's alone does not."""
-    from deploy.test_manifests import pod_security_problems, schema_problems
+    from deploy.k8s_checks import pod_security_problems, schema_problems
 
     from audiomcq.infra import storage
 
